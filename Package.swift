@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Torus", targets: ["Torus"]),
+        .executable(name: "torus-echo", targets: ["torus-echo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
@@ -29,6 +30,29 @@ let package = Package(
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "DemoSupport",
+            dependencies: ["Torus", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Demos/DemoSupport",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "torus-echo",
+            dependencies: ["Torus", "DemoSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Demos/torus-echo",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "TorusTestSupport",
+            dependencies: ["Torus"],
+            path: "Tests/TorusTestSupport",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TorusTests",
+            dependencies: ["Torus", "TorusTestSupport", "CLiburing"],
             swiftSettings: strict
         ),
     ]

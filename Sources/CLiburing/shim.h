@@ -9,6 +9,7 @@
 #define TORUS_CLIBURING_SHIM_H
 
 #include <features.h>
+#include <pthread.h>
 #include <errno.h>
 #include <string.h>
 #include <stdlib.h>
@@ -16,6 +17,8 @@
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -24,6 +27,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <linux/time_types.h>
+#include <linux/stat.h>
 #include <liburing.h>
 
 /* IOSQE_* are macros built from enum bits; they do not import. */
@@ -73,6 +77,33 @@ torus_free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br,
     int ret = io_uring_unregister_buf_ring(ring, bgid);
     munmap(br, (size_t)entries * sizeof(struct io_uring_buf));
     return ret;
+}
+
+#ifndef AT_EMPTY_PATH
+#define AT_EMPTY_PATH 0x1000
+#endif
+static const int TORUS_AT_EMPTY_PATH = AT_EMPTY_PATH;
+
+/* Wakes a loop sleeping on its eventfd. */
+static inline void torus_eventfd_signal(int fd) {
+    uint64_t one = 1;
+    ssize_t r = write(fd, &one, sizeof(one));
+    (void)r;
+}
+
+/*
+ * Enables a ring created with IORING_SETUP_R_DISABLED (liburing 2.3 declares
+ * io_uring_enable_rings but its shared library does not export it). With
+ * SINGLE_ISSUER, the calling thread becomes the ring's only submitter.
+ */
+static inline int torus_enable_rings(struct io_uring *ring) {
+    long r = syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+    return r < 0 ? -errno : (int)r;
+}
+
+/* Names the calling thread (shown by top -H, perf, gdb). */
+static inline void torus_set_thread_name(const char *name) {
+    prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
 }
 
 /* errno is a macro over a thread-local; give Swift a function. */

@@ -1,0 +1,77 @@
+import CLiburing
+/// The single source of truth for who owns what inside one event loop.
+///
+/// Every SQE, every final CQE, every cancel and park, and every buffer that moves
+/// between pool, application and kernel is counted here, on the loop thread, as it
+/// happens. Nothing else in Torus keeps a parallel count. `snapshot()` copies the
+/// counters; the loop's shutdown asserts the result is quiescent.
+///
+/// Thread confinement: mutated only on the owning loop's thread. Read it from
+/// elsewhere through `EventLoop.ledgerSnapshot()`.
+final class Ledger {
+    private(set) var state = LedgerSnapshot()
+    #if DEBUG
+    /// Debug builds: for every buffer away from its pool, the site that took it.
+    private var holderSites: [Int: String] = [:]
+    #endif
+
+    @inline(__always) func submitted(_ kind: OperationKind) { state.operations[kind.rawValue].submitted += 1 }
+    @inline(__always) func completed(_ kind: OperationKind) { state.operations[kind.rawValue].completed += 1 }
+    @inline(__always) func cancelled(_ kind: OperationKind) { state.operations[kind.rawValue].cancelled += 1 }
+    @inline(__always) func parked(_ kind: OperationKind) { state.operations[kind.rawValue].parked += 1 }
+    @inline(__always) func unparked(_ kind: OperationKind) { state.operations[kind.rawValue].parked -= 1 }
+
+    @inline(__always) func connectionOpened() { state.connections += 1 }
+    @inline(__always) func connectionClosed() { state.connections -= 1 }
+    @inline(__always) func listenerOpened() { state.listeners += 1 }
+    @inline(__always) func listenerClosed() { state.listeners -= 1 }
+    @inline(__always) func cqOverflowed() { state.cqOverflows += 1 }
+    @inline(__always) func busySubmit() { state.busySubmits += 1 }
+    @inline(__always) func noBuffers() { state.noBufferReceives += 1 }
+
+    /// A pool created `count` buffers totalling `bytes`.
+    func buffersAdded(_ pool: BufferPoolKind, count: Int, bytes: Int) {
+        state.buffers[pool.rawValue].pool += count
+        state.buffers[pool.rawValue].capacity += bytes
+    }
+
+    /// A pool destroyed `count` free buffers.
+    func buffersRemoved(_ pool: BufferPoolKind, count: Int, bytes: Int) {
+        state.buffers[pool.rawValue].pool -= count
+        state.buffers[pool.rawValue].capacity -= bytes
+    }
+
+    /// Owners a buffer can move between.
+    enum Owner { case pool, application, kernel }
+
+    /// Moves one buffer of `pool` from one owner to another. `key` identifies the
+    /// buffer (for debug holder sites), `site` says who takes it.
+    @inline(__always)
+    func move(_ pool: BufferPoolKind, from: Owner, to: Owner, key: Int, site: @autoclosure () -> String) {
+        adjust(pool, from, -1)
+        adjust(pool, to, +1)
+        #if DEBUG
+        let k = key << 1 | pool.rawValue
+        if to == .pool { holderSites[k] = nil } else { holderSites[k] = site() }
+        #endif
+    }
+
+    @inline(__always)
+    private func adjust(_ pool: BufferPoolKind, _ owner: Owner, _ delta: Int) {
+        switch owner {
+        case .pool: state.buffers[pool.rawValue].pool += delta
+        case .application: state.buffers[pool.rawValue].application += delta
+        case .kernel: state.buffers[pool.rawValue].kernel += delta
+        }
+    }
+
+    func snapshot() -> LedgerSnapshot {
+        var s = state
+        #if DEBUG
+        s.holders = holderSites.map { key, site in
+            "\(BufferPoolKind(rawValue: key & 1) ?? .received) buffer #\(key >> 1) held by \(site)"
+        }.sorted()
+        #endif
+        return s
+    }
+}

@@ -1,0 +1,148 @@
+import CLiburing
+/// Counters for one operation kind.
+public struct OperationCounters: Sendable, Equatable, Codable {
+    /// SQEs prepared for the kernel.
+    public var submitted: Int = 0
+    /// Final CQEs received (a multishot counts once, when it ends).
+    public var completed: Int = 0
+    /// Cancel requests issued against operations of this kind.
+    public var cancelled: Int = 0
+    /// Operations whose owner gave up and that still wait for their final CQE.
+    public var parked: Int = 0
+    /// Submitted but not yet finally completed: owned by the kernel.
+    public var inFlight: Int { submitted - completed }
+
+    public init() {}
+
+    public static func + (a: Self, b: Self) -> Self {
+        var r = a
+        r.submitted += b.submitted
+        r.completed += b.completed
+        r.cancelled += b.cancelled
+        r.parked += b.parked
+        return r
+    }
+}
+
+/// Where the buffers of one pool are, at one moment. Every buffer is in exactly one place.
+public struct BufferCounters: Sendable, Equatable, Codable {
+    /// Free, in the pool (for the provided ring: posted to the kernel, not yet filled).
+    public var pool: Int = 0
+    /// Handed to application code (a handler holding received bytes, queued writes).
+    public var application: Int = 0
+    /// Inside an in-flight operation.
+    public var kernel: Int = 0
+    /// Bytes ever allocated for this pool (grows only when the pool grows).
+    public var capacity: Int = 0
+
+    public init() {}
+
+    public var total: Int { pool + application + kernel }
+
+    public static func + (a: Self, b: Self) -> Self {
+        var r = a
+        r.pool += b.pool
+        r.application += b.application
+        r.kernel += b.kernel
+        r.capacity += b.capacity
+        return r
+    }
+}
+
+/// The buffer pools the ledger tracks.
+public enum BufferPoolKind: Int, CaseIterable, Sendable, Codable, CustomStringConvertible {
+    /// The provided buffer ring that multishot receives fill.
+    case received
+    /// Chunks that hold outbound bytes (write queues, file reads).
+    case outbound
+
+    public var description: String { self == .received ? "received" : "outbound" }
+}
+
+/// A consistent copy of one or more loops' ledgers.
+///
+/// Taken on the loop thread (or after the loop has stopped), so every counter is from
+/// the same instant. Sendable: pass it anywhere, print it, encode it as JSON.
+public struct LedgerSnapshot: Sendable, Equatable, Codable, CustomStringConvertible {
+    /// Indexed by `OperationKind.rawValue`.
+    public var operations: [OperationCounters]
+    /// Indexed by `BufferPoolKind.rawValue`.
+    public var buffers: [BufferCounters]
+    /// Open connections (TCP and Unix) and listeners.
+    public var connections: Int
+    public var listeners: Int
+    /// Times the CQ overflowed, submits that met -EBUSY, receives that met -ENOBUFS.
+    public var cqOverflows: Int
+    public var busySubmits: Int
+    public var noBufferReceives: Int
+    /// Debug builds: who holds each buffer that is away from its pool.
+    public var holders: [String]
+
+    public init() {
+        operations = Array(repeating: OperationCounters(), count: OperationKind.allCases.count)
+        buffers = Array(repeating: BufferCounters(), count: BufferPoolKind.allCases.count)
+        connections = 0
+        listeners = 0
+        cqOverflows = 0
+        busySubmits = 0
+        noBufferReceives = 0
+        holders = []
+    }
+
+    public subscript(kind: OperationKind) -> OperationCounters { operations[kind.rawValue] }
+    public subscript(pool: BufferPoolKind) -> BufferCounters { buffers[pool.rawValue] }
+
+    /// Operations owned by the kernel right now, all kinds.
+    public var inFlight: Int { operations.reduce(0) { $0 + $1.inFlight } }
+    public var parked: Int { operations.reduce(0) { $0 + $1.parked } }
+    /// Buffers away from their pools (application + kernel), all pools.
+    public var buffersOut: Int { buffers.reduce(0) { $0 + $1.application + $1.kernel } }
+
+    /// Nothing in flight, nothing parked, every buffer home, no connection open.
+    public var isQuiescent: Bool {
+        inFlight == 0 && parked == 0 && buffersOut == 0 && connections == 0 && listeners == 0
+    }
+
+    /// Sums snapshots of several loops.
+    public static func + (a: Self, b: Self) -> Self {
+        var r = a
+        for i in r.operations.indices { r.operations[i] = a.operations[i] + b.operations[i] }
+        for i in r.buffers.indices { r.buffers[i] = a.buffers[i] + b.buffers[i] }
+        r.connections += b.connections
+        r.listeners += b.listeners
+        r.cqOverflows += b.cqOverflows
+        r.busySubmits += b.busySubmits
+        r.noBufferReceives += b.noBufferReceives
+        r.holders += b.holders
+        return r
+    }
+
+    /// A human-readable table: one line per operation kind that was used, one per pool.
+    public var description: String {
+        var lines = ["ledger: \(isQuiescent ? "quiescent" : "NOT quiescent") — in flight \(inFlight), parked \(parked), buffers out \(buffersOut), connections \(connections), listeners \(listeners)"]
+        lines.append("  operation        submitted  completed  cancelled  in-flight  parked")
+        for kind in OperationKind.allCases {
+            let c = self[kind]
+            guard c.submitted > 0 || c.parked > 0 else { continue }
+            lines.append("  " + pad(kind.description, 15) + num(c.submitted) + num(c.completed)
+                         + num(c.cancelled) + num(c.inFlight) + num(c.parked, 8))
+        }
+        lines.append("  buffers          pool       application kernel    capacity")
+        for pool in BufferPoolKind.allCases {
+            let b = self[pool]
+            lines.append("  " + pad(pool.description, 15) + num(b.pool) + num(b.application)
+                         + num(b.kernel) + num(b.capacity))
+        }
+        lines.append("  events: cq overflows \(cqOverflows), busy submits \(busySubmits), ENOBUFS receives \(noBufferReceives)")
+        for h in holders.prefix(20) { lines.append("  held: \(h)") }
+        return lines.joined(separator: "\n")
+    }
+
+    private func pad(_ s: String, _ n: Int) -> String {
+        s.count >= n ? s : s + String(repeating: " ", count: n - s.count)
+    }
+    private func num(_ v: Int, _ w: Int = 11) -> String {
+        let s = String(v)
+        return String(repeating: " ", count: Swift.max(1, w - s.count)) + s
+    }
+}

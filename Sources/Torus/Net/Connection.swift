@@ -1,0 +1,447 @@
+import CLiburing
+
+/// A connected stream socket (TCP or Unix) driven by one loop.
+///
+/// Inbound: one multishot `recv` selecting buffers from the loop's provided buffer
+/// ring, armed while the connection is open and reading is not paused; each CQE's
+/// bytes go to the handler and the buffer goes back to the ring right after.
+///
+/// Outbound: `send` copies bytes into pooled chunks at the tail of the write queue
+/// (or appends a `SharedBytes` reference without copying); the loop flushes each
+/// dirty queue once per iteration as a single `sendmsg` over up to 64 iovecs, so
+/// many small writes become one syscall-free submission. One send is in flight at a
+/// time, which keeps bytes in order.
+///
+/// Closing: `close()` releases the queue, cancels the fd's operations
+/// (`ASYNC_CANCEL_FD | ALL`), parks their slots, and closes the fd only when the last
+/// of them has completed; then `closed` runs. Every path (peer reset, EOF, error,
+/// timeouts, loop shutdown) ends there.
+///
+/// Threading: loop thread only, except where a method says otherwise.
+public final class Connection: @unchecked Sendable, CompletionTarget, LoopResource {
+    public let loop: EventLoop
+    public let fd: Int32
+    public let options: SocketOptions
+    /// The handler that receives events (EventMachine face).
+    public var handler: (any ConnectionHandler)?
+    /// Application state attached to the connection (the library never touches it).
+    public var context: AnyObject?
+
+    enum State { case open, closing, closed }
+    private(set) var state = State.open
+
+    // Receiving.
+    private var recvUserData: UInt64 = 0
+    private var recvArmed = false
+    private var readPaused = false
+    private var inputEnded = false
+
+    // Sending.
+    struct Entry {
+        var base: UnsafeRawPointer
+        var start: Int
+        var end: Int
+        var chunk: Int32
+        var shared: SharedBytes?
+        var lent = false
+    }
+    private var queue = RingBuffer<Entry>(capacity: 8)
+    /// Bytes queued and not yet acknowledged by a send completion.
+    public private(set) var queuedBytes = 0
+    private var sendUserData: UInt64 = 0
+    private var sendInFlight = false
+    private var entriesInFlight = 0
+    private static let maxIOV = 64
+    private let iov: UnsafeMutablePointer<iovec>
+    private let msg: UnsafeMutablePointer<msghdr>
+    var dirty = false
+    private var closeWhenFlushed = false
+    private var shutdownWhenFlushed = false
+    private var shutdownInFlight = false
+    private var aboveHighWater = false
+
+    // Liveness.
+    var lastReceive: UInt64
+    var lastSendProgress: UInt64
+    private var closeError: (any Error)?
+
+    enum Tag: UInt32 { case recv, send, shutdown }
+
+    init(loop: EventLoop, fd: Int32, options: SocketOptions) {
+        self.loop = loop
+        self.fd = fd
+        self.options = options
+        iov = .allocate(capacity: Self.maxIOV)
+        msg = .allocate(capacity: 1)
+        msg.initialize(to: msghdr())
+        msg.pointee.msg_iov = iov
+        lastReceive = loop.now
+        lastSendProgress = lastReceive
+    }
+
+    deinit {
+        iov.deallocate()
+        msg.deallocate()
+    }
+
+    /// Registers with the loop, tells the handler, and starts receiving.
+    func start() {
+        loop.ledger.connectionOpened()
+        loop.resources[ObjectIdentifier(self)] = self
+        if options.idleTimeout != nil || options.sendTimeout != nil { loop.watch(self) }
+        handler?.connected(self)
+        if state == .open && !readPaused { armRecv() }
+    }
+
+    /// The peer's address, if the socket still knows it.
+    public var remoteAddress: SocketAddress? { SocketAddress.peer(of: fd) }
+    public var localAddress: SocketAddress? { SocketAddress.local(of: fd) }
+    public var isOpen: Bool { state == .open }
+    /// False while the write queue is above its high water mark.
+    public var isWritable: Bool { !aboveHighWater }
+
+    // MARK: Receiving
+
+    private func armRecv() {
+        recvArmed = true
+        let group = loop.receiveBuffers.groupID
+        recvUserData = loop.submit(.recv, target: self, tag: Tag.recv.rawValue) { sqe in
+            io_uring_prep_recv_multishot(sqe, fd, nil, 0, 0)
+            sqe.pointee.flags |= TORUS_IOSQE_BUFFER_SELECT
+            sqe.pointee.buf_group = group
+        }
+    }
+
+    /// Stops receiving (backpressure): the multishot receive is cancelled and not
+    /// re-armed; bytes stay in the kernel's socket buffer and TCP flow control slows
+    /// the peer. Bytes already completed are still delivered.
+    public func pauseReading() {
+        guard !readPaused else { return }
+        readPaused = true
+        if recvArmed { loop.cancel(recvUserData) }
+    }
+
+    /// Starts receiving again after `pauseReading`.
+    public func resumeReading() {
+        guard readPaused else { return }
+        readPaused = false
+        if state == .open && !recvArmed && !inputEnded { armRecv() }
+    }
+
+    private func completeRecv(_ c: Completion, final: Bool) {
+        if final { recvArmed = false }
+        if c.hasBuffer {
+            let bid = c.bufferID
+            if state == .open && c.result > 0 {
+                lastReceive = loop.now
+                let ledger = loop.ledger
+                ledger.move(.received, from: .pool, to: .application, key: Int(bid), site: "recv on fd \(fd)")
+                handler?.received(ReceivedBytes(loop.receiveBuffers.bytes(bid, length: Int(c.result))), from: self)
+                ledger.move(.received, from: .application, to: .pool, key: Int(bid), site: "")
+            }
+            loop.receiveBuffers.recycle(bid)
+        }
+        if state != .open {
+            if final { finishCloseIfIdle() }
+            return
+        }
+        if c.result == 0 {
+            inputEnded = true
+            if let handler { handler.inputClosed(self) } else { close() }
+            return
+        }
+        if c.result < 0 {
+            switch -c.result {
+            case ENOBUFS:
+                // The ring ran dry; nothing was lost (the bytes wait in the socket).
+                loop.ledger.noBuffers()
+            case ECANCELED:
+                break
+            default:
+                close(error: IOError(result: c.result, "recv"))
+                return
+            }
+        }
+        if final && state == .open && !readPaused && !inputEnded { armRecv() }
+    }
+
+    // MARK: Sending
+
+    /// Queues a copy of `bytes`. Returns false when the connection is closing or the
+    /// outbound pool is exhausted (the connection is then closed with `ENOBUFS`).
+    @discardableResult
+    public func send(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard state == .open, !closeWhenFlushed, !shutdownWhenFlushed else { return false }
+        guard bytes.count > 0, var src = bytes.baseAddress else { return true }
+        var remaining = bytes.count
+        let pool = loop.outbound
+        let chunkSize = pool.chunkSize
+        if queue.count > 0 {
+            let last = queue.count - 1
+            let tail = queue[last]
+            if tail.chunk >= 0 && tail.end < chunkSize {
+                let n = Swift.min(remaining, chunkSize - tail.end)
+                UnsafeMutableRawPointer(mutating: tail.base + tail.end).copyMemory(from: src, byteCount: n)
+                queue[last].end += n
+                src += n
+                remaining -= n
+            }
+        }
+        while remaining > 0 {
+            guard let chunk = pool.take(site: "write queue of fd \(fd)") else {
+                close(error: IOError(errno: ENOBUFS, "send: outbound pool exhausted"))
+                return false
+            }
+            let base = pool.base(chunk)
+            let n = Swift.min(remaining, chunkSize)
+            base.copyMemory(from: src, byteCount: n)
+            queue.append(Entry(base: UnsafeRawPointer(base), start: 0, end: n, chunk: chunk, shared: nil))
+            src += n
+            remaining -= n
+        }
+        enqueued(bytes.count)
+        return true
+    }
+
+    @discardableResult
+    public func send(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { send($0) }
+    }
+
+    @discardableResult
+    public func send(_ string: String) -> Bool {
+        var s = string
+        return s.withUTF8 { send(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Queues shared bytes without copying them (broadcast): the queue holds a
+    /// reference until the kernel has sent them.
+    @discardableResult
+    public func send(_ shared: SharedBytes) -> Bool {
+        guard state == .open, !closeWhenFlushed, !shutdownWhenFlushed else { return false }
+        guard shared.count > 0 else { return true }
+        queue.append(Entry(base: shared.baseAddress, start: 0, end: shared.count, chunk: -1, shared: shared))
+        enqueued(shared.count)
+        return true
+    }
+
+    func appendChunk(_ chunk: Int32, base: UnsafeMutableRawPointer, count: Int) -> Bool {
+        guard state == .open, !closeWhenFlushed, !shutdownWhenFlushed else {
+            loop.outbound.give(chunk)
+            return false
+        }
+        queue.append(Entry(base: UnsafeRawPointer(base), start: 0, end: count, chunk: chunk, shared: nil))
+        enqueued(count)
+        return true
+    }
+
+    private func enqueued(_ n: Int) {
+        if queuedBytes == 0 { lastSendProgress = loop.now }
+        queuedBytes += n
+        if queuedBytes > options.writeHighWater { aboveHighWater = true }
+        markDirty()
+    }
+
+    @inline(__always)
+    private func markDirty() {
+        if !dirty {
+            dirty = true
+            loop.dirtyConnections.append(self)
+        }
+    }
+
+    /// Submits one `sendmsg` for the front of the queue (called by the loop once per
+    /// iteration for each connection that queued bytes, and after each send).
+    func flush() {
+        dirty = false
+        guard state == .open, !sendInFlight else { return }
+        if queue.isEmpty {
+            finishWritingIfDone()
+            return
+        }
+        let n = Swift.min(queue.count, Self.maxIOV)
+        let pool = loop.outbound
+        for i in 0..<n {
+            let e = queue[i]
+            iov[i] = iovec(iov_base: UnsafeMutableRawPointer(mutating: e.base + e.start), iov_len: e.end - e.start)
+            if e.chunk >= 0 && !e.lent {
+                pool.lend(e.chunk, site: "sendmsg on fd \(fd)")
+                queue[i].lent = true
+            }
+        }
+        msg.pointee.msg_iovlen = n
+        entriesInFlight = n
+        sendInFlight = true
+        sendUserData = loop.submit(.send, target: self, tag: Tag.send.rawValue) { sqe in
+            io_uring_prep_sendmsg(sqe, fd, msg, UInt32(MSG_NOSIGNAL))
+        }
+    }
+
+    private func completeSend(_ c: Completion) {
+        sendInFlight = false
+        // The kernel is done with every chunk of this send.
+        let pool = loop.outbound
+        for i in 0..<Swift.min(entriesInFlight, queue.count) where queue[i].lent {
+            pool.reclaim(queue[i].chunk, site: "write queue of fd \(fd)")
+            queue[i].lent = false
+        }
+        entriesInFlight = 0
+        if state != .open {
+            releaseQueue()
+            finishCloseIfIdle()
+            return
+        }
+        guard c.result >= 0 else {
+            close(error: IOError(result: c.result, "send"))
+            return
+        }
+        consume(Int(c.result))
+        if c.result > 0 { lastSendProgress = loop.now }
+        if aboveHighWater && queuedBytes <= options.writeLowWater {
+            aboveHighWater = false
+            handler?.writable(self)
+            guard state == .open else { return }
+        }
+        flush()
+    }
+
+    private func consume(_ count: Int) {
+        var n = count
+        queuedBytes -= n
+        while n > 0, queue.count > 0 {
+            let len = queue[0].end - queue[0].start
+            if n >= len {
+                n -= len
+                if let e = queue.popFirst(), e.chunk >= 0 { loop.outbound.give(e.chunk) }
+            } else {
+                queue[0].start += n
+                n = 0
+            }
+        }
+    }
+
+    /// Drops every queued entry the kernel does not hold (close path).
+    private func releaseQueue() {
+        let keep = sendInFlight ? entriesInFlight : 0
+        while queue.count > keep {
+            if let e = queue.popLast(), e.chunk >= 0 { loop.outbound.give(e.chunk) }
+        }
+        if keep == 0 { queuedBytes = 0 }
+    }
+
+    private func finishWritingIfDone() {
+        guard queue.isEmpty, !sendInFlight else { return }
+        if closeWhenFlushed {
+            close()
+        } else if shutdownWhenFlushed && !shutdownInFlight {
+            shutdownInFlight = true
+            loop.submit(.shutdown, target: self, tag: Tag.shutdown.rawValue) { sqe in
+                io_uring_prep_shutdown(sqe, fd, Int32(SHUT_WR))
+            }
+        }
+    }
+
+    /// Closes once every queued byte has been sent (EventMachine's
+    /// `close_connection_after_writing`).
+    public func closeAfterWriting() {
+        guard state == .open else { return }
+        closeWhenFlushed = true
+        if queue.isEmpty && !sendInFlight { close() } else { markDirty() }
+    }
+
+    /// Half-close: sends FIN after the queued bytes; receiving continues.
+    public func shutdownWriting() {
+        guard state == .open, !shutdownWhenFlushed else { return }
+        shutdownWhenFlushed = true
+        markDirty()
+    }
+
+    // MARK: Closing
+
+    /// Closes now: queued bytes are dropped, in-flight operations cancelled, the fd
+    /// closed after their last completion, then `closed` runs. Idempotent.
+    public func close(error: (any Error)? = nil) {
+        guard state == .open else { return }
+        state = .closing
+        closeError = error
+        releaseQueue()
+        loop.unwatch(self)
+        var inFlight = false
+        if recvArmed {
+            loop.ledger.cancelled(.recv)
+            loop.park(recvUserData)
+            inFlight = true
+        }
+        if sendInFlight {
+            loop.ledger.cancelled(.send)
+            loop.park(sendUserData)
+            inFlight = true
+        }
+        if shutdownInFlight { inFlight = true }
+        if inFlight {
+            loop.cancelAll(fd: fd)
+        } else {
+            finishCloseIfIdle()
+        }
+    }
+
+    private func finishCloseIfIdle() {
+        guard state == .closing, !recvArmed, !sendInFlight, !shutdownInFlight else { return }
+        state = .closed
+        queue.removeAll()
+        queuedBytes = 0
+        loop.closeDescriptor(fd)
+        loop.ledger.connectionClosed()
+        loop.resources[ObjectIdentifier(self)] = nil
+        let h = handler
+        handler = nil
+        h?.closed(self, error: closeError)
+    }
+
+    func loopIsStopping() { close(error: LoopStoppedError()) }
+
+    // MARK: Completions
+
+    func complete(_ completion: Completion, tag: UInt32, final: Bool, loop: EventLoop) {
+        switch Tag(rawValue: tag) {
+        case .recv: completeRecv(completion, final: final)
+        case .send: completeSend(completion)
+        case .shutdown:
+            shutdownInFlight = false
+            if state != .open { finishCloseIfIdle() }
+        case nil: break
+        }
+    }
+
+    /// Called by the loop's liveness sweep.
+    func checkDeadlines(now: UInt64) {
+        if let idle = options.idleTimeout, now &- lastReceive > idle.nanoseconds {
+            close(error: TimeoutError("idle"))
+        } else if let send = options.sendTimeout, queuedBytes > 0, now &- lastSendProgress > send.nanoseconds {
+            close(error: TimeoutError("send"))
+        }
+    }
+}
+
+/// The loop stopped while the connection was open.
+public struct LoopStoppedError: Error, Sendable, CustomStringConvertible {
+    public init() {}
+    public var description: String { "event loop stopped" }
+}
+
+extension Connection {
+    /// Queues a pooled chunk without copying it: the write queue takes ownership and
+    /// returns the chunk to the pool once the kernel has sent it.
+    @discardableResult
+    public func send(_ buffer: consuming PooledBuffer) -> Bool {
+        let index = buffer.index
+        let base = buffer.base
+        let count = buffer.count
+        _ = consume buffer
+        guard isOpen, count > 0 else {
+            loop.outbound.give(index)
+            return count == 0 && isOpen
+        }
+        return appendChunk(index, base: base, count: count)
+    }
+}

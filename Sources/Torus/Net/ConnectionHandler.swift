@@ -1,0 +1,50 @@
+import CLiburing
+/// The EventMachine-style face of a connection: the loop calls these as things happen.
+///
+/// All methods run on the connection's loop thread. A handler is owned by its
+/// connection from `connected` until `closed` (the connection drops it right after
+/// `closed`, breaking any reference cycle).
+public protocol ConnectionHandler: AnyObject {
+    /// The connection is open and receiving.
+    func connected(_ connection: Connection)
+    /// Bytes arrived. `bytes` is borrowed from the loop's provided buffer ring and goes
+    /// back to the kernel when this returns: copy what you keep.
+    func received(_ bytes: ReceivedBytes, from connection: Connection)
+    /// The peer finished sending (FIN). The default closes after pending writes.
+    func inputClosed(_ connection: Connection)
+    /// The write queue drained below the low water mark after having been above the
+    /// high water mark: produce more.
+    func writable(_ connection: Connection)
+    /// The connection is closed and its fd released; `error` says why (nil: an
+    /// orderly close). Every buffer it held is back in its pool.
+    func closed(_ connection: Connection, error: (any Error)?)
+}
+
+extension ConnectionHandler {
+    public func connected(_ connection: Connection) {}
+    public func inputClosed(_ connection: Connection) { connection.closeAfterWriting() }
+    public func writable(_ connection: Connection) {}
+    public func closed(_ connection: Connection, error: (any Error)?) {}
+}
+
+/// Received bytes, borrowed from the loop's provided buffer ring for the duration of
+/// one `received` call. Do not let it (or `unsafeBytes`) escape the call.
+public struct ReceivedBytes: RandomAccessCollection {
+    /// The underlying bytes, valid only during the handler call.
+    public let unsafeBytes: UnsafeRawBufferPointer
+
+    @inline(__always)
+    public init(_ bytes: UnsafeRawBufferPointer) { unsafeBytes = bytes }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { unsafeBytes.count }
+    @inline(__always)
+    public subscript(position: Int) -> UInt8 { unsafeBytes[position] }
+
+    /// A copy that the application owns.
+    public func copy() -> [UInt8] { Array(unsafeBytes) }
+
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(unsafeBytes)
+    }
+}
