@@ -52,7 +52,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TorusTests",
-            dependencies: ["Torus", "TorusTestSupport", "CLiburing"],
+            dependencies: ["Torus", "TorusTestSupport", "CLiburing", "torus-echo"],
             swiftSettings: strict
         ),
     ]

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import Torus
 
@@ -71,4 +72,18 @@ public func eventually(timeout: Duration = .seconds(10), _ condition: () async -
         try? await Task.sleep(for: .milliseconds(10))
     }
     return await condition()
+}
+
+/// A value shared between test code and loop threads, behind a lock.
+public final class Locked<Value: Sendable>: @unchecked Sendable {
+    private var value: Value
+    private let lock = NSLock()
+    public init(_ value: Value) { self.value = value }
+    @discardableResult
+    public func withLock<R>(_ body: (inout Value) -> R) -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
+    }
+    public var current: Value { withLock { $0 } }
 }

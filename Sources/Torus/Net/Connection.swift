@@ -1,4 +1,5 @@
 import CLiburing
+import Glibc
 
 /// A connected stream socket (TCP or Unix) driven by one loop.
 ///
@@ -383,6 +384,14 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
         } else {
             finishCloseIfIdle()
         }
+    }
+
+    /// Aborts the connection: the peer gets an RST instead of a FIN (`SO_LINGER` 0).
+    public func reset() {
+        guard state == .open else { return }
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(error: IOError(errno: ECONNRESET, "reset by application"))
     }
 
     private func finishCloseIfIdle() {

@@ -15,9 +15,16 @@ public final class Server: Sendable {
     public static func start(on group: EventLoopGroup, address: SocketAddress,
                              options: SocketOptions = SocketOptions(),
                              makeHandler: @escaping @Sendable (Connection) -> any ConnectionHandler) throws -> Server {
+        try start(on: group.loops, address: address, options: options, makeHandler: makeHandler)
+    }
+
+    /// The same on an explicit list of loops (one listener each).
+    public static func start(on loops: [EventLoop], address: SocketAddress,
+                             options: SocketOptions = SocketOptions(),
+                             makeHandler: @escaping @Sendable (Connection) -> any ConnectionHandler) throws -> Server {
         var listeners: [Listener] = []
         var bound = address
-        for loop in group.loops {
+        for loop in loops {
             let target = bound
             let result: Result<Listener, any Error> = loop.runAndWait {
                 do {
@@ -44,7 +51,7 @@ public final class Server: Sendable {
     public static func start(on group: EventLoopGroup, address: SocketAddress,
                              options: SocketOptions = SocketOptions(),
                              serve: @escaping @Sendable (AsyncConnection) async -> Void) throws -> Server {
-        try start(on: group, address: address, options: options) { connection in
+        try start(on: group.loops, address: address, options: options) { connection in
             let async = AsyncConnection(connection)
             Task(executorPreference: connection.loop) { await serve(async) }
             return connection.handler ?? ClosingHandler()
