@@ -16,6 +16,24 @@ public struct CommonOptions: ParsableArguments, Sendable {
     @Option(help: "Lower the open-file limit (RLIMIT_NOFILE) first; for resource-exhaustion tests.")
     public var nofile: Int?
 
+    @Option(help: "TCP keepalive: seconds idle before the first probe (0: keepalive off).")
+    public var keepaliveIdle: Int32 = 60
+
+    @Option(help: "TCP keepalive: seconds between probes.")
+    public var keepaliveInterval: Int32 = 10
+
+    @Option(help: "TCP keepalive: unanswered probes before the link is declared dead.")
+    public var keepaliveCount: Int32 = 5
+
+    @Option(help: "TCP_USER_TIMEOUT in milliseconds: how long sent data may stay unacknowledged (0: kernel default).")
+    public var userTimeoutMs: Int = 60_000
+
+    @Option(help: "Close a connection whose queued output makes no progress for this many seconds (0: never).")
+    public var sendTimeout: Int = 60
+
+    @Option(help: "Print a one-line ledger summary every N seconds (0: never).")
+    public var statsInterval: Int = 0
+
     public init() {}
 
     /// The loop configuration these options describe.
@@ -23,6 +41,17 @@ public struct CommonOptions: ParsableArguments, Sendable {
         var c = EventLoop.Configuration()
         c.receiveBufferCount = receiveBuffers
         return c
+    }
+
+    /// Socket options from the liveness flags (idle timeout is per demo).
+    public var socketOptions: SocketOptions {
+        var o = SocketOptions()
+        o.keepAlive = keepaliveIdle > 0
+            ? SocketOptions.KeepAlive(idle: keepaliveIdle, interval: keepaliveInterval, count: keepaliveCount)
+            : nil
+        o.userTimeout = userTimeoutMs > 0 ? .milliseconds(userTimeoutMs) : nil
+        o.sendTimeout = sendTimeout > 0 ? .seconds(sendTimeout) : nil
+        return o
     }
 
     /// Applies `--nofile` to this process.
@@ -68,11 +97,57 @@ public enum DemoRuntime {
         fflush(nil)
     }
 
+    /// Starts the `--stats-interval` printer: one line per interval with the summed
+    /// ledger and the process RSS (for scripts that watch a server from outside).
+    public static func startStats(_ group: EventLoopGroup, every seconds: Int) {
+        guard seconds > 0 else { return }
+        let thread = StatsThread(group: group, seconds: seconds)
+        thread.start()
+    }
+
+    /// Resident set size of a process in KiB (from /proc/PID/statm; default: self).
+    public static func residentKiB(pid: String = "self") -> Int {
+        let fd = open("/proc/\(pid)/statm", O_RDONLY)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = read(fd, &buffer, buffer.count)
+        guard n > 0 else { return 0 }
+        let fields = String(decoding: buffer[0..<n], as: UTF8.self).split(separator: " ")
+        guard fields.count >= 2, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE))) / 1024
+    }
+
     /// Stops `group`, prints the final ledger, and exits 0 when it is quiescent.
     public static func shutdown(_ group: EventLoopGroup, signal: Int32) -> Never {
         say("received signal \(signal), shutting down")
         let ledger = group.shutdown()
         say(ledger.description)
         exit(ledger.isQuiescent ? 0 : 1)
+    }
+}
+
+/// Prints `stats: …` lines from a plain thread (the loops stay undisturbed but for
+/// the snapshot job).
+final class StatsThread: @unchecked Sendable {
+    let group: EventLoopGroup
+    let seconds: Int
+    init(group: EventLoopGroup, seconds: Int) {
+        self.group = group
+        self.seconds = seconds
+    }
+    func start() {
+        var tid = pthread_t()
+        let box = Unmanaged.passRetained(self).toOpaque()
+        pthread_create(&tid, nil, { arg in
+            guard let arg else { return nil }
+            let me = Unmanaged<StatsThread>.fromOpaque(arg).takeRetainedValue()
+            while true {
+                sleep(UInt32(me.seconds))
+                let l = me.group.ledgerSnapshot()
+                DemoRuntime.say("stats: connections=\(l.connections) in_flight=\(l.inFlight) parked=\(l.parked) buffers_out=\(l.buffersOut) rss_kib=\(DemoRuntime.residentKiB())")
+            }
+        }, box)
+        pthread_detach(tid)
     }
 }

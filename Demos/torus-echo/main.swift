@@ -21,12 +21,13 @@ struct TorusEcho: ParsableCommand {
         DemoRuntime.blockSignals()
         try common.applyLimits()
         let group = try EventLoopGroup(loops: common.threads, configuration: common.configuration)
-        var options = SocketOptions()
+        var options = common.socketOptions
         if idleTimeout > 0 { options.idleTimeout = .seconds(idleTimeout) }
         let server = try Server.start(on: group, address: try .tcp(common.host, port), options: options) { _ in
             EchoHandler()
         }
         DemoRuntime.say("listening on \(server.address)")
+        DemoRuntime.startStats(group, every: common.statsInterval)
         let sig = DemoRuntime.waitForSignal()
         server.close()
         DemoRuntime.shutdown(group, signal: sig)
