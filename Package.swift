@@ -45,6 +45,16 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "CAllocCounter",
+            path: "Benchmarks/CAllocCounter"
+        ),
+        .executableTarget(
+            name: "torus-alloc-check",
+            dependencies: ["Torus", "CAllocCounter"],
+            path: "Benchmarks/torus-alloc-check",
+            swiftSettings: strict
+        ),
+        .target(
             name: "TorusTestSupport",
             dependencies: ["Torus"],
             path: "Tests/TorusTestSupport",
@@ -52,7 +62,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TorusTests",
-            dependencies: ["Torus", "TorusTestSupport", "CLiburing", "torus-echo"],
+            dependencies: ["Torus", "TorusTestSupport", "CLiburing", "torus-echo", "torus-alloc-check"],
             swiftSettings: strict
         ),
     ]

@@ -47,31 +47,31 @@ final class BufferPool {
 
     /// Takes a chunk for the application; nil when the pool is at `maxChunks`.
     @inline(__always)
-    func take(site: @autoclosure () -> String) -> Int32? {
+    func take(holder: BufferHolder) -> Int32? {
         if free.isEmpty {
             guard totalChunks < maxChunks else { return nil }
             addSlab()
         }
         guard let index = free.popLast() else { return nil }
-        ledger.move(.outbound, from: .pool, to: .application, key: Int(index), site: site())
+        ledger.move(.outbound, from: .pool, to: .application, key: Int(index), holder: holder)
         return index
     }
 
     /// Returns a chunk the application held.
     @inline(__always)
     func give(_ index: Int32) {
-        ledger.move(.outbound, from: .application, to: .pool, key: Int(index), site: "")
+        ledger.move(.outbound, from: .application, to: .pool, key: Int(index), holder: .none)
         free.append(index)
     }
 
     /// Records that the kernel now reads or writes the chunk (or gave it back).
     @inline(__always)
-    func lend(_ index: Int32, site: @autoclosure () -> String) {
-        ledger.move(.outbound, from: .application, to: .kernel, key: Int(index), site: site())
+    func lend(_ index: Int32, holder: BufferHolder) {
+        ledger.move(.outbound, from: .application, to: .kernel, key: Int(index), holder: holder)
     }
 
     @inline(__always)
-    func reclaim(_ index: Int32, site: @autoclosure () -> String) {
-        ledger.move(.outbound, from: .kernel, to: .application, key: Int(index), site: site())
+    func reclaim(_ index: Int32, holder: BufferHolder) {
+        ledger.move(.outbound, from: .kernel, to: .application, key: Int(index), holder: holder)
     }
 }

@@ -58,9 +58,9 @@ extension EventLoop {
 
     /// Takes an outbound chunk for the application; nil when the pool is exhausted.
     /// Loop thread only.
-    public func takeBuffer(file: String = #fileID, line: Int = #line) -> PooledBuffer? {
+    public func takeBuffer(file: StaticString = #fileID, line: Int = #line) -> PooledBuffer? {
         assertInLoop()
-        guard let index = outbound.take(site: "\(file):\(line)") else { return nil }
+        guard let index = outbound.take(holder: BufferHolder(file, line)) else { return nil }
         return PooledBuffer(index: index, base: outbound.base(index), capacity: outbound.chunkSize)
     }
 
@@ -113,9 +113,9 @@ extension EventLoop {
         let base = buffer.base
         let capacity = buffer.capacity
         _ = consume buffer
-        outbound.lend(index, site: "file read fd \(file.fd)")
+        outbound.lend(index, holder: BufferHolder("file read on fd", Int(file.fd)))
         let op = FileOperation(chunk: index, chunkBase: base) { [self] result, _ in
-            outbound.reclaim(index, site: "file read fd \(file.fd) (completed)")
+            outbound.reclaim(index, holder: BufferHolder("completed file read on fd", Int(file.fd)))
             var b = PooledBuffer(index: index, base: base, capacity: capacity)
             if result >= 0 { b.count = Int(result) }
             done(result >= 0 ? .success(Int(result)) : .failure(IOError(result: result, "read")), b)
@@ -135,9 +135,9 @@ extension EventLoop {
         let capacity = buffer.capacity
         let count = buffer.count
         _ = consume buffer
-        outbound.lend(index, site: "file write fd \(file.fd)")
+        outbound.lend(index, holder: BufferHolder("file write on fd", Int(file.fd)))
         let op = FileOperation(chunk: index, chunkBase: base) { [self] result, _ in
-            outbound.reclaim(index, site: "file write fd \(file.fd) (completed)")
+            outbound.reclaim(index, holder: BufferHolder("completed file write on fd", Int(file.fd)))
             var b = PooledBuffer(index: index, base: base, capacity: capacity)
             b.count = count
             done(result >= 0 ? .success(Int(result)) : .failure(IOError(result: result, "write")), b)

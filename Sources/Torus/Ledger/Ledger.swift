@@ -12,7 +12,7 @@ final class Ledger {
     private(set) var state = LedgerSnapshot()
     #if DEBUG
     /// Debug builds: for every buffer away from its pool, the site that took it.
-    private var holderSites: [Int: String] = [:]
+    private var holderSites: [Int: BufferHolder] = [:]
     #endif
 
     @inline(__always) func submitted(_ kind: OperationKind) { state.operations[kind.rawValue].submitted += 1 }
@@ -28,6 +28,7 @@ final class Ledger {
     @inline(__always) func cqOverflowed() { state.cqOverflows += 1 }
     @inline(__always) func busySubmit() { state.busySubmits += 1 }
     @inline(__always) func noBuffers() { state.noBufferReceives += 1 }
+    @inline(__always) func acceptFailed() { state.acceptErrors += 1 }
 
     /// A pool created `count` buffers totalling `bytes`.
     func buffersAdded(_ pool: BufferPoolKind, count: Int, bytes: Int) {
@@ -45,14 +46,14 @@ final class Ledger {
     enum Owner { case pool, application, kernel }
 
     /// Moves one buffer of `pool` from one owner to another. `key` identifies the
-    /// buffer (for debug holder sites), `site` says who takes it.
+    /// buffer (for debug holder sites), `holder` says who takes it.
     @inline(__always)
-    func move(_ pool: BufferPoolKind, from: Owner, to: Owner, key: Int, site: @autoclosure () -> String) {
+    func move(_ pool: BufferPoolKind, from: Owner, to: Owner, key: Int, holder: BufferHolder) {
         adjust(pool, from, -1)
         adjust(pool, to, +1)
         #if DEBUG
         let k = key << 1 | pool.rawValue
-        if to == .pool { holderSites[k] = nil } else { holderSites[k] = site() }
+        if to == .pool { holderSites[k] = nil } else { holderSites[k] = holder }
         #endif
     }
 
@@ -74,4 +75,20 @@ final class Ledger {
         #endif
         return s
     }
+}
+
+/// Who holds a buffer away from its pool, recorded in debug builds without
+/// allocating: a static description and a number (an fd, or a source line).
+struct BufferHolder: CustomStringConvertible {
+    let what: StaticString
+    let id: Int
+
+    init(_ what: StaticString, _ id: Int) {
+        self.what = what
+        self.id = id
+    }
+
+    static let none = BufferHolder("pool", 0)
+
+    var description: String { "\(what) \(id)" }
 }

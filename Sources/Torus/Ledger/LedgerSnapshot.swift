@@ -75,6 +75,8 @@ public struct LedgerSnapshot: Sendable, Equatable, Codable, CustomStringConverti
     public var cqOverflows: Int
     public var busySubmits: Int
     public var noBufferReceives: Int
+    /// Accepts that failed for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM).
+    public var acceptErrors: Int
     /// Debug builds: who holds each buffer that is away from its pool.
     public var holders: [String]
 
@@ -86,6 +88,7 @@ public struct LedgerSnapshot: Sendable, Equatable, Codable, CustomStringConverti
         cqOverflows = 0
         busySubmits = 0
         noBufferReceives = 0
+        acceptErrors = 0
         holders = []
     }
 
@@ -113,6 +116,7 @@ public struct LedgerSnapshot: Sendable, Equatable, Codable, CustomStringConverti
         r.cqOverflows += b.cqOverflows
         r.busySubmits += b.busySubmits
         r.noBufferReceives += b.noBufferReceives
+        r.acceptErrors += b.acceptErrors
         r.holders += b.holders
         return r
     }
@@ -133,7 +137,7 @@ public struct LedgerSnapshot: Sendable, Equatable, Codable, CustomStringConverti
             lines.append("  " + pad(pool.description, 15) + num(b.pool) + num(b.application)
                          + num(b.kernel) + num(b.capacity))
         }
-        lines.append("  events: cq overflows \(cqOverflows), busy submits \(busySubmits), ENOBUFS receives \(noBufferReceives)")
+        lines.append("  events: cq overflows \(cqOverflows), busy submits \(busySubmits), ENOBUFS receives \(noBufferReceives), accept errors \(acceptErrors)")
         for h in holders.prefix(20) { lines.append("  held: \(h)") }
         return lines.joined(separator: "\n")
     }

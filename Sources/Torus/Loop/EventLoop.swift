@@ -219,21 +219,25 @@ public final class EventLoop: @unchecked Sendable {
     private func runJobs() {
         if !localJobs.isEmpty {
             swap(&localJobs, &runningLocal)
-            for job in runningLocal {
-                switch job {
+            var i = 0
+            while i < runningLocal.count {
+                switch runningLocal[i] {
                 case .closure(let body): body()
                 case .task(let job): runTask(job)
                 }
+                i += 1
             }
             runningLocal.removeAll(keepingCapacity: true)
         }
         inbox.withLock { swap(&$0, &draining) }
         if !draining.isEmpty {
-            for job in draining {
-                switch job {
+            var i = 0
+            while i < draining.count {
+                switch draining[i] {
                 case .closure(let body): body()
                 case .task(let job): runTask(job)
                 }
+                i += 1
             }
             draining.removeAll(keepingCapacity: true)
         }
@@ -295,10 +299,13 @@ public final class EventLoop: @unchecked Sendable {
         while true {
             let n = ring.peekBatch(cqes, max: batch)
             if n == 0 { return }
-            for i in 0..<Int(n) {
-                guard let cqe = cqes[i] else { continue }
-                dispatch(userData: cqe.pointee.user_data,
-                         Completion(result: cqe.pointee.res, flags: cqe.pointee.flags))
+            var i = 0
+            while i < Int(n) {
+                if let cqe = cqes[i] {
+                    dispatch(userData: cqe.pointee.user_data,
+                             Completion(result: cqe.pointee.res, flags: cqe.pointee.flags))
+                }
+                i += 1
             }
             ring.advance(n)
             if n < batch { return }
@@ -332,7 +339,11 @@ public final class EventLoop: @unchecked Sendable {
     private func flushWrites() {
         guard !dirtyConnections.isEmpty else { return }
         swap(&dirtyConnections, &flushing)
-        for connection in flushing { connection.flush() }
+        var i = 0
+        while i < flushing.count {
+            flushing[i].flush()
+            i += 1
+        }
         flushing.removeAll(keepingCapacity: true)
     }
 

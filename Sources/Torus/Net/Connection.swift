@@ -136,9 +136,9 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
             if state == .open && c.result > 0 {
                 lastReceive = loop.now
                 let ledger = loop.ledger
-                ledger.move(.received, from: .pool, to: .application, key: Int(bid), site: "recv on fd \(fd)")
+                ledger.move(.received, from: .pool, to: .application, key: Int(bid), holder: BufferHolder("recv on fd", Int(fd)))
                 handler?.received(ReceivedBytes(loop.receiveBuffers.bytes(bid, length: Int(c.result))), from: self)
-                ledger.move(.received, from: .application, to: .pool, key: Int(bid), site: "")
+                ledger.move(.received, from: .application, to: .pool, key: Int(bid), holder: .none)
             }
             loop.receiveBuffers.recycle(bid)
         }
@@ -189,7 +189,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
             }
         }
         while remaining > 0 {
-            guard let chunk = pool.take(site: "write queue of fd \(fd)") else {
+            guard let chunk = pool.take(holder: BufferHolder("write queue of fd", Int(fd))) else {
                 close(error: IOError(errno: ENOBUFS, "send: outbound pool exhausted"))
                 return false
             }
@@ -262,13 +262,17 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
         }
         let n = Swift.min(queue.count, Self.maxIOV)
         let pool = loop.outbound
-        for i in 0..<n {
+        // Plain while loops on hot paths: unspecialised Range iteration allocates in
+        // debug builds, and the allocation check runs in debug too.
+        var i = 0
+        while i < n {
             let e = queue[i]
             iov[i] = iovec(iov_base: UnsafeMutableRawPointer(mutating: e.base + e.start), iov_len: e.end - e.start)
             if e.chunk >= 0 && !e.lent {
-                pool.lend(e.chunk, site: "sendmsg on fd \(fd)")
+                pool.lend(e.chunk, holder: BufferHolder("sendmsg on fd", Int(fd)))
                 queue[i].lent = true
             }
+            i += 1
         }
         msg.pointee.msg_iovlen = n
         entriesInFlight = n
@@ -282,9 +286,14 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
         sendInFlight = false
         // The kernel is done with every chunk of this send.
         let pool = loop.outbound
-        for i in 0..<Swift.min(entriesInFlight, queue.count) where queue[i].lent {
-            pool.reclaim(queue[i].chunk, site: "write queue of fd \(fd)")
-            queue[i].lent = false
+        var i = 0
+        let lentCount = Swift.min(entriesInFlight, queue.count)
+        while i < lentCount {
+            if queue[i].lent {
+                pool.reclaim(queue[i].chunk, holder: BufferHolder("write queue of fd", Int(fd)))
+                queue[i].lent = false
+            }
+            i += 1
         }
         entriesInFlight = 0
         if state != .open {

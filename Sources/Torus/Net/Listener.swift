@@ -26,6 +26,7 @@ public final class Listener: @unchecked Sendable, CompletionTarget, LoopResource
     private var closing = false
     private var closed = false
     private var retryTimer: Timer?
+    private var backingOff = false
 
     /// Binds and listens on `address` from the loop thread.
     public init(on loop: EventLoop, address: SocketAddress, options: SocketOptions = SocketOptions(),
@@ -53,32 +54,41 @@ public final class Listener: @unchecked Sendable, CompletionTarget, LoopResource
 
     func complete(_ completion: Completion, tag: UInt32, final: Bool, loop: EventLoop) {
         if final { armed = false }
-        if completion.result >= 0 {
-            let cfd = completion.result
+        let result = completion.result
+        if result >= 0 {
             if closing {
-                Glibc.close(cfd)
+                Glibc.close(result)
             } else {
-                let connection = Connection(loop: loop, fd: cfd, options: options)
+                let connection = Connection(loop: loop, fd: result, options: options)
                 connection.handler = makeHandler(connection)
                 connection.start()
             }
-        } else if completion.result != -ECANCELED {
+        } else if Self.isExhaustion(result) {
+            // Out of fds or memory: the pending connections wait in the backlog. Stop
+            // the multishot (if the kernel kept it going) and retry after a pause.
             acceptErrors += 1
+            loop.ledger.acceptFailed()
+            backingOff = true
+            if !final { loop.cancel(acceptUserData) }
         }
         if closing {
             if !armed { finishClose() }
             return
         }
         guard final else { return }
-        switch -completion.result {
-        case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+        if backingOff {
+            backingOff = false
             retryTimer = loop.schedule(after: retryDelay) { [self] in
                 retryTimer = nil
                 if !closing { arm() }
             }
-        default:
+        } else {
             arm()
         }
+    }
+
+    private static func isExhaustion(_ result: Int32) -> Bool {
+        result == -EMFILE || result == -ENFILE || result == -ENOBUFS || result == -ENOMEM
     }
 
     /// Stops accepting and closes the socket. Safe from any thread.

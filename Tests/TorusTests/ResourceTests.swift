@@ -1,0 +1,126 @@
+import CLiburing
+import Testing
+import Torus
+import TorusTestSupport
+
+@Suite("Resources: exhaustion, allocation, groups")
+struct ResourceTests {
+    @Test("a tiny buffer ring driven into ENOBUFS under load still delivers every byte")
+    func noBuffers() async throws {
+        var tiny = EventLoop.Configuration()
+        tiny.receiveBufferCount = 2
+        tiny.receiveBufferSize = 2048
+        let clientLoop = try EventLoop()
+        let ledger = try await withLoop(tiny) { serverLoop in
+            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+            let size = 256 * 1024
+            let ok = try await withThrowingTaskGroup(of: Bool.self) { tasks in
+                for i in 0..<32 {
+                    tasks.addTask(executorPreference: clientLoop) {
+                        let payload = testBytes(size, seed: UInt64(i + 7))
+                        let client = try await AsyncConnection.connect(to: server.address, on: clientLoop)
+                        async let sent: Void = client.write(payload)
+                        let back = try await client.read(exactly: size)
+                        try await sent
+                        await client.close()
+                        return back == payload
+                    }
+                }
+                var ok = 0
+                for try await matched in tasks where matched { ok += 1 }
+                return ok
+            }
+            #expect(ok == 32)
+            server.close()
+        }
+        #expect(ledger.noBufferReceives > 0, "the ring never ran dry: the test did not test ENOBUFS")
+        expectQuiescent(await clientLoop.shutdownGracefully())
+    }
+
+    @Test("two loops share a port through SO_REUSEPORT; both accept")
+    func reusePortGroup() async throws {
+        let clientLoop = try EventLoop()
+        try await withGroup(loops: 2) { group in
+            let server = try Server.start(on: group, address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+            #expect(server.listeners.count == 2)
+            #expect(server.listeners[0].address == server.listeners[1].address)
+            var clients: [AsyncConnection] = []
+            for i in 0..<64 {
+                let c = try await AsyncConnection.connect(to: server.address, on: clientLoop)
+                try await c.write("hi \(i)")
+                _ = try await c.read(exactly: "hi \(i)".utf8.count)
+                clients.append(c)
+            }
+            let perLoop = [await group.loops[0].ledgerSnapshot().connections,
+                           await group.loops[1].ledgerSnapshot().connections]
+            #expect(perLoop.reduce(0, +) == 64)
+            #expect(perLoop.allSatisfy { $0 > 0 }, "the kernel spread connections over both loops: \(perLoop)")
+            for c in clients { await c.close() }
+            server.close()
+        }
+        expectQuiescent(await clientLoop.shutdownGracefully())
+    }
+
+    @Test("accept under EMFILE degrades and recovers when fds free up (torus-echo --nofile)")
+    func acceptUnderEMFILE() async throws {
+        let server = try ChildProcess(BuiltProducts.path("torus-echo"),
+                                      ["--port", "0", "--threads", "1", "--nofile", "24"])
+        let port = try #require(await server.listeningPort())
+        let clientLoop = try EventLoop()
+        let clients = 40
+        var connections: [AsyncConnection] = []
+        for _ in 0..<clients {
+            connections.append(try await AsyncConnection.connect(to: try .tcp("127.0.0.1", port), on: clientLoop))
+        }
+        let all = connections
+        // Only about 18 fit under the limit at once; each client closes as soon as it
+        // has its echo, which frees a server fd and lets the next one be accepted.
+        let echoed = try await withThrowingTaskGroup(of: Bool.self) { tasks in
+            for c in all {
+                tasks.addTask(executorPreference: clientLoop) {
+                    try await c.write("ping")
+                    let back = try await c.read(exactly: 4)
+                    await c.close()
+                    return back == Array("ping".utf8)
+                }
+            }
+            var n = 0
+            for try await ok in tasks where ok { n += 1 }
+            return n
+        }
+        #expect(echoed == clients)
+        let status = await server.stop()
+        #expect(status == 0, "server output:\n\(server.text)")
+        #expect(server.text.contains("ledger: quiescent"))
+        #expect(server.text.contains("accept errors") && !server.text.contains("accept errors 0"),
+                "the server never hit EMFILE:\n\(server.text)")
+        expectQuiescent(await clientLoop.shutdownGracefully())
+    }
+
+    @Test("no heap allocation per echoed message once warm (torus-alloc-check)")
+    func allocationsPerMessage() async throws {
+        let check = try ChildProcess(BuiltProducts.path("torus-alloc-check"),
+                                     ["--messages", "40000", "--conns", "8", "--max", "0.01"])
+        let status = await check.wait(timeout: .seconds(120))
+        #expect(status == 0, "\(check.text)")
+        #expect(check.text.contains("ledger: quiescent"))
+    }
+
+    @Test("debug builds name the holder of every buffer away from its pool")
+    func holdersAreNamed() async throws {
+        try await withLoop { loop in
+            let held: [String] = await withCheckedContinuation { c in
+                loop.execute {
+                    guard let buffer = loop.takeBuffer() else { return c.resume(returning: []) }
+                    let holders = loop.ledgerSnapshot().holders
+                    loop.release(buffer)
+                    c.resume(returning: holders)
+                }
+            }
+            #if DEBUG
+            #expect(held.count == 1)
+            #expect(held.first?.contains("ResourceTests.swift") == true, "\(held)")
+            #endif
+        }
+    }
+}
