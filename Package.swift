@@ -10,11 +10,13 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Torus", targets: ["Torus"]),
+        .library(name: "TorusHTTP", targets: ["TorusHTTP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         .systemLibrary(
@@ -29,6 +31,23 @@ let package = Package(
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "TorusHTTP",
+            dependencies: [
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            path: "Sources/TorusHTTP",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TorusHTTPTests",
+            dependencies: [
+                "TorusHTTP",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            path: "Tests/TorusHTTPTests",
             swiftSettings: strict
         ),
     ]
