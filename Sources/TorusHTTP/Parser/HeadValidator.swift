@@ -102,6 +102,7 @@ enum HeadValidator {
                 }
             }
             let nameEnd = i
+            guard nameEnd > lineStart else { return .failure(.invalidHeaderName) }
             i += 1
             while isOWS(p[i]) { i += 1 }
             let valueStart = i
