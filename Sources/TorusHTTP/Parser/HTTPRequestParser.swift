@@ -19,8 +19,9 @@
 /// not keep-alive also ends parsing: after its `.end` the parser ignores further input
 /// (``isClosed``).
 ///
-/// Not thread-safe: one parser per connection, used from that connection's event loop.
-public struct HTTPRequestParser {
+/// A value type with exclusive (`mutating`) access: keep one per connection, owned by
+/// that connection's event loop; `Sendable` so connection state can be handed over.
+public struct HTTPRequestParser: Sendable {
     /// What the parser found in the input.
     public enum Event {
         /// A complete, validated request head. The body (if any) follows.
@@ -45,7 +46,7 @@ public struct HTTPRequestParser {
     }
 
     @usableFromInline
-    enum State: Equatable {
+    enum State: Equatable, Sendable {
         case head
         case fixedBody
         case chunkSize, chunkSizeWS, chunkExt, chunkSizeLF
