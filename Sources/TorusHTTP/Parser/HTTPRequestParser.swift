@@ -82,12 +82,19 @@ public struct HTTPRequestParser: Sendable {
     @usableFromInline var trailerCount = 0
     @usableFromInline var keepAliveAfterMessage = true
 
-    /// Creates a parser. Reserves `limits.maxHeadBytes` of head storage up front, so the
-    /// parser itself does not allocate again while parsing.
-    public init(limits: HTTPLimits = .default) {
+    /// Creates a parser.
+    ///
+    /// - Parameters:
+    ///   - limits: The limits to enforce.
+    ///   - initialHeadCapacity: Bytes of head storage reserved up front (capped at
+    ///     `limits.maxHeadBytes`). The storage only grows when a larger head arrives and
+    ///     then keeps its capacity, so a warm parser does not allocate. The default (2 KiB)
+    ///     fits typical heads while keeping idle connections cheap; pass
+    ///     `limits.maxHeadBytes` to never grow.
+    public init(limits: HTTPLimits = .default, initialHeadCapacity: Int = 2048) {
         self.limits = limits
         self.headStorage = []
-        self.headStorage.reserveCapacity(limits.maxHeadBytes)
+        self.headStorage.reserveCapacity(min(max(initialHeadCapacity, 64), limits.maxHeadBytes))
         self.spanStorage = []
         self.spanStorage.reserveCapacity(min(limits.maxHeaderCount, 256))
     }
