@@ -21,7 +21,7 @@ for f in "$ROOT"/Sources/TorusHTTP/Parser/*.swift; do
 done
 
 echo "building $BIN"
-swiftc -sanitize=fuzzer,address -parse-as-library -O -g \
+swiftc -sanitize=fuzzer,address -parse-as-library -O -g -use-ld=lld \
     -swift-version 6 -module-name HTTPParserFuzz \
     "${SOURCES[@]}" "$ROOT/Fuzz/HTTPParserFuzz/HTTPParserFuzz.swift" \
     -o "$BIN"
