@@ -10,12 +10,14 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Torus", targets: ["Torus"]),
+        .library(name: "TorusHTTP", targets: ["TorusHTTP"]),
         .executable(name: "torus-echo", targets: ["torus-echo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         .systemLibrary(
@@ -30,6 +32,15 @@ let package = Package(
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "TorusHTTP",
+            dependencies: [
+                "Torus",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            path: "Sources/TorusHTTP",
             swiftSettings: strict
         ),
         .target(
@@ -63,6 +74,16 @@ let package = Package(
         .testTarget(
             name: "TorusTests",
             dependencies: ["Torus", "TorusTestSupport", "CLiburing", "torus-echo", "torus-alloc-check"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TorusHTTPTests",
+            dependencies: [
+                "TorusHTTP",
+                "TorusTestSupport",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            path: "Tests/TorusHTTPTests",
             swiftSettings: strict
         ),
     ]

@@ -1,0 +1,50 @@
+import HTTPTypes
+
+extension RequestHead {
+    /// Converts the head into a swift-http-types `HTTPRequest`. Allocates (strings and
+    /// field storage owned by the returned value); call it only when a handler needs the
+    /// currency type. The result does not reference the parser's storage.
+    ///
+    /// Mapping: `:method` ← method; `:scheme` ← `scheme` (nil for CONNECT);
+    /// `:authority` ← the target's authority for absolute/authority-form, else the Host
+    /// value; `:path` ← the origin-form target, the path+query of an absolute-form target
+    /// (`/` when empty), `*` for asterisk-form, nil for CONNECT. The Host field is carried
+    /// as `:authority` and not repeated in `headerFields`; all other fields are kept in order.
+    ///
+    /// - Parameter scheme: `"http"` or `"https"`, depending on the listening socket.
+    /// - Throws: ``HTTPParseError/invalidMethod`` or ``HTTPParseError/invalidHeaderName``
+    ///   if swift-http-types rejects a name the parser accepted (should not happen: both
+    ///   use the RFC 9110 token grammar).
+    public func makeHTTPRequest(scheme: String = "http") throws(HTTPParseError) -> HTTPRequest {
+        guard let method = HTTPRequest.Method(methodString) else { throw .invalidMethod }
+        var fields = HTTPFields()
+        fields.reserveCapacity(spans.count)
+        var failed = false
+        storage.withUnsafeBytes { raw in
+            for (index, span) in spans.enumerated() where index != Int(hostIndex) {
+                let nameBytes = UnsafeRawBufferPointer(rebasing: raw[Int(span.nameStart)..<Int(span.nameEnd)])
+                guard let name = HTTPField.Name(String(decoding: nameBytes, as: UTF8.self)) else {
+                    failed = true
+                    return
+                }
+                let value = UnsafeRawBufferPointer(rebasing: raw[Int(span.valueStart)..<Int(span.valueEnd)])
+                fields.append(HTTPField(name: name, value: value))
+            }
+        }
+        if failed { throw .invalidHeaderName }
+
+        switch targetForm {
+        case .origin:
+            return HTTPRequest(method: method, scheme: scheme, authority: host, path: target, headerFields: fields)
+        case .asterisk:
+            return HTTPRequest(method: method, scheme: scheme, authority: host, path: "*", headerFields: fields)
+        case .authority:
+            return HTTPRequest(method: method, scheme: nil, authority: targetAuthority, path: nil, headerFields: fields)
+        case .absolute:
+            var pathAndQuery = pathStart == pathEnd ? "/" : path
+            if let query { pathAndQuery += "?" + query }
+            return HTTPRequest(
+                method: method, scheme: scheme, authority: targetAuthority, path: pathAndQuery, headerFields: fields)
+        }
+    }
+}

@@ -1,0 +1,215 @@
+import HTTPTypes
+
+/// How the body of a response is delimited on the wire.
+public enum ResponseFraming: Sendable, Hashable {
+    /// No framing field is written: for 1xx, 204 and 304 responses (which never have a
+    /// body), or when the connection closes after the body (then pass `keepAlive: false`).
+    case none
+    /// `Content-Length: n`. For a response to HEAD, write the head with the length the
+    /// GET body would have and send no body.
+    case contentLength(Int)
+    /// `Transfer-Encoding: chunked`; send the body with the chunk helpers.
+    case chunked
+}
+
+/// Serializes HTTP/1.1 responses into a caller-provided, reusable `[UInt8]`.
+///
+/// Memory: the output array belongs to the caller, who keeps it with its capacity (clear
+/// it with `removeAll(keepingCapacity: true)` after the bytes are written to the socket);
+/// the serializer only appends to it. The serializer itself owns just its
+/// ``HTTPDateCache``. Not thread-safe: one per event loop.
+public struct HTTPResponseSerializer: Sendable {
+    /// The cached `Date` value; refreshed (at most one formatting per second) by each
+    /// `write…` call that emits a Date field.
+    public var dateCache: HTTPDateCache
+
+    /// Creates a serializer with a date cache set to the current time.
+    public init() {
+        dateCache = HTTPDateCache()
+    }
+
+    /// Creates a serializer with an explicit date cache (e.g. a fixed time in tests).
+    /// - Parameter refreshDate: when `false`, the cache is never refreshed from the clock.
+    public init(dateCache: HTTPDateCache, refreshDate: Bool = true) {
+        self.dateCache = dateCache
+        self.refreshDate = refreshDate
+    }
+
+    @usableFromInline var refreshDate = true
+
+    @usableFromInline
+    mutating func appendDateField(to out: inout [UInt8]) {
+        if refreshDate { dateCache.update() }
+        out.appendStatic("Date: ")
+        dateCache.append(to: &out)
+        out.appendStatic("\r\n")
+    }
+
+    // MARK: General path
+
+    /// Appends a status line and header section.
+    ///
+    /// Writes, in order: `HTTP/1.1 code reason`, the fields of `response` except
+    /// Content-Length and Transfer-Encoding (framing is taken from `framing` only), `Date`
+    /// (unless present in the fields), the framing field, and a Connection field when
+    /// needed: `close` if `!keepAlive`, `keep-alive` for a kept-alive HTTP/1.0 client. If
+    /// `response` carries its own Connection field (e.g. `Upgrade` on a 101) no automatic
+    /// one is added. Field values are already legalized by swift-http-types (no CR/LF), so
+    /// no header injection is possible.
+    public mutating func writeHead(
+        _ response: HTTPResponse,
+        framing: ResponseFraming,
+        keepAlive: Bool,
+        requestVersion: HTTPVersion = .http11,
+        into out: inout [UInt8]
+    ) {
+        out.appendStatic("HTTP/1.1 ")
+        out.appendDecimal(response.status.code)
+        out.append(UInt8(ascii: " "))
+        out.append(contentsOf: response.status.reasonPhrase.utf8)
+        out.appendStatic("\r\n")
+        var hasDate = false
+        var hasConnection = false
+        for field in response.headerFields {
+            if field.name == .contentLength || field.name == .transferEncoding { continue }
+            if field.name == .date { hasDate = true }
+            if field.name == .connection { hasConnection = true }
+            out.append(contentsOf: field.name.rawName.utf8)
+            out.appendStatic(": ")
+            out.append(contentsOf: field.value.utf8)
+            out.appendStatic("\r\n")
+        }
+        if !hasDate { appendDateField(to: &out) }
+        switch framing {
+        case .none:
+            break
+        case .contentLength(let n):
+            out.appendStatic("Content-Length: ")
+            out.appendDecimal(n)
+            out.appendStatic("\r\n")
+        case .chunked:
+            out.appendStatic("Transfer-Encoding: chunked\r\n")
+        }
+        if !hasConnection {
+            if !keepAlive {
+                out.appendStatic("Connection: close\r\n")
+            } else if requestVersion == .http10 {
+                out.appendStatic("Connection: keep-alive\r\n")
+            }
+        }
+        out.appendStatic("\r\n")
+    }
+
+    /// Appends a complete response: head with `Content-Length: body.count`, then the body
+    /// (omitted when `isHeadRequest`).
+    public mutating func writeResponse(
+        _ response: HTTPResponse,
+        body: some Collection<UInt8>,
+        keepAlive: Bool,
+        requestVersion: HTTPVersion = .http11,
+        isHeadRequest: Bool = false,
+        into out: inout [UInt8]
+    ) {
+        writeHead(response, framing: .contentLength(body.count), keepAlive: keepAlive,
+                  requestVersion: requestVersion, into: &out)
+        if !isHeadRequest { out.append(contentsOf: body) }
+    }
+
+    // MARK: Fast path
+
+    /// Appends a precomputed response: its fixed prefix, the cached Date, a Connection field
+    /// if needed, and the body (unless `isHeadRequest`). No allocation once `out` has capacity.
+    @inlinable
+    public mutating func write(
+        _ fixed: PrecomputedResponse,
+        keepAlive: Bool = true,
+        requestVersion: HTTPVersion = .http11,
+        isHeadRequest: Bool = false,
+        into out: inout [UInt8]
+    ) {
+        out.append(contentsOf: fixed.prefix)
+        appendDateField(to: &out)
+        if !keepAlive {
+            out.appendStatic("Connection: close\r\n")
+        } else if requestVersion == .http10 {
+            out.appendStatic("Connection: keep-alive\r\n")
+        }
+        out.appendStatic("\r\n")
+        if !isHeadRequest { out.append(contentsOf: fixed.body) }
+    }
+
+    // MARK: Interim and chunked helpers
+
+    /// Appends `HTTP/1.1 100 Continue\r\n\r\n` (answer to ``RequestHead/expectContinue``).
+    public static func writeContinue(into out: inout [UInt8]) {
+        out.appendStatic("HTTP/1.1 100 Continue\r\n\r\n")
+    }
+
+    /// Appends a chunk header `<hex size>\r\n`. `size` must be > 0 (0 is the last chunk).
+    public static func writeChunkHeader(size: Int, into out: inout [UInt8]) {
+        precondition(size > 0, "use writeLastChunk for the terminating chunk")
+        out.appendHex(size)
+        out.appendStatic("\r\n")
+    }
+
+    /// Appends the CRLF that ends a chunk's data.
+    public static func writeChunkEnd(into out: inout [UInt8]) {
+        out.appendStatic("\r\n")
+    }
+
+    /// Appends a whole chunk (header, data, CRLF); nothing for empty data.
+    public static func writeChunk(_ data: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        guard !data.isEmpty else { return }
+        writeChunkHeader(size: data.count, into: &out)
+        out.append(contentsOf: data)
+        writeChunkEnd(into: &out)
+    }
+
+    /// Appends the last chunk and an empty trailer section: `0\r\n\r\n`.
+    public static func writeLastChunk(into out: inout [UInt8]) {
+        out.appendStatic("0\r\n\r\n")
+    }
+
+    // MARK: Errors
+
+    /// The complete response for a parse error, without Date:
+    /// `HTTP/1.1 <code> <reason>\r\nContent-Type: text/plain\r\nContent-Length: N\r\nConnection: close\r\n\r\n<detail>`.
+    /// Allocates a new array (error path only); the connection must be closed after it.
+    public static func errorResponse(for error: HTTPParseError) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(160)
+        appendError(error, date: nil, into: &out)
+        return out
+    }
+
+    /// Appends the response for a parse error, including the cached Date field.
+    public mutating func writeErrorResponse(for error: HTTPParseError, into out: inout [UInt8]) {
+        if refreshDate { dateCache.update() }
+        Self.appendError(error, date: dateCache, into: &out)
+    }
+
+    static func appendError(_ error: HTTPParseError, date: HTTPDateCache?, into out: inout [UInt8]) {
+        let body = error.detail.utf8
+        out.appendStatic("HTTP/1.1 ")
+        out.appendDecimal(error.statusCode)
+        out.append(UInt8(ascii: " "))
+        out.append(contentsOf: error.reasonPhrase.utf8)
+        out.appendStatic("\r\n")
+        if let date {
+            out.appendStatic("Date: ")
+            date.append(to: &out)
+            out.appendStatic("\r\n")
+        }
+        out.appendStatic("Content-Type: text/plain\r\nContent-Length: ")
+        out.appendDecimal(body.count)
+        out.appendStatic("\r\nConnection: close\r\n\r\n")
+        out.append(contentsOf: body)
+    }
+}
+
+extension HTTPParseError {
+    /// The response status as a swift-http-types value.
+    public var status: HTTPResponse.Status {
+        HTTPResponse.Status(code: statusCode, reasonPhrase: reasonPhrase)
+    }
+}

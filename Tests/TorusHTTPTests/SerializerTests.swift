@@ -1,0 +1,135 @@
+import HTTPTypes
+import Testing
+import TorusHTTP
+
+@Suite("Serializer")
+struct SerializerTests {
+    // 784111777 = Sun, 06 Nov 1994 08:49:37 GMT (RFC 9110 example)
+    static let rfcExample = 784_111_777
+
+    func serializer() -> HTTPResponseSerializer {
+        HTTPResponseSerializer(dateCache: HTTPDateCache(epochSeconds: Self.rfcExample), refreshDate: false)
+    }
+
+    @Test func generalHead() {
+        var s = serializer()
+        var out: [UInt8] = []
+        var response = HTTPResponse(status: .ok)
+        response.headerFields[.contentType] = "text/plain"
+        response.headerFields[.server] = "Torus"
+        response.headerFields[.contentLength] = "999"  // ignored: framing decides
+        s.writeResponse(response, body: Array("Hello, World!".utf8), keepAlive: true, into: &out)
+        #expect(out.string == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nServer: Torus\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 13\r\n\r\nHello, World!")
+    }
+
+    @Test func closeAndHTTP10KeepAlive() {
+        var s = serializer()
+        var out: [UInt8] = []
+        s.writeHead(HTTPResponse(status: .notFound), framing: .contentLength(0), keepAlive: false, into: &out)
+        #expect(out.string == "HTTP/1.1 404 Not Found\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        out.removeAll(keepingCapacity: true)
+        s.writeHead(HTTPResponse(status: .noContent), framing: .none, keepAlive: true, requestVersion: .http10, into: &out)
+        #expect(out.string == "HTTP/1.1 204 No Content\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: keep-alive\r\n\r\n")
+    }
+
+    @Test func headResponseOmitsBody() {
+        var s = serializer()
+        var out: [UInt8] = []
+        s.writeResponse(HTTPResponse(status: .ok), body: Array("abc".utf8), keepAlive: true, isHeadRequest: true, into: &out)
+        #expect(out.string == "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 3\r\n\r\n")
+    }
+
+    @Test func switchingProtocolsKeepsConnectionField() {
+        var s = serializer()
+        var out: [UInt8] = []
+        var response = HTTPResponse(status: .switchingProtocols)
+        response.headerFields[.connection] = "Upgrade"
+        response.headerFields[.upgrade] = "websocket"
+        response.headerFields[.date] = "Mon, 01 Jan 2024 00:00:00 GMT"
+        s.writeHead(response, framing: .none, keepAlive: true, into: &out)
+        #expect(out.string == "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\n\r\n")
+    }
+
+    @Test func chunkedEncoding() {
+        var s = serializer()
+        var out: [UInt8] = []
+        s.writeHead(HTTPResponse(status: .ok), framing: .chunked, keepAlive: true, into: &out)
+        Array("hello".utf8).withUnsafeBytes { HTTPResponseSerializer.writeChunk($0, into: &out) }
+        HTTPResponseSerializer.writeChunkHeader(size: 0x1ab, into: &out)
+        HTTPResponseSerializer.writeChunkEnd(into: &out)
+        HTTPResponseSerializer.writeLastChunk(into: &out)
+        #expect(out.string == "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1ab\r\n\r\n0\r\n\r\n")
+    }
+
+    @Test func chunkedOutputRoundTripsThroughParser() {
+        var wire = Array("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
+        let body = (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        var i = 0
+        while i < body.count {
+            let n = min(body.count - i, 777)
+            body[i..<i + n].withUnsafeBytes { HTTPResponseSerializer.writeChunk($0, into: &wire) }
+            i += n
+        }
+        HTTPResponseSerializer.writeLastChunk(into: &wire)
+        let out = parsePieces(wire)
+        #expect(out.error == nil)
+        #expect(out.bodies == [body])
+    }
+
+    @Test func continueResponse() {
+        var out: [UInt8] = []
+        HTTPResponseSerializer.writeContinue(into: &out)
+        #expect(out.string == "HTTP/1.1 100 Continue\r\n\r\n")
+    }
+
+    @Test func precomputedFastPath() {
+        var s = serializer()
+        let plaintext = PrecomputedResponse(contentType: "text/plain", body: "Hello, World!", headerFields: [.server: "Torus"])
+        var out: [UInt8] = []
+        out.reserveCapacity(4096)
+        s.write(plaintext, into: &out)
+        s.write(plaintext, keepAlive: false, into: &out)
+        let one = "HTTP/1.1 200 OK\r\nServer: Torus\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\nHello, World!"
+        let two = "HTTP/1.1 200 OK\r\nServer: Torus\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\nHello, World!"
+        #expect(out.string == one + two)
+        out.removeAll(keepingCapacity: true)
+        s.write(plaintext, isHeadRequest: true, into: &out)
+        #expect(out.string == "HTTP/1.1 200 OK\r\nServer: Torus\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n")
+    }
+
+    @Test func errorResponses() {
+        #expect(HTTPResponseSerializer.errorResponse(for: .bareLF).string
+            == "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 18\r\nConnection: close\r\n\r\nbare LF in request")
+        #expect(HTTPResponseSerializer.errorResponse(for: .bodyTooLarge).string.hasPrefix("HTTP/1.1 413 Content Too Large\r\n"))
+        #expect(HTTPResponseSerializer.errorResponse(for: .targetTooLong).string.hasPrefix("HTTP/1.1 414 URI Too Long\r\n"))
+        #expect(HTTPResponseSerializer.errorResponse(for: .tooManyHeaders).string.hasPrefix("HTTP/1.1 431 Request Header Fields Too Large\r\n"))
+        #expect(HTTPResponseSerializer.errorResponse(for: .unsupportedTransferEncoding).string.hasPrefix("HTTP/1.1 501 Not Implemented\r\n"))
+        #expect(HTTPResponseSerializer.errorResponse(for: .unsupportedVersion).string.hasPrefix("HTTP/1.1 505 HTTP Version Not Supported\r\n"))
+        var s = serializer()
+        var out: [UInt8] = []
+        s.writeErrorResponse(for: .missingHost, into: &out)
+        #expect(out.string == "HTTP/1.1 400 Bad Request\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: text/plain\r\nContent-Length: 19\r\nConnection: close\r\n\r\nmissing Host header")
+        #expect(HTTPParseError.headTooLarge.status.code == 431)
+        // Every error response is itself well-formed: Content-Length matches the body.
+        for e in HTTPParseError.allCases {
+            let text = HTTPResponseSerializer.errorResponse(for: e).string
+            let parts = text.components(separatedBy: "\r\n\r\n")
+            #expect(parts.count == 2)
+            #expect(parts[0].contains("Content-Length: \(parts[1].utf8.count)"))
+        }
+    }
+
+    @Test func largeNumbers() {
+        var s = serializer()
+        var out: [UInt8] = []
+        s.writeHead(HTTPResponse(status: .ok), framing: .contentLength(1_234_567_890_123), keepAlive: true, into: &out)
+        #expect(out.string.contains("Content-Length: 1234567890123\r\n"))
+        out.removeAll()
+        HTTPResponseSerializer.writeChunkHeader(size: 0x7fff_ffff_ffff, into: &out)
+        #expect(out.string == "7fffffffffff\r\n")
+        out.removeAll()
+        HTTPResponseSerializer.writeChunkHeader(size: 1, into: &out)
+        HTTPResponseSerializer.writeChunkHeader(size: 16, into: &out)
+        #expect(out.string == "1\r\n10\r\n")
+    }
+}

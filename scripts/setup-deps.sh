@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what Torus needs on a fresh Debian machine (idempotent; quiet when all
+# is present): liburing-dev and zlib1g-dev for the build, curl and Python's
+# websockets for the interop tests, iproute2 for the dead-peer harness.
+set -euo pipefail
+
+need=()
+dpkg -s liburing-dev >/dev/null 2>&1 || need+=(liburing-dev)
+dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
+dpkg -s pkg-config >/dev/null 2>&1 || dpkg -s pkgconf >/dev/null 2>&1 || need+=(pkg-config)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != "0" ]; then SUDO=sudo; else SUDO=; fi
+  echo "[setup] installing: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ "${TORUS_SKIP_PYTHON:-0}" != "1" ] && ! python3 -c "import websockets" >/dev/null 2>&1; then
+  echo "[setup] installing python websockets"
+  python3 -m pip install -q websockets 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages websockets
+fi

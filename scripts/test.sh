@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every Torus test: the Swift test suite (unit, integration, interop with
+# curl/Python clients), then the harnesses that need more than one process.
+# Usage: scripts/test.sh            (everything)
+#        TORUS_QUICK=1 scripts/test.sh   (the Swift suite only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-deps.sh
+
+echo "== swift test"
+swift test 2>&1 | tee /tmp/torus-swift-test.log
+grep -q "Test run with .* passed" /tmp/torus-swift-test.log
+
+[ "${TORUS_QUICK:-0}" = "1" ] && exit 0
