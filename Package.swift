@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Torus", targets: ["Torus"]),
+        .library(name: "TorusWebSocket", targets: ["TorusWebSocket"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
@@ -29,6 +30,23 @@ let package = Package(
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
+            swiftSettings: strict
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            path: "Sources/CZlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .target(
+            name: "TorusWebSocket",
+            dependencies: ["CZlib"],
+            path: "Sources/TorusWebSocket",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TorusWebSocketTests",
+            dependencies: ["TorusWebSocket"],
+            path: "Tests/TorusWebSocketTests",
             swiftSettings: strict
         ),
     ]
