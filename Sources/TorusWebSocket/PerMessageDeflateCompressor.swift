@@ -51,9 +51,10 @@ public final class PerMessageDeflateCompressor {
         stream.pointee.next_in = message.baseAddress.map { UnsafeMutablePointer(mutating: $0.assumingMemoryBound(to: Bytef.self)) }
         stream.pointee.avail_in = uInt(message.count)
         while true {
-            let room = max(64, message.count / 2 + 64)
+            let zeros = PerMessageDeflateDecompressor.zeros
+            let room = min(max(64, message.count / 2 + 64), zeros.count)
             let used = output.count
-            output.append(contentsOf: repeatElement(0, count: room))
+            output.append(contentsOf: zeros[..<room])  // contiguous: a memcpy
             let rc = output.withUnsafeMutableBytes { all -> Int32 in
                 stream.pointee.next_out = all.baseAddress!.advanced(by: used).assumingMemoryBound(to: Bytef.self)
                 stream.pointee.avail_out = uInt(room)

@@ -24,6 +24,8 @@ public final class PerMessageDeflateDecompressor {
     public let noContextTakeover: Bool
 
     private static let tail: [UInt8] = [0x00, 0x00, 0xFF, 0xFF]
+    /// Source for extending the output array before zlib overwrites it.
+    static let zeros = [UInt8](repeating: 0, count: 256 * 1024)
 
     public init(noContextTakeover: Bool = false) {
         self.noContextTakeover = noContextTakeover
@@ -87,11 +89,15 @@ public final class PerMessageDeflateDecompressor {
         loop: while true {
             let used = output.count
             if used > limit { throw .tooBig("decompressed message exceeds \(limit) bytes") }
-            let room = min(max(used, 16 * 1024), hardCap - used)
+            // Output space for this round: proportional to the input (so small
+            // inputs do not zero-fill large areas), bounded, and never past the
+            // hard cap. Capacity grows geometrically, also capped.
+            let wanted = min(max(input.count * 4, 1024), PerMessageDeflateDecompressor.zeros.count)
+            let room = min(max(wanted, output.capacity - used), PerMessageDeflateDecompressor.zeros.count, hardCap - used)
             if output.capacity < used + room {
                 output.reserveCapacity(min(max(output.capacity * 2, used + room), hardCap))
             }
-            output.append(contentsOf: repeatElement(0, count: room))
+            output.append(contentsOf: PerMessageDeflateDecompressor.zeros[..<room])  // contiguous: a memcpy
             let rc = output.withUnsafeMutableBytes { all -> Int32 in
                 z.pointee.next_out = all.baseAddress!.advanced(by: used).assumingMemoryBound(to: Bytef.self)
                 z.pointee.avail_out = uInt(room)
