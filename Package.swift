@@ -45,7 +45,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TorusWebSocketTests",
-            dependencies: ["TorusWebSocket"],
+            dependencies: ["TorusWebSocket", "CZlib"],
             path: "Tests/TorusWebSocketTests",
             swiftSettings: strict
         ),
