@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .library(name: "Torus", targets: ["Torus"]),
         .library(name: "TorusHTTP", targets: ["TorusHTTP"]),
+        .library(name: "TorusWebSocket", targets: ["TorusWebSocket"]),
         .executable(name: "torus-echo", targets: ["torus-echo"]),
     ],
     dependencies: [
@@ -41,6 +42,17 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             path: "Sources/TorusHTTP",
+            swiftSettings: strict
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            path: "Sources/CZlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .target(
+            name: "TorusWebSocket",
+            dependencies: ["CZlib", "Torus", "TorusHTTP"],
+            path: "Sources/TorusWebSocket",
             swiftSettings: strict
         ),
         .target(
@@ -84,6 +96,12 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             path: "Tests/TorusHTTPTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TorusWebSocketTests",
+            dependencies: ["TorusWebSocket", "CZlib", "TorusTestSupport"],
+            path: "Tests/TorusWebSocketTests",
             swiftSettings: strict
         ),
     ]
