@@ -45,7 +45,7 @@ extension EventLoop {
     /// Async operations register their continuation through this, so they are
     /// correct from any isolation and cost no hop for tasks that prefer the loop.
     @inline(__always)
-    func runOnLoop(_ body: @escaping @Sendable () -> Void) {
+    public func runOnLoop(_ body: @escaping @Sendable () -> Void) {
         if inLoop { body() } else { execute(body) }
     }
 }

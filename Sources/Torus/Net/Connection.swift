@@ -62,6 +62,11 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
     private var aboveHighWater = false
 
     // Liveness.
+    /// While true the idle timeout does not apply (a protocol layer is busy answering,
+    /// so silence from the peer is expected). The send timeout still applies.
+    public var idleTimeoutSuspended = false {
+        didSet { if !idleTimeoutSuspended { lastReceive = loop.now } }
+    }
     var lastReceive: UInt64
     var lastSendProgress: UInt64
     private var closeError: (any Error)?
@@ -98,6 +103,8 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
     public var remoteAddress: SocketAddress? { SocketAddress.peer(of: fd) }
     public var localAddress: SocketAddress? { SocketAddress.local(of: fd) }
     public var isOpen: Bool { state == .open }
+    /// True from `close()` until the fd is released.
+    public var isClosing: Bool { state != .open }
     /// False while the write queue is above its high water mark.
     public var isWritable: Bool { !aboveHighWater }
 
@@ -433,7 +440,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
 
     /// Called by the loop's liveness sweep.
     func checkDeadlines(now: UInt64) {
-        if let idle = options.idleTimeout, now &- lastReceive > idle.nanoseconds {
+        if let idle = options.idleTimeout, !idleTimeoutSuspended, now &- lastReceive > idle.nanoseconds {
             close(error: TimeoutError("idle"))
         } else if let send = options.sendTimeout, queuedBytes > 0, now &- lastSendProgress > send.nanoseconds {
             close(error: TimeoutError("send"))
