@@ -258,8 +258,21 @@ public struct HTTPRequestParser: Sendable {
                     } else if lineLength - firstSpace > limits.maxTargetLength + 10 {
                         throw .targetTooLong
                     }
+                    lineLength += 1
+                } else {
+                    // Field line: nothing to check before the next CR or LF, so skip the
+                    // run of ordinary bytes in a tight loop (the head-size check below
+                    // still fires inside the same run as a byte-wise scan would).
+                    var j = i
+                    while j < n {
+                        let c = base[j]
+                        if c == asciiCR || c == asciiLF { break }
+                        j += 1
+                    }
+                    lineLength += 1 + (j - i)
+                    total += j - i
+                    i = j
                 }
-                lineLength += 1
             }
             if total > maxHead { throw .headTooLarge }
         }
