@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "TorusHTTP", targets: ["TorusHTTP"]),
         .library(name: "TorusWebSocket", targets: ["TorusWebSocket"]),
         .executable(name: "torus-echo", targets: ["torus-echo"]),
+        .executable(name: "torus-http", targets: ["torus-http"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
@@ -67,6 +68,14 @@ let package = Package(
             path: "Demos/torus-echo",
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "torus-http",
+            dependencies: ["Torus", "TorusHTTP", "DemoSupport",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "HTTPTypes", package: "swift-http-types")],
+            path: "Demos/torus-http",
+            swiftSettings: strict
+        ),
         .target(
             name: "CAllocCounter",
             path: "Benchmarks/CAllocCounter"
@@ -93,6 +102,7 @@ let package = Package(
             dependencies: [
                 "TorusHTTP",
                 "TorusTestSupport",
+                "torus-http",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             path: "Tests/TorusHTTPTests",

@@ -118,6 +118,17 @@ public enum DemoRuntime {
         return pages * Int(sysconf(Int32(_SC_PAGESIZE))) / 1024
     }
 
+    /// Runs an async graceful-stop step (a server's `shutdown`) from the main thread.
+    public static func stopGracefully(_ stop: @escaping @Sendable (Duration) async -> Void,
+                                      grace: Duration = .seconds(5)) {
+        let done = DispatchSemaphoreLite()
+        Task.detached {
+            await stop(grace)
+            done.signal()
+        }
+        done.wait()
+    }
+
     /// Stops `group`, prints the final ledger, and exits 0 when it is quiescent.
     public static func shutdown(_ group: EventLoopGroup, signal: Int32) -> Never {
         say("received signal \(signal), shutting down")
@@ -149,5 +160,27 @@ final class StatsThread: @unchecked Sendable {
             }
         }, box)
         pthread_detach(tid)
+    }
+}
+
+/// A one-shot semaphore for the main thread (no Dispatch dependency).
+final class DispatchSemaphoreLite: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private var cond = pthread_cond_t()
+    private var done = false
+    init() {
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&cond, nil)
+    }
+    func signal() {
+        pthread_mutex_lock(&mutex)
+        done = true
+        pthread_cond_signal(&cond)
+        pthread_mutex_unlock(&mutex)
+    }
+    func wait() {
+        pthread_mutex_lock(&mutex)
+        while !done { pthread_cond_wait(&cond, &mutex) }
+        pthread_mutex_unlock(&mutex)
     }
 }
