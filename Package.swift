@@ -94,7 +94,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TorusTests",
-            dependencies: ["Torus", "TorusTestSupport", "CLiburing", "torus-echo", "torus-alloc-check"],
+            dependencies: ["Torus", "TorusTestSupport", "CLiburing", "torus-echo"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -7,8 +7,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
 
+echo "== swift build (every product: the tests run the demos and the allocation check)"
+swift build
+
 echo "== swift test"
 swift test 2>&1 | tee /tmp/torus-swift-test.log
 grep -q "Test run with .* passed" /tmp/torus-swift-test.log
 
 [ "${TORUS_QUICK:-0}" = "1" ] && exit 0
+
+echo "== dead-peer harness (network namespaces, a real cut link)"
+rc=0
+scripts/deadpeer/harness.sh --server .build/debug/torus-echo || rc=$?
+if [ "$rc" -eq 77 ]; then
+  echo "dead-peer harness SKIPPED: this machine does not allow network namespaces"
+elif [ "$rc" -ne 0 ]; then
+  echo "dead-peer harness FAILED ($rc)"
+  exit "$rc"
+fi

@@ -94,4 +94,21 @@ public enum BuiltProducts {
     }
 
     public static func path(_ name: String) -> String { directory + "/" + name }
+
+    /// The package's root folder (this file is Tests/TorusTestSupport/ChildProcess.swift).
+    public static var packageRoot: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+    }
+
+    /// "debug" or "release": the configuration these tests were built in.
+    public static var configuration: String {
+        URL(fileURLWithPath: directory).lastPathComponent == "release" ? "release" : "debug"
+    }
+
+    /// The build folder in use (.build, or the --scratch-path given to swift test).
+    public static var scratchPath: String {
+        // directory = <scratch>/<triple>/<config>
+        URL(fileURLWithPath: directory).deletingLastPathComponent().deletingLastPathComponent().path
+    }
 }

@@ -1,4 +1,5 @@
 import CLiburing
+import Foundation
 import Testing
 import Torus
 import TorusTestSupport
@@ -99,6 +100,12 @@ struct ResourceTests {
 
     @Test("no heap allocation per echoed message once warm (torus-alloc-check)")
     func allocationsPerMessage() async throws {
+        // Not a dependency of this test target on purpose: the check interposes malloc,
+        // and an executable target a test depends on is linked into the test binary.
+        // scripts/test.sh builds every product before running the tests.
+        let path = BuiltProducts.path("torus-alloc-check")
+        try #require(FileManager.default.isExecutableFile(atPath: path),
+                     "build it first: swift build --product torus-alloc-check (scripts/test.sh does)")
         let check = try ChildProcess(BuiltProducts.path("torus-alloc-check"),
                                      ["--messages", "40000", "--conns", "8", "--max", "0.01"])
         let status = await check.wait(timeout: .seconds(120))
