@@ -113,6 +113,32 @@ struct ResourceTests {
         #expect(check.text.contains("ledger: quiescent"))
     }
 
+    @Test("a burst that grew the outbound pool is given back once it passes")
+    func poolTrims() async throws {
+        try await withLoop { loop in
+            let initial = await loop.ledgerSnapshot()[.outbound].capacity
+            let grown: Int = await withCheckedContinuation { c in
+                loop.execute {
+                    // Take 2,000 chunks (the pool starts with 256), then give them all back.
+                    var buffers = [PooledBufferBox]()
+                    for _ in 0..<2000 {
+                        guard let b = loop.takeBuffer() else { break }
+                        buffers.append(PooledBufferBox(b))
+                    }
+                    let capacity = loop.ledgerSnapshot()[.outbound].capacity
+                    for box in buffers { if let b = box.take() { loop.release(b) } }
+                    c.resume(returning: capacity)
+                }
+            }
+            #expect(grown > initial)
+            // Trimming runs at most once a second, after some loop turn.
+            #expect(await eventually(timeout: .seconds(5)) {
+                try? await loop.sleep(for: .milliseconds(200))
+                return await loop.ledgerSnapshot()[.outbound].capacity == initial
+            })
+        }
+    }
+
     @Test("debug builds name the holder of every buffer away from its pool")
     func holdersAreNamed() async throws {
         try await withLoop { loop in
@@ -130,4 +156,11 @@ struct ResourceTests {
             #endif
         }
     }
+}
+
+/// Lets a test keep many noncopyable buffers in an array.
+final class PooledBufferBox {
+    private var buffer: PooledBuffer?
+    init(_ buffer: consuming PooledBuffer) { self.buffer = consume buffer }
+    func take() -> PooledBuffer? { buffer.take() }
 }

@@ -290,6 +290,7 @@ public final class EventLoop: @unchecked Sendable {
                 ring.flushOverflow()
             }
             reap(cqes, batch: UInt32(batch))
+            if outbound.wantsTrim { outbound.trim(now: now) }
         }
         finish()
     }
