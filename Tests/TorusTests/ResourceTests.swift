@@ -38,6 +38,38 @@ struct ResourceTests {
         expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
+    @Test("a tiny completion queue overflows under load; nothing is lost")
+    func completionQueueOverflow() async throws {
+        var tiny = EventLoop.Configuration()
+        tiny.ringEntries = 4
+        tiny.cqMultiplier = 2
+        let clientLoop = try EventLoop()
+        let ledger = try await withLoop(tiny) { serverLoop in
+            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+            let ok = try await withThrowingTaskGroup(of: Bool.self) { tasks in
+                for i in 0..<64 {
+                    tasks.addTask(executorPreference: clientLoop) {
+                        let payload = testBytes(64 * 1024, seed: UInt64(i + 99))
+                        let client = try await AsyncConnection.connect(to: server.address, on: clientLoop)
+                        async let sent: Void = client.write(payload)
+                        let back = try await client.read(exactly: payload.count)
+                        try await sent
+                        await client.close()
+                        return back == payload
+                    }
+                }
+                var ok = 0
+                for try await matched in tasks where matched { ok += 1 }
+                return ok
+            }
+            #expect(ok == 64)
+            server.close()
+        }
+        #expect(ledger.cqOverflows > 0 || ledger.busySubmits > 0,
+                "an 8-entry CQ with 64 busy connections never overflowed: the test did not test overflow")
+        expectQuiescent(await clientLoop.shutdownGracefully())
+    }
+
     @Test("two loops share a port through SO_REUSEPORT; both accept")
     func reusePortGroup() async throws {
         let clientLoop = try EventLoop()
