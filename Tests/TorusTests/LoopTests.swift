@@ -129,6 +129,24 @@ struct LoopTests {
         _ = clients
     }
 
+    @Test("a stopped loop is freed: no reference cycle keeps it (or its buffers) alive")
+    func loopIsFreed() async throws {
+        weak var weakLoop: EventLoop?
+        do {
+            let loop = try EventLoop()
+            weakLoop = loop
+            let server = try Server.start(on: [loop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+            let client = try await AsyncConnection.connect(to: server.address, on: loop)
+            try await client.write("x")
+            _ = try await client.read(exactly: 1)
+            var options = SocketOptions()
+            options.idleTimeout = .seconds(5)
+            _ = options
+            expectQuiescent(await loop.shutdownGracefully())
+        }
+        #expect(await eventually(timeout: .seconds(5)) { weakLoop == nil })
+    }
+
     @Test("blocking work runs off the loop and its result comes back on it")
     func offload() async throws {
         try await withLoop { loop in

@@ -130,7 +130,9 @@ struct ResourceTests {
         expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
-    @Test("no heap allocation per echoed message once warm (torus-alloc-check)")
+    @Test("no heap allocation per echoed message once warm (torus-alloc-check)",
+          .enabled(if: ProcessInfo.processInfo.environment["TORUS_SANITIZER"] == nil,
+                   "the check's malloc interposer cannot run beside a sanitizer's"))
     func allocationsPerMessage() async throws {
         // Not a dependency of this test target on purpose: the check interposes malloc,
         // and an executable target a test depends on is linked into the test binary.

@@ -363,8 +363,12 @@ public final class EventLoop: @unchecked Sendable {
         }
         if first {
             enqueueForeign(.closure { [self] in beginStopping() })
+            // Only the first caller joins the thread (joining twice is undefined).
+            thread?.join()
+            thread = nil
+        } else {
+            while stateLock.withLock({ $0 != .stopped }) { usleep(1000) }
         }
-        thread?.join()
         return stateLock.withLock { _ in finalSnapshot } ?? LedgerSnapshot()
     }
 
@@ -395,6 +399,10 @@ public final class EventLoop: @unchecked Sendable {
 
     private func finish() {
         receiveBuffers.unregister()
+        // Break the loop's own reference cycles (timers and the wake target hold it).
+        sweepTimer = nil
+        wake = nil
+        watched.removeAll()
         let snapshot = ledger.snapshot()
         stateLock.withLock { state in
             finalSnapshot = snapshot

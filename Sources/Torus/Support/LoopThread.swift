@@ -4,7 +4,9 @@ import CLiburing
 /// pool worker). Joinable; the closure owns everything it captures.
 final class LoopThread: @unchecked Sendable {
     private var thread = pthread_t()
-    private let body: () -> Void
+    /// Dropped once it has run: the body usually captures the thread's owner, and
+    /// the owner holds the thread (to join it), so keeping it would be a cycle.
+    private var body: (() -> Void)?
     private var name = ""
 
     private init(body: @escaping () -> Void) { self.body = body }
@@ -17,7 +19,8 @@ final class LoopThread: @unchecked Sendable {
             guard let arg else { return nil }
             let t = Unmanaged<LoopThread>.fromOpaque(arg).takeRetainedValue()
             torus_set_thread_name(t.name)
-            t.body()
+            t.body?()
+            t.body = nil
             return nil
         }, box)
         precondition(rc == 0, "pthread_create failed: \(rc)")
