@@ -60,9 +60,10 @@ final class CloseWhileBusy: ConnectionHandler {
     init(recorder: Recorder) { self.recorder = recorder }
     func received(_ bytes: ReceivedBytes, from connection: Connection) {
         recorder.received(bytes.count)
-        // Queue far more than the socket buffer holds: the send stays in flight.
-        let big = testBytes(8 << 20)
-        connection.send(big)
+        // Queue far more than both socket buffers hold (loopback autotuning can take
+        // ~10 MiB): with a peer that does not read, a send stays in flight.
+        let big = testBytes(1 << 20)
+        for _ in 0..<48 { connection.send(big) }
         connection.loop.schedule(after: .milliseconds(100)) { connection.close() }
     }
     func closed(_ connection: Connection, error: (any Error)?) { recorder.closed(error) }
@@ -139,11 +140,11 @@ struct ConnectionTests {
             try await loop.run {
                 let client = try await AsyncConnection.connect(to: server.address, on: loop)
                 try await client.write("x")
-                // Do not read: the server's 8 MiB send stays in flight until it closes.
-                try await loop.sleep(for: .milliseconds(300))
+                // Do not read, and stay until the server has closed on its own: its
+                // send is in flight when it does.
+                #expect(await eventually { recorder.closedCount == 1 })
                 await client.close(flush: false)
             }
-            #expect(await eventually { recorder.closedCount == 1 })
             server.close()
         }
         #expect(ledger[.recv].cancelled >= 1)

@@ -73,6 +73,21 @@ struct LoopTests {
         }
     }
 
+    @Test("a read by a task that is already cancelled throws at once")
+    func readWhenAlreadyCancelled() async throws {
+        try await withGroup(loops: 2) { group in
+            let server = try Server.start(on: group, address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+            let client = try await AsyncConnection.connect(to: server.address, on: group.loops[1])
+            let reader = Task(executorPreference: group.loops[1]) { () -> [UInt8]? in
+                withUnsafeCurrentTask { $0?.cancel() }
+                return try await client.read()
+            }
+            await #expect(throws: CancellationError.self) { _ = try await reader.value }
+            await client.close()
+            server.close()
+        }
+    }
+
     @Test("work handed over from many threads runs on the loop, all of it")
     func foreignSubmissions() async throws {
         let counter = Locked(0)

@@ -120,8 +120,12 @@ public final class AsyncConnection: @unchecked Sendable {
     }
 }
 
-/// Identifies one pending read so a late cancellation cannot hit a later read.
-final class ReadWaiter: Sendable {}
+/// Identifies one pending read so a late cancellation cannot hit a later read, and
+/// remembers a cancellation that reached the loop before the read did (a task
+/// already cancelled when it calls `read()`). Loop-confined.
+final class ReadWaiter: @unchecked Sendable {
+    var cancelled = false
+}
 
 /// Loop-confined state behind an `AsyncConnection`: it is the connection's handler.
 final class AsyncConnectionState: ConnectionHandler, @unchecked Sendable {
@@ -188,7 +192,9 @@ final class AsyncConnectionState: ConnectionHandler, @unchecked Sendable {
     }
 
     func read(_ c: CheckedContinuation<[UInt8]?, any Error>, waiter: ReadWaiter) {
-        if let chunk = chunks.popFirst() {
+        if waiter.cancelled {
+            c.resume(throwing: CancellationError())
+        } else if let chunk = chunks.popFirst() {
             buffered -= chunk.count
             if pausedForBackpressure && buffered <= connection.options.readHighWater / 2 {
                 pausedForBackpressure = false
@@ -215,6 +221,7 @@ final class AsyncConnectionState: ConnectionHandler, @unchecked Sendable {
     }
 
     func cancelRead(_ waiter: ReadWaiter) {
+        waiter.cancelled = true
         guard let (c, w) = reader, w === waiter else { return }
         reader = nil
         c.resume(throwing: CancellationError())
