@@ -269,7 +269,11 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
 
     private func send(_ response: HTTPServerResponse) {
         guard connection.isOpen else { return }
-        if !requestEnded { keepAlive = false }
+        // A response ready before its request has fully arrived announces the close
+        // (the rest of the request body will not be read). A streamed response is the
+        // exception: its handler usually consumes the body while producing (an echo),
+        // so keep-alive is decided when the response ends (see `finishResponse`).
+        if !requestEnded, !response.body.isStream { keepAlive = false }
         let noBody = response.status.code == 204 || response.status.code == 304 || response.status.kind == .informational
         switch response.body {
         case .empty:
@@ -343,7 +347,7 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
             serializer.writeErrorResponse(for: error, into: &out)
             closeAfterResponse = true
         }
-        if !keepAlive || stopping { closeAfterResponse = true }
+        if !keepAlive || stopping || !requestEnded { closeAfterResponse = true }
         if requestEnded { current = .none }
         flushOut()
         guard !closeAfterResponse, connection.isOpen else { return }
@@ -367,5 +371,11 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
         } else {
             closeAfterResponse = true
         }
+    }
+}
+
+extension HTTPServerResponse.Body {
+    var isStream: Bool {
+        if case .stream = self { true } else { false }
     }
 }
