@@ -316,6 +316,51 @@ struct ClientTests {
         }
     }
 
+    @Test("a task cancelled while streaming a body closes its connection")
+    func cancelledReader() async throws {
+        try await withClientAndServer { client, server, base in
+            let port = server.address.port!
+            let reader = Task {
+                let response = try await client.get(base + "/drip")
+                for try await _ in response.body {}
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            reader.cancel()
+            await #expect(throws: CancellationError.self) { try await reader.value }
+            #expect(await eventually { client.connectionCounts(host: "127.0.0.1", port: port).open == 0 })
+            #expect(await eventually { await server.connectionCount() == 0 })
+        }
+    }
+
+    @Test("chunked response with trailers from a raw server; the connection is reused")
+    func trailers() async throws {
+        try await withGroup(loops: 2) { group in
+            let accepted = Locked(0)
+            let server = try rawServer(on: group.loops[0]) { c in
+                accepted.withLock { $0 += 1 }
+                var buffer: [UInt8] = []
+                while let chunk = try? await c.read() {
+                    buffer += chunk
+                    while let end = buffer.firstRange(of: Array("\r\n\r\n".utf8)) {
+                        buffer.removeSubrange(..<end.upperBound)
+                        try? await c.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"
+                                           + "4\r\nwiki\r\n5;note=x\r\npedia\r\n0\r\nX-Checksum: 42\r\n\r\n")
+                    }
+                }
+                await c.close()
+            }
+            let client = HTTPClient(loop: group.loops[1])
+            for _ in 0..<3 {
+                let r = try await client.get("http://127.0.0.1:\(server.address.port!)/")
+                #expect(try await r.body.collect(upTo: 100).string == "wikipedia")
+                #expect(r.body.trailers[HTTPField.Name("X-Checksum")!] == "42")
+            }
+            #expect(accepted.current == 1)
+            await client.shutdown()
+            server.close()
+        }
+    }
+
     @Test("against the torus-http demo binary: json, echo, keep-alive")
     func demoBinary() async throws {
         let demo = try ChildProcess(BuiltProducts.path("torus-http"), ["--host", "127.0.0.1", "--port", "0", "--threads", "1"])

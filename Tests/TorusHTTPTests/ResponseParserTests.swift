@@ -212,4 +212,31 @@ struct ResponseParserTests {
         #expect(ok.error == nil && ok.ends == 1)
         #expect(parseResponse("", eof: true).error == nil)
     }
+
+    @Test("randomly mutated responses: whole, split and byte-wise parses agree (and never crash)")
+    func mutations() {
+        let seeds = [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\nhelloHTTP/1.1 204 No Content\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n\r\nrest",
+        ].map { Array($0.utf8) }
+        let alphabet = Array("\r\n:; 0123456789abcdefHTP/.-,chunkedContent-Length".utf8) + [0, 0x7F, 0xFF]
+        var rng = XorShift(seed: 12345)
+        for round in 0..<3000 {
+            var bytes = seeds[round % seeds.count]
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                let at = Int.random(in: 0..<bytes.count, using: &rng)
+                switch Int.random(in: 0..<3, using: &rng) {
+                case 0: bytes[at] = alphabet.randomElement(using: &rng)!
+                case 1: bytes.insert(alphabet.randomElement(using: &rng)!, at: at)
+                default: if bytes.count > 1 { bytes.remove(at: at) }
+                }
+            }
+            let eof = round % 2 == 0
+            let whole = parseResponse(bytes, eof: eof)
+            let cut = Int.random(in: 0...bytes.count, using: &rng)
+            #expect(parseResponse(bytes, cuts: [cut], eof: eof) == whole, "round \(round) cut \(cut): \(bytes.string.debugDescription)")
+            #expect(parseResponse(bytes, cuts: Array(0...bytes.count), eof: eof) == whole, "round \(round) bytewise")
+        }
+    }
 }
