@@ -113,7 +113,10 @@ public final class HTTPClient: Sendable {
             } catch {
                 connection.abort()
                 pool.discard(key)
-                let mapped = error is CancellationError ? nil : HTTPClientError.from(error)
+                // When the deadline fired, whatever the close surfaced as (a reset, EPIPE)
+                // is reported as the timeout it was.
+                let mapped = deadline.hasFired ? .requestTimeout
+                    : error is CancellationError ? nil : HTTPClientError.from(error)
                 if reused, attempt == 1, connection.receivedBytes == 0, mapped == .connectionClosed,
                    request.body?.isReplayable ?? true {
                     continue
@@ -167,7 +170,7 @@ public final class HTTPClient: Sendable {
             finish(connection, connection.isReusable)
             reader = HTTPClientBodyReader(connection: nil, prefetched: body, trailers: trailers) { _, _ in }
         } else {
-            reader = HTTPClientBodyReader(connection: connection, finishExchange: finish)
+            reader = HTTPClientBodyReader(connection: connection, deadline: deadline, finishExchange: finish)
         }
         return HTTPClientResponse(head: head, body: HTTPClientResponse.Body(reader: reader))
     }
@@ -203,7 +206,13 @@ final class RequestDeadline: @unchecked Sendable {
     let loop: EventLoop
     let pool: HTTPClientPool
     private var timer: Timer?
-    private var fired = false
+    private let firedFlag = Atomic<Bool>(false)
+    private var fired: Bool {
+        get { firedFlag.load(ordering: .acquiring) }
+        set { firedFlag.store(newValue, ordering: .releasing) }
+    }
+    /// Whether the request ran out of time (safe from any thread).
+    var hasFired: Bool { fired }
     private var cancelled = false
     private var connection: HTTPClientConnection?
     private var waiter: (HTTPClientPool.Waiter, HTTPClientPoolKey)?

@@ -50,15 +50,18 @@ public struct HTTPClientResponse: Sendable {
 /// from any thread but never concurrently with `next` (the consumer holds the reader).
 final class HTTPClientBodyReader: @unchecked Sendable {
     private let connection: HTTPClientConnection?
+    private let deadline: RequestDeadline?
     private let finishExchange: @Sendable (HTTPClientConnection?, _ reusable: Bool) -> Void
     private let done = Atomic<Bool>(false)
     private(set) var trailers = HTTPFields()
     /// A body that arrived complete with the head (its connection is already released).
     private var prefetched: [[UInt8]]
 
-    init(connection: HTTPClientConnection?, prefetched: [[UInt8]] = [], trailers: HTTPFields = HTTPFields(),
+    init(connection: HTTPClientConnection?, deadline: RequestDeadline? = nil, prefetched: [[UInt8]] = [],
+         trailers: HTTPFields = HTTPFields(),
          finishExchange: @escaping @Sendable (HTTPClientConnection?, Bool) -> Void) {
         self.connection = connection
+        self.deadline = deadline
         self.prefetched = prefetched.reversed()
         self.trailers = trailers
         self.finishExchange = finishExchange
@@ -72,12 +75,16 @@ final class HTTPClientBodyReader: @unchecked Sendable {
             return nil
         }
         do {
+            // Checked here as well: a read entered by an already-cancelled task may not
+            // see the cancellation (see the report on AsyncConnection.read).
+            try Task.checkCancellation()
             if let chunk = try await connection.nextBodyChunk() { return chunk }
             trailers = connection.trailers
             complete(reusable: connection.isReusable)
             return nil
         } catch {
             complete(reusable: false)
+            if deadline?.hasFired == true { throw HTTPClientError.requestTimeout }
             if error is CancellationError { throw error }
             throw HTTPClientError.from(error)
         }
