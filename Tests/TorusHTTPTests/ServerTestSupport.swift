@@ -28,9 +28,21 @@ func serverTestRouter(root: String) -> HTTPRouter {
         try await request.loop.sleep(for: .milliseconds(800))
         return .text("slow done")
     }
+    router.get("/gate/{id}") { request in
+        let id = request.parameters["id"] ?? ""
+        testGates.withLock { $0.entered.insert(id) }
+        while !testGates.withLock({ $0.open.contains(id) }) {
+            try await request.loop.sleep(for: .milliseconds(10))
+        }
+        return .text("gate \(id) passed")
+    }
     router.files("/static", root: root)
     return router
 }
+
+/// Gates for `/gate/{id}`: the handler records that it entered, then waits until the
+/// test opens its gate (deterministic "a request is in flight" without timing).
+let testGates = Locked((entered: Set<String>(), open: Set<String>()))
 
 /// A folder of static files for the tests (removed at the end of `body`).
 @discardableResult
