@@ -13,7 +13,10 @@ import Torus
 /// the server's per-loop registry holds it too, for graceful shutdown. Loop thread only.
 final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     let server: HTTPServerState
-    unowned let connection: Connection
+    /// Strong: a handler task may still call in after the connection closed (its
+    /// `isOpen` is then false); the cycle with `connection.handler` is broken when the
+    /// connection drops its handler after `closed`.
+    let connection: Connection
     private var parser: HTTPRequestParser
     private var serializer = HTTPResponseSerializer()
     private var out: [UInt8] = []
@@ -39,7 +42,16 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     private var requestTimer: Timer?
     private var bodyWriter: HTTPResponseBodyWriter?
     private var fileSender: FileSender?
-    private var pendingError: HTTPParseError?
+    /// The current request broke (malformed body, or it stalled) while its handler
+    /// runs: answered instead of the handler's response, or the connection closes if
+    /// that response has started.
+    private var pendingAbort: Abort?
+    private enum Abort {
+        case parse(HTTPParseError)
+        case timeout
+    }
+    /// The head of the async response has been queued.
+    private var responseStarted = false
 
     init(server: HTTPServerState, connection: Connection) {
         self.server = server
@@ -109,8 +121,10 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
             connection.pauseReading()
         }
         flushOut()
-        if parser.isIdle || parsePaused || responding {
-            if !responding, let t = requestTimer {
+        // The timer runs while a request's head or body is incomplete, also while its
+        // handler is already running (a stalled upload must not hold the connection).
+        if parser.isIdle || parsePaused || parser.isClosed || !connection.isOpen {
+            if let t = requestTimer {
                 t.cancel()
                 requestTimer = nil
             }
@@ -202,8 +216,10 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
 
     private func onParseError(_ error: HTTPParseError) {
         connection.pauseReading()
+        requestTimer?.cancel()
+        requestTimer = nil
         if responding {
-            pendingError = error
+            abortHandler(.parse(error), bodyError: error == .bodyTooLarge ? .bodyTooLarge : .badRequest)
             return
         }
         serializer.writeErrorResponse(for: error, into: &out)
@@ -213,12 +229,20 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
 
     private func requestTimedOut() {
         requestTimer = nil
-        guard connection.isOpen, !responding else { return }
+        guard connection.isOpen else { return }
         connection.pauseReading()
-        serializer.writeResponse(HTTPResponse(status: .requestTimeout, headerFields: [.contentType: "text/plain"]),
-                                 body: Array("request timed out\n".utf8), keepAlive: false, into: &out)
+        if responding {
+            abortHandler(.timeout, bodyError: .requestTimeout)
+            return
+        }
+        writeTimeout()
         closeAfterResponse = true
         flushOut()
+    }
+
+    private func writeTimeout() {
+        serializer.writeResponse(HTTPResponse(status: .requestTimeout, headerFields: [.contentType: "text/plain"]),
+                                 body: Array("request timed out\n".utf8), keepAlive: false, into: &out)
     }
 
     private func flushOut() {
@@ -243,10 +267,23 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
 
     // MARK: Async handlers
 
+    /// The request under a running handler broke: its body ends with `bodyError` (so
+    /// a handler reading it stops), and its response is replaced by the error status,
+    /// or, when the response has already started, the connection closes.
+    private func abortHandler(_ abort: Abort, bodyError: HTTPServerError) {
+        if case .handler(let body) = current { body.finish(error: bodyError) }
+        if responseStarted {
+            connection.close(error: bodyError)
+        } else {
+            pendingAbort = abort
+        }
+    }
+
     private func startHandler(_ handler: @escaping HTTPHandler, head: RequestHead, parameters: [String: String]) {
         let body = RequestBodyState(connection: connection, limit: server.configuration.bodyBufferLimit)
         current = .handler(body)
         responding = true
+        responseStarted = false
         connection.idleTimeoutSuspended = true
         if head.expectContinue {
             HTTPResponseSerializer.writeContinue(into: &out)
@@ -269,7 +306,29 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
 
     private func send(_ response: HTTPServerResponse) {
         guard connection.isOpen else { return }
-        if !requestEnded { keepAlive = false }
+        if let abort = pendingAbort {
+            // The request broke before this response started: answer the error instead.
+            pendingAbort = nil
+            responding = false
+            connection.idleTimeoutSuspended = false
+            switch abort {
+            case .parse(let error):
+                serializer.writeErrorResponse(for: error, into: &out)
+            case .timeout:
+                writeTimeout()
+            }
+            closeAfterResponse = true
+            flushOut()
+            return
+        }
+        responseStarted = true
+        // While the server stops, every response announces the close.
+        if stopping { keepAlive = false }
+        // A response ready before its request has fully arrived announces the close
+        // (the rest of the request body will not be read). A streamed response is the
+        // exception: its handler usually consumes the body while producing (an echo),
+        // so keep-alive is decided when the response ends (see `finishResponse`).
+        if !requestEnded, !response.body.isStream { keepAlive = false }
         let noBody = response.status.code == 204 || response.status.code == 304 || response.status.kind == .informational
         switch response.body {
         case .empty:
@@ -338,12 +397,12 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     private func finishResponse() {
         responding = false
         connection.idleTimeoutSuspended = false
-        if let error = pendingError {
-            pendingError = nil
-            serializer.writeErrorResponse(for: error, into: &out)
+        if pendingAbort != nil {
+            // The request broke after its response was complete: just close.
+            pendingAbort = nil
             closeAfterResponse = true
         }
-        if !keepAlive || stopping { closeAfterResponse = true }
+        if !keepAlive || stopping || !requestEnded { closeAfterResponse = true }
         if requestEnded { current = .none }
         flushOut()
         guard !closeAfterResponse, connection.isOpen else { return }
@@ -367,5 +426,11 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
         } else {
             closeAfterResponse = true
         }
+    }
+}
+
+extension HTTPServerResponse.Body {
+    var isStream: Bool {
+        if case .stream = self { true } else { false }
     }
 }

@@ -54,11 +54,16 @@ public struct HTTPRequestBody: AsyncSequence, Sendable {
 public enum HTTPServerError: Error, Sendable {
     case bodyTooLarge
     case connectionClosed
+    /// The request body was malformed (the server answers 400 and closes).
+    case badRequest
+    /// The request body stalled beyond `requestTimeout` (the server answers 408 and closes).
+    case requestTimeout
 }
 
 /// Loop-confined buffer between the parser (producer) and a handler task (consumer).
 final class RequestBodyState: @unchecked Sendable {
-    unowned let connection: Connection
+    /// Strong: the handler may read after the connection closed (it then gets the error).
+    let connection: Connection
     let limit: Int
     private var chunks: [[UInt8]] = []
     private var head = 0

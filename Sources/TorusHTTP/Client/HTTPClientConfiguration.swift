@@ -1,0 +1,89 @@
+import Torus
+
+/// Settings of an ``HTTPClient``. Plain value.
+public struct HTTPClientConfiguration: Sendable {
+    /// Time allowed to establish a TCP connection.
+    public var connectTimeout: Duration = .seconds(10)
+    /// A connection on which nothing is received for this long is closed: while
+    /// waiting for (or streaming) a response, and while idle in the pool. Not applied
+    /// while the request body is being sent.
+    public var idleTimeout: Duration = .seconds(60)
+    /// Upper bound for a whole request: waiting for a connection, connecting, sending,
+    /// and receiving the response body. nil: no bound (idle timeouts still apply).
+    public var requestTimeout: Duration? = .seconds(300)
+    /// Open connections per host:port, busy plus idle. Requests beyond it wait.
+    public var maxConnectionsPerHost = 8
+    /// Redirects are not followed unless asked for.
+    public var redirects = RedirectPolicy.none
+    /// Response parser limits.
+    public var limits = HTTPResponseLimits.default
+    /// Socket options for new connections (`idleTimeout` is taken from above).
+    public var socket = SocketOptions()
+
+    public enum RedirectPolicy: Sendable, Equatable {
+        case none
+        /// Follows up to `max` redirects (301, 302, 303, 307, 308) to http URLs.
+        case follow(max: Int)
+    }
+
+    public init() {}
+}
+
+/// Why a client request failed.
+public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The URL could not be parsed, or names a scheme other than `http`, or a host
+    /// that is not a numeric address or `localhost`.
+    case invalidURL(String)
+    /// The TCP connection could not be established in `connectTimeout`.
+    case connectTimeout
+    /// The TCP connection could not be established (`errno` from the kernel).
+    case connectFailed(errno: Int32)
+    /// Nothing was received for `idleTimeout`.
+    case idleTimeout
+    /// The whole request took longer than `requestTimeout`.
+    case requestTimeout
+    /// The server closed (or reset) the connection before the response was complete.
+    case connectionClosed
+    /// The response violated HTTP/1.1.
+    case protocolError(HTTPResponseParseError)
+    /// A collected body exceeded the given limit.
+    case bodyTooLarge(limit: Int)
+    /// More redirects than the policy allows.
+    case tooManyRedirects
+    /// A streamed request body failed (the producer threw).
+    case requestBodyFailed(String)
+    /// The client was shut down.
+    case shutdown
+    /// The body was already consumed (a response body can be read once).
+    case bodyAlreadyConsumed
+
+    public var description: String {
+        switch self {
+        case .invalidURL(let u): "invalid URL: \(u)"
+        case .connectTimeout: "connect timed out"
+        case .connectFailed(let e): "connect failed (errno \(e))"
+        case .idleTimeout: "idle timeout"
+        case .requestTimeout: "request timed out"
+        case .connectionClosed: "connection closed before the response was complete"
+        case .protocolError(let e): "protocol error: \(e)"
+        case .bodyTooLarge(let limit): "response body larger than \(limit) bytes"
+        case .tooManyRedirects: "too many redirects"
+        case .requestBodyFailed(let why): "request body failed: \(why)"
+        case .shutdown: "client shut down"
+        case .bodyAlreadyConsumed: "response body already consumed"
+        }
+    }
+
+    /// Maps a transport error to a client error.
+    static func from(_ error: any Error, connecting: Bool = false) -> HTTPClientError {
+        switch error {
+        case let e as HTTPClientError: return e
+        case let e as HTTPResponseParseError: return e == .prematureEnd ? .connectionClosed : .protocolError(e)
+        case let t as TimeoutError:
+            if t.what == "connect" { return .connectTimeout }
+            return .idleTimeout
+        case let io as IOError where connecting: return .connectFailed(errno: io.errno)
+        default: return .connectionClosed
+        }
+    }
+}

@@ -1,0 +1,170 @@
+import HTTPTypes
+import Torus
+
+/// One HTTP/1.1 connection of the client: an `AsyncConnection` plus a response parser.
+///
+/// Ownership and threading: owned by exactly one request at a time (the pool hands it
+/// over; the handover is ordered by the pool's lock), which uses it sequentially from
+/// its task. The only other caller is ``abort(_:)``, which is safe from any thread
+/// (it closes the socket on the loop; a pending read or write then throws).
+final class HTTPClientConnection: @unchecked Sendable {
+    let io: AsyncConnection
+    let key: HTTPClientPoolKey
+    var loop: EventLoop { io.loop }
+    private var parser: HTTPResponseParser
+    private var queued: [[UInt8]] = []
+    private var queuedHead = 0
+    private var head: HTTPResponseHead?
+    private(set) var trailers = HTTPFields()
+    private(set) var ended = false
+    /// Bytes that followed the end of the response (a server sending what nobody asked
+    /// for): the connection is not reused.
+    private var unsolicited = false
+    /// The exchange went wrong in a way that leaves the connection unusable.
+    private var poisoned = false
+    func poison() { poisoned = true }
+    /// Bytes of response received for the current request (decides whether a failed
+    /// request on a reused connection may be retried).
+    private(set) var receivedBytes = 0
+    private(set) var requestCount = 0
+
+    init(io: AsyncConnection, key: HTTPClientPoolKey, limits: HTTPResponseLimits) {
+        self.io = io
+        self.key = key
+        parser = HTTPResponseParser(limits: limits)
+    }
+
+    var isOpen: Bool { io.connection.isOpen }
+
+    /// Whether the connection can carry another request.
+    var isReusable: Bool {
+        ended && !unsolicited && !poisoned && !parser.isClosed && parser.isIdle && (head?.keepAlive ?? false)
+    }
+
+    /// Starts a new request/response exchange.
+    func begin(isHEAD: Bool) {
+        parser.expectResponse(toHEAD: isHEAD)
+        queued.removeAll()
+        queuedHead = 0
+        head = nil
+        trailers = HTTPFields()
+        ended = false
+        receivedBytes = 0
+        requestCount += 1
+    }
+
+    /// Sends the head and body of `request`. Idle timeout is suspended meanwhile.
+    func send(_ request: HTTPClientRequest) async throws {
+        setIdleSuspended(true)
+        defer { setIdleSuspended(false) }
+        var head = request.headBytes()
+        switch request.body {
+        case .bytes(let bytes)?:
+            if bytes.count <= 64 * 1024 {
+                head += bytes
+                try await io.write(head)
+            } else {
+                try await io.write(head)
+                try await io.write(bytes)
+            }
+        case .stream(let length, let produce)?:
+            try await io.write(head)
+            let writer = HTTPClientRequestBodyWriter(io: io, length: length)
+            do {
+                try await produce(writer)
+            } catch let e as HTTPClientError {
+                throw e
+            } catch {
+                throw HTTPClientError.requestBodyFailed("\(error)")
+            }
+            try await writer.finish()
+        case nil:
+            try await io.write(head)
+        }
+    }
+
+    private func setIdleSuspended(_ on: Bool) {
+        let c = io.connection
+        c.loop.runOnLoop { c.idleTimeoutSuspended = on }
+    }
+
+    /// Reads until the final response head has arrived (skipping 1xx).
+    func readHead() async throws -> HTTPResponseHead {
+        while head == nil {
+            try await readMore()
+        }
+        return head!
+    }
+
+    /// The next piece of the body, or nil at its end.
+    func nextBodyChunk() async throws -> [UInt8]? {
+        while true {
+            if queuedHead < queued.count {
+                let chunk = queued[queuedHead]
+                queued[queuedHead] = []
+                queuedHead += 1
+                if queuedHead == queued.count {
+                    queued.removeAll(keepingCapacity: true)
+                    queuedHead = 0
+                }
+                return chunk
+            }
+            if ended { return nil }
+            try await readMore()
+        }
+    }
+
+    private func readMore() async throws {
+        guard let bytes = try await io.read() else {
+            try parser.finish { event in record(event) }
+            if !ended && head != nil { throw HTTPClientError.connectionClosed }
+            if head == nil { throw HTTPClientError.connectionClosed }
+            return
+        }
+        receivedBytes += bytes.count
+        let consumed = try bytes.withUnsafeBytes { try parser.parse($0) { event in record(event) } }
+        if consumed < bytes.count { unsolicited = true }
+    }
+
+    private func record(_ event: HTTPResponseParser.Event) -> HTTPResponseParser.Control {
+        switch event {
+        case .informational:
+            return .proceed
+        case .head(let h):
+            head = h
+            return .proceed
+        case .body(let slice):
+            if queued.count > queuedHead, let last = queued.indices.last, queued[last].count < 64 * 1024 {
+                queued[last].append(contentsOf: slice)
+            } else {
+                queued.append(Array(slice))
+            }
+            return .proceed
+        case .end(let t):
+            trailers = t
+            ended = true
+            return .pause
+        }
+    }
+
+    /// Closes now, dropping anything queued; pending reads and writes throw `error`.
+    func abort(_ error: HTTPClientError = .connectionClosed) {
+        let c = io.connection
+        c.loop.runOnLoop { c.close(error: error) }
+    }
+
+    func close() async {
+        await io.close(flush: false)
+    }
+}
+
+extension HTTPClientConnection {
+    /// When the whole response is already here: its body chunks (the exchange is over).
+    func takeCompleteBody() -> [[UInt8]]? {
+        guard ended else { return nil }
+        let rest = Array(queued[queuedHead...])
+        queued.removeAll()
+        queuedHead = 0
+        return rest
+    }
+}
