@@ -16,6 +16,13 @@ grep -q "Test run with .* passed" /tmp/torus-swift-test.log
 
 [ "${TORUS_QUICK:-0}" = "1" ] && exit 0
 
+if [ "${TORUS_ASAN:-1}" = "1" ]; then
+  echo "== core tests under AddressSanitizer (+LeakSanitizer)"
+  TORUS_SANITIZER=address LSAN_OPTIONS="suppressions=$PWD/.ci/lsan.supp" \
+    swift test --sanitize=address --scratch-path .build-asan --filter TorusTests 2>&1 | tee /tmp/torus-asan.log
+  grep -q "Test run with .* passed" /tmp/torus-asan.log
+fi
+
 echo "== dead-peer harness (network namespaces, a real cut link)"
 rc=0
 scripts/deadpeer/harness.sh --server .build/debug/torus-echo || rc=$?
