@@ -1,0 +1,1 @@
+print("torus-soak: not yet")
