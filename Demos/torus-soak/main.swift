@@ -1,1 +1,0 @@
-print("torus-soak: not yet")
