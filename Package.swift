@@ -80,8 +80,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "CHubMalloc",
+            path: "Sources/CHubMalloc"
+        ),
+        .target(
             name: "TorusHub",
-            dependencies: ["Torus", "TorusHTTP", .product(name: "HTTPTypes", package: "swift-http-types")],
+            dependencies: ["Torus", "TorusHTTP", "CHubMalloc", .product(name: "HTTPTypes", package: "swift-http-types")],
             path: "Sources/TorusHub",
             swiftSettings: strict
         ),

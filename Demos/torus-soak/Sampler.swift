@@ -6,6 +6,8 @@ import TorusHub
 struct Sample: Sendable {
     var uptime: Double
     var rssKiB: Int
+    /// Bytes the hub's allocator says it holds (mallinfo2), in KiB.
+    var heapKiB: Int
     var inFlight: Int
     var parked: Int
     var buffersOut: Int
@@ -21,7 +23,7 @@ enum Sampler {
     /// /metrics, each on a fresh connection.
     static func take(_ hub: HubProcess, loop: EventLoop, started: ContinuousClock.Instant,
                      counts: Counts) async -> Sample {
-        var s = Sample(uptime: (ContinuousClock.now - started) / .seconds(1), rssKiB: hub.residentKiB,
+        var s = Sample(uptime: (ContinuousClock.now - started) / .seconds(1), rssKiB: hub.residentKiB, heapKiB: -1,
                        inFlight: -1, parked: -1, buffersOut: -1, connections: -1, routers: -1, subscribers: -1,
                        commandsOK: counts.stableOK, failures: counts.failures)
         if let c = try? await MiniHTTPClient.connect(to: hub.httpAddress, on: loop, timeout: .seconds(5)) {
@@ -31,6 +33,7 @@ enum Sampler {
                 s.parked = json["parked"] as? Int ?? -1
                 s.buffersOut = json["buffers_out"] as? Int ?? -1
                 s.connections = json["connections"] as? Int ?? -1
+                s.heapKiB = (json["heap_in_use_bytes"] as? Int).map { $0 / 1024 } ?? -1
             }
             if let r = try? await c.request("GET", "/metrics", keepAlive: false), r.status == 200 {
                 for line in r.text.split(separator: "\n") {
@@ -47,11 +50,11 @@ enum Sampler {
 /// The end of a run: table, slope, CSV, plot.
 enum Report {
     /// Least-squares slope of RSS (MiB) over uptime (hours) for the second half.
-    static func slopeMiBPerHour(_ samples: [Sample]) -> Double {
+    static func slopeMiBPerHour(_ samples: [Sample], _ value: (Sample) -> Int = { $0.rssKiB }) -> Double {
         let half = Array(samples.suffix(max(2, samples.count - samples.count / 2)))
         guard half.count >= 2 else { return 0 }
         let xs = half.map { $0.uptime / 3600 }
-        let ys = half.map { Double($0.rssKiB) / 1024 }
+        let ys = half.map { Double(value($0)) / 1024 }
         let mx = xs.reduce(0, +) / Double(xs.count)
         let my = ys.reduce(0, +) / Double(ys.count)
         var num = 0.0
@@ -70,20 +73,21 @@ enum Report {
         } else {
             for i in 0..<rows { picked.append(samples[i * (samples.count - 1) / (rows - 1)]) }
         }
-        var out = "| uptime | memory (RSS) | in flight | buffers out | connections | routers | subscribers |\n"
-        out += "|-------:|-------------:|----------:|------------:|------------:|--------:|------------:|\n"
+        var out = "| uptime | memory (RSS) | heap in use | in flight | buffers out | connections | routers | subscribers |\n"
+        out += "|-------:|-------------:|------------:|----------:|------------:|------------:|--------:|------------:|\n"
         for s in picked {
-            out += "| \(fmtTime(s.uptime)) | \(String(format: "%.1f MiB", Double(s.rssKiB) / 1024)) | \(s.inFlight) | "
+            out += "| \(fmtTime(s.uptime)) | \(String(format: "%.1f MiB", Double(s.rssKiB) / 1024)) | "
+                + "\(String(format: "%.1f MiB", Double(s.heapKiB) / 1024)) | \(s.inFlight) | "
                 + "\(s.buffersOut) | \(s.connections) | \(s.routers) | \(s.subscribers) |\n"
         }
         return out
     }
 
     static func csv(_ samples: [Sample]) -> String {
-        var out = "uptime_s,rss_kib,in_flight,parked,buffers_out,connections,routers,subscribers,commands_ok,failures\n"
+        var out = "uptime_s,rss_kib,heap_kib,in_flight,parked,buffers_out,connections,routers,subscribers,commands_ok,failures\n"
         for s in samples {
             out += String(format: "%.1f", s.uptime)
-                + ",\(s.rssKiB),\(s.inFlight),\(s.parked),\(s.buffersOut),\(s.connections),\(s.routers),\(s.subscribers),\(s.commandsOK),\(s.failures)\n"
+                + ",\(s.rssKiB),\(s.heapKiB),\(s.inFlight),\(s.parked),\(s.buffersOut),\(s.connections),\(s.routers),\(s.subscribers),\(s.commandsOK),\(s.failures)\n"
         }
         return out
     }

@@ -80,7 +80,7 @@ struct TorusSoak: AsyncParsableCommand {
     var callers: Int = 12
 
     @Option(help: "Ping interval of the hub's event streams, seconds (passed to a launched hub).")
-    var pingInterval: Double = 5
+    var pingInterval: Double = 2
 
     func validate() throws {
         if hub == nil && attach == nil { throw ValidationError("give --hub PATH or --attach PID") }
@@ -182,10 +182,20 @@ struct TorusSoak: AsyncParsableCommand {
             return first
         }
         if !allDone { say("warning: some simulated clients were still busy after 20 s") }
-        try? await Task.sleep(for: .milliseconds(500))
-        let idle = await Sampler.take(hubProcess, loop: group.loops[0], started: started, counts: stats.current)
-        say("after the load: connections \(idle.connections) (the sampler's own), routers \(idle.routers), "
-            + "subscribers \(idle.subscribers), in flight \(idle.inFlight), buffers out \(idle.buffersOut)")
+        // The hub must come back to idle: no router, no subscriber, only the sampler's
+        // own connection. A stream whose client left is noticed when a write fails:
+        // the HTTP server keeps a half-closed connection open while its response
+        // streams, so that takes up to three ping intervals after the last event.
+        var idle = await Sampler.take(hubProcess, loop: group.loops[0], started: started, counts: stats.current)
+        let idleDeadline = ContinuousClock.now + .milliseconds(Int((3 * pingInterval + 5) * 1000))
+        while (idle.routers != 0 || idle.subscribers != 0 || idle.connections > 1) && ContinuousClock.now < idleDeadline {
+            try? await Task.sleep(for: .milliseconds(250))
+            idle = await Sampler.take(hubProcess, loop: group.loops[0], started: started, counts: stats.current)
+        }
+        let backToIdle = idle.routers == 0 && idle.subscribers == 0 && idle.connections <= 1 && idle.buffersOut == 0
+        say("after the load: connections \(idle.connections) (1 is the sampler's), routers \(idle.routers), "
+            + "subscribers \(idle.subscribers), in flight \(idle.inFlight), buffers out \(idle.buffersOut)"
+            + (backToIdle ? "" : " — NOT back to idle"))
         let clientLedger = await group.shutdownGracefully()
 
         // Stop the hub and read its ledger.
@@ -203,6 +213,7 @@ struct TorusSoak: AsyncParsableCommand {
         // Report.
         let counts = stats.current
         let slope = Report.slopeMiBPerHour(samples)
+        let heapSlope = Report.slopeMiBPerHour(samples) { $0.heapKiB }
         let first = samples.first?.rssKiB ?? 0
         let peak = samples.map(\.rssKiB).max() ?? 0
         let last = samples.last?.rssKiB ?? 0
@@ -211,6 +222,10 @@ struct TorusSoak: AsyncParsableCommand {
         report += Report.table(samples) + "\n"
         report += String(format: "RSS: first %.1f MiB, peak %.1f MiB, last %.1f MiB; slope over the second half: %+.2f MiB/hour (threshold %.2f)\n",
                          Double(first) / 1024, Double(peak) / 1024, Double(last) / 1024, slope, threshold)
+        report += String(format: "heap in use (mallinfo2): first %.1f MiB, last %.1f MiB; slope over the second half: %+.2f MiB/hour\n",
+                         Double(samples.first?.heapKiB ?? 0) / 1024, Double(samples.last?.heapKiB ?? 0) / 1024, heapSlope)
+        report += "after the load: \(backToIdle ? "back to idle" : "NOT back to idle") (connections \(idle.connections), "
+            + "routers \(idle.routers), subscribers \(idle.subscribers), in flight \(idle.inFlight))\n"
         report += summary(counts) + "\n"
         report += "\(hubVerdict)\n"
         report += "soak clients' own ledger: \(clientLedger.isQuiescent ? "quiescent" : "NOT quiescent")\n"
@@ -225,6 +240,7 @@ struct TorusSoak: AsyncParsableCommand {
         var verdicts: [String] = []
         if slope > threshold { verdicts.append(String(format: "RSS grows %.2f MiB/hour > %.2f", slope, threshold)) }
         if !hubOK { verdicts.append("hub ledger not quiescent or bad exit") }
+        if !backToIdle { verdicts.append("hub did not return to idle after the load") }
         if counts.failures > 0 { verdicts.append("\(counts.failures) requests or sessions that should have succeeded failed") }
         if counts.stableOK == 0 { verdicts.append("no command succeeded") }
         report += "\nverdict: " + (verdicts.isEmpty ? "PASS" : "FAIL: " + verdicts.joined(separator: "; ")) + "\n"

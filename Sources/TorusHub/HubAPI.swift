@@ -150,6 +150,7 @@ enum HubAPI {
     }
 
     static func ledgerJSON(_ ledger: LedgerSnapshot) -> String {
+        let heap = heapBytes()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let full = (try? encoder.encode(ledger)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
@@ -162,6 +163,7 @@ enum HubAPI {
         return #"{"quiescent":\#(ledger.isQuiescent),"in_flight":\#(ledger.inFlight),"parked":\#(ledger.parked),"#
             + #""buffers_out":\#(ledger.buffersOut),"connections":\#(ledger.connections),"#
             + #""listeners":\#(ledger.listeners),"rss_bytes":\#(residentBytes()),"#
+            + #""heap_in_use_bytes":\#(heap.inUse),"heap_reserved_bytes":\#(heap.reserved),"#
             + #""operations":{\#(ops.joined(separator: ","))},"ledger":\#(full)}"#
     }
 
@@ -169,6 +171,9 @@ enum HubAPI {
         var out = ledger.prometheusText()
         let c = core.counters
         out += "# TYPE torus_hub_resident_bytes gauge\ntorus_hub_resident_bytes \(residentBytes())\n"
+        let heap = heapBytes()
+        out += "# TYPE torus_hub_heap_in_use_bytes gauge\ntorus_hub_heap_in_use_bytes \(heap.inUse)\n"
+        out += "# TYPE torus_hub_heap_reserved_bytes gauge\ntorus_hub_heap_reserved_bytes \(heap.reserved)\n"
         out += "# TYPE torus_hub_uptime_seconds gauge\ntorus_hub_uptime_seconds \(Double(HubClock.nowNanos() - core.startedAt) / 1e9)\n"
         out += "# TYPE torus_hub_routers gauge\ntorus_hub_routers \(core.directory.count)\n"
         out += "# TYPE torus_hub_subscribers gauge\ntorus_hub_subscribers \(core.events.subscriberCount)\n"

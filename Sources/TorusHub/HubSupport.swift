@@ -1,3 +1,4 @@
+import CHubMalloc
 import Glibc
 import Synchronization
 import Torus
@@ -39,6 +40,14 @@ public func residentBytes() -> Int {
     let fields = buffer[0..<n].split(separator: 0x20)
     guard fields.count >= 2, let pages = Int(String(decoding: fields[1], as: UTF8.self)) else { return 0 }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// The allocator's view of the heap (glibc `mallinfo2`): bytes the program holds
+/// and bytes the allocator reserved. Comparing their growth with RSS's tells a leak
+/// (in use grows) from fragmentation (only reserved and RSS grow).
+public func heapBytes() -> (inUse: Int, reserved: Int) {
+    let s = torus_hub_heap()
+    return (Int(s.in_use), Int(s.reserved))
 }
 
 /// Hub-wide counters (any thread; relaxed atomics, a lock for the rare ones).
