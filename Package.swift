@@ -94,6 +94,7 @@ let package = Package(
             dependencies: ["Torus", "TorusHub", "DemoSupport",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Demos/torus-hub",
+            exclude: ["README.md"],
             swiftSettings: strict
         ),
         .executableTarget(

@@ -20,15 +20,19 @@ def main():
     t = [float(r["uptime_s"]) / 60 for r in rows]
     rss = [int(r["rss_kib"]) / 1024 for r in rows]
     conns = [int(r["connections"]) for r in rows]
+    anon = [int(r["anon_kib"]) / 1024 for r in rows] if "anon_kib" in rows[0] else None
     heap = [int(r["heap_kib"]) / 1024 if int(r.get("heap_kib", -1)) >= 0 else None for r in rows]
 
     fig, ax = plt.subplots(figsize=(9, 4.5))
     ax.plot(t, rss, marker=".", color="tab:blue", label="hub RSS (MiB)")
+    if anon:
+        ax.plot(t, anon, marker=".", color="tab:orange", label="anonymous RSS (MiB)")
     if any(h is not None for h in heap):
         ax.plot([x for x, h in zip(t, heap) if h is not None], [h for h in heap if h is not None],
                 marker=".", color="tab:green", label="heap in use (MiB)")
     half = len(t) - len(t) // 2
-    xs, ys = t[-half:], rss[-half:]
+    judged = anon if anon else rss
+    xs, ys = t[-half:], judged[-half:]
     if len(xs) >= 2:
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         den = sum((x - mx) ** 2 for x in xs)

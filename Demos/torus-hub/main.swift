@@ -43,17 +43,29 @@ struct TorusHubCommand: ParsableCommand {
     @Option(help: "Seconds between pings on idle event streams.")
     var pingInterval: Double = 15
 
+    @Option(help: "Bytes per provided receive buffer. One page by default: router frames, HTTP requests and events are small, and a page-sized buffer is resident after its first use, so RSS reaches its plateau within seconds instead of creeping as rare large reads touch more pages of 16 KiB buffers.")
+    var receiveBufferSize: Int = 4096
+
+    @Option(help: "Bytes per outbound pool chunk (one page by default, for the same reason).")
+    var outboundChunkSize: Int = 4096
+
     func validate() throws {
         guard heartbeatTimeout > 0, commandTimeout > 0, pingInterval > 0 else {
             throw ValidationError("timeouts and intervals must be positive")
         }
         guard maxFrame >= 64 else { throw ValidationError("--max-frame must be at least 64") }
+        guard receiveBufferSize >= 512, outboundChunkSize >= 512 else {
+            throw ValidationError("buffer sizes must be at least 512 bytes")
+        }
     }
 
     func run() throws {
         DemoRuntime.blockSignals()
         try common.applyLimits()
-        let group = try EventLoopGroup(loops: common.threads, configuration: common.configuration)
+        var loopConfiguration = common.configuration
+        loopConfiguration.receiveBufferSize = receiveBufferSize
+        loopConfiguration.outboundChunkSize = outboundChunkSize
+        let group = try EventLoopGroup(loops: common.threads, configuration: loopConfiguration)
         var configuration = HubConfiguration()
         configuration.host = common.host
         configuration.routerPort = routerPort

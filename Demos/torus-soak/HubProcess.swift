@@ -56,13 +56,17 @@ final class HubProcess: @unchecked Sendable {
     var launched: Bool { process != nil }
     var output: String { String(decoding: box.data, as: UTF8.self) }
 
-    /// VmRSS of the hub in KiB (0 when gone).
-    var residentKiB: Int {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
-        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    /// VmRSS and RssAnon of the hub in KiB (0 when gone), from /proc/PID/status.
+    var resident: (total: Int, anon: Int) {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return (0, 0) }
+        var total = 0
+        var anon = 0
+        for line in status.split(separator: "\n") {
+            let value = Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+            if line.hasPrefix("VmRSS:") { total = value }
+            if line.hasPrefix("RssAnon:") { anon = value }
         }
-        return 0
+        return (total, anon)
     }
 
     /// SIGTERM, then wait (bounded) for the exit; returns the status (nil: killed).

@@ -6,6 +6,10 @@ import TorusHub
 struct Sample: Sendable {
     var uptime: Double
     var rssKiB: Int
+    /// The anonymous part of RSS (heap, stacks, buffers): where a leak shows. The rest
+    /// is file-backed (the binary and libraries), bounded by their size, and grows
+    /// while code runs for the first time.
+    var anonKiB: Int
     /// Bytes the hub's allocator says it holds (mallinfo2), in KiB.
     var heapKiB: Int
     var inFlight: Int
@@ -23,7 +27,9 @@ enum Sampler {
     /// /metrics, each on a fresh connection.
     static func take(_ hub: HubProcess, loop: EventLoop, started: ContinuousClock.Instant,
                      counts: Counts) async -> Sample {
-        var s = Sample(uptime: (ContinuousClock.now - started) / .seconds(1), rssKiB: hub.residentKiB, heapKiB: -1,
+        let resident = hub.resident
+        var s = Sample(uptime: (ContinuousClock.now - started) / .seconds(1), rssKiB: resident.total,
+                       anonKiB: resident.anon, heapKiB: -1,
                        inFlight: -1, parked: -1, buffersOut: -1, connections: -1, routers: -1, subscribers: -1,
                        commandsOK: counts.stableOK, failures: counts.failures)
         if let c = try? await MiniHTTPClient.connect(to: hub.httpAddress, on: loop, timeout: .seconds(5)) {
@@ -73,10 +79,11 @@ enum Report {
         } else {
             for i in 0..<rows { picked.append(samples[i * (samples.count - 1) / (rows - 1)]) }
         }
-        var out = "| uptime | memory (RSS) | heap in use | in flight | buffers out | connections | routers | subscribers |\n"
-        out += "|-------:|-------------:|------------:|----------:|------------:|------------:|--------:|------------:|\n"
+        var out = "| uptime | memory (RSS) | anonymous RSS | heap in use | in flight | buffers out | connections | routers | subscribers |\n"
+        out += "|-------:|-------------:|--------------:|------------:|----------:|------------:|------------:|--------:|------------:|\n"
         for s in picked {
             out += "| \(fmtTime(s.uptime)) | \(String(format: "%.1f MiB", Double(s.rssKiB) / 1024)) | "
+                + "\(String(format: "%.1f MiB", Double(s.anonKiB) / 1024)) | "
                 + "\(String(format: "%.1f MiB", Double(s.heapKiB) / 1024)) | \(s.inFlight) | "
                 + "\(s.buffersOut) | \(s.connections) | \(s.routers) | \(s.subscribers) |\n"
         }
@@ -84,10 +91,10 @@ enum Report {
     }
 
     static func csv(_ samples: [Sample]) -> String {
-        var out = "uptime_s,rss_kib,heap_kib,in_flight,parked,buffers_out,connections,routers,subscribers,commands_ok,failures\n"
+        var out = "uptime_s,rss_kib,anon_kib,heap_kib,in_flight,parked,buffers_out,connections,routers,subscribers,commands_ok,failures\n"
         for s in samples {
             out += String(format: "%.1f", s.uptime)
-                + ",\(s.rssKiB),\(s.heapKiB),\(s.inFlight),\(s.parked),\(s.buffersOut),\(s.connections),\(s.routers),\(s.subscribers),\(s.commandsOK),\(s.failures)\n"
+                + ",\(s.rssKiB),\(s.anonKiB),\(s.heapKiB),\(s.inFlight),\(s.parked),\(s.buffersOut),\(s.connections),\(s.routers),\(s.subscribers),\(s.commandsOK),\(s.failures)\n"
         }
         return out
     }

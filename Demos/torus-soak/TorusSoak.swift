@@ -58,6 +58,9 @@ struct TorusSoak: AsyncParsableCommand {
     @Option(help: "Largest acceptable RSS slope over the second half, MiB per hour.")
     var threshold: Double = 1
 
+    @Option(help: "Which RSS the verdict judges: 'anon' (RssAnon: heap, stacks, buffers — where leaks live) or 'total' (VmRSS, which also counts file-backed pages of the binary and libraries, growing as code first runs). Both are reported.")
+    var judge: String = "anon"
+
     @Option(help: "Fraction of routers that churn (vanish, BYE, reset, reconnect).")
     var churn: Double = 0.15
 
@@ -85,6 +88,7 @@ struct TorusSoak: AsyncParsableCommand {
     func validate() throws {
         if hub == nil && attach == nil { throw ValidationError("give --hub PATH or --attach PID") }
         if attach != nil && (url == nil || router == nil) { throw ValidationError("--attach needs --url and --router") }
+        if judge != "anon" && judge != "total" { throw ValidationError("--judge is anon or total") }
         if routers < 2 { throw ValidationError("--routers must be at least 2") }
         if duration <= 0 || rate <= 0 || sampleInterval <= 0 { throw ValidationError("durations and rates must be positive") }
     }
@@ -212,7 +216,9 @@ struct TorusSoak: AsyncParsableCommand {
 
         // Report.
         let counts = stats.current
-        let slope = Report.slopeMiBPerHour(samples)
+        let totalSlope = Report.slopeMiBPerHour(samples)
+        let anonSlope = Report.slopeMiBPerHour(samples) { $0.anonKiB }
+        let slope = judge == "anon" ? anonSlope : totalSlope
         let heapSlope = Report.slopeMiBPerHour(samples) { $0.heapKiB }
         let first = samples.first?.rssKiB ?? 0
         let peak = samples.map(\.rssKiB).max() ?? 0
@@ -220,8 +226,12 @@ struct TorusSoak: AsyncParsableCommand {
         var report = "# torus-soak report\n\n"
         report += "load: \(routers) routers (\(churnIDs.count) churning, 1 mute), \(wsClients) subscribers, \(rate) commands/s, \(Int(duration)) s\n\n"
         report += Report.table(samples) + "\n"
-        report += String(format: "RSS: first %.1f MiB, peak %.1f MiB, last %.1f MiB; slope over the second half: %+.2f MiB/hour (threshold %.2f)\n",
-                         Double(first) / 1024, Double(peak) / 1024, Double(last) / 1024, slope, threshold)
+        report += String(format: "RSS (VmRSS): first %.1f MiB, peak %.1f MiB, last %.1f MiB; slope over the second half: %+.2f MiB/hour%@\n",
+                         Double(first) / 1024, Double(peak) / 1024, Double(last) / 1024, totalSlope,
+                         judge == "total" ? String(format: " (judged, threshold %.2f)", threshold) : "")
+        report += String(format: "anonymous RSS (RssAnon): first %.1f MiB, last %.1f MiB; slope over the second half: %+.2f MiB/hour%@\n",
+                         Double(samples.first?.anonKiB ?? 0) / 1024, Double(samples.last?.anonKiB ?? 0) / 1024, anonSlope,
+                         judge == "anon" ? String(format: " (judged, threshold %.2f)", threshold) : "")
         report += String(format: "heap in use (mallinfo2): first %.1f MiB, last %.1f MiB; slope over the second half: %+.2f MiB/hour\n",
                          Double(samples.first?.heapKiB ?? 0) / 1024, Double(samples.last?.heapKiB ?? 0) / 1024, heapSlope)
         report += "after the load: \(backToIdle ? "back to idle" : "NOT back to idle") (connections \(idle.connections), "
@@ -238,7 +248,9 @@ struct TorusSoak: AsyncParsableCommand {
         try Report.csv(samples).write(toFile: csvPath, atomically: true, encoding: .utf8)
         let plotted = plot(csv: csvPath, png: out + "/memory.png", slope: slope)
         var verdicts: [String] = []
-        if slope > threshold { verdicts.append(String(format: "RSS grows %.2f MiB/hour > %.2f", slope, threshold)) }
+        if slope > threshold {
+            verdicts.append(String(format: "%@ grows %.2f MiB/hour > %.2f", judge == "anon" ? "anonymous RSS" : "RSS", slope, threshold))
+        }
         if !hubOK { verdicts.append("hub ledger not quiescent or bad exit") }
         if !backToIdle { verdicts.append("hub did not return to idle after the load") }
         if counts.failures > 0 { verdicts.append("\(counts.failures) requests or sessions that should have succeeded failed") }
@@ -252,8 +264,8 @@ struct TorusSoak: AsyncParsableCommand {
     }
 
     func progress(_ s: Sample, _ c: Counts) {
-        say(String(format: "[%@] rss %.1f MiB | in flight %d | buffers out %d | connections %d | routers %d | subscribers %d | commands ok %d | events sent %d, delivered %d | failures %d",
-                   Report.fmtTime(s.uptime), Double(s.rssKiB) / 1024, s.inFlight, s.buffersOut, s.connections,
+        say(String(format: "[%@] rss %.1f MiB (anon %.1f) | in flight %d | buffers out %d | connections %d | routers %d | subscribers %d | commands ok %d | events sent %d, delivered %d | failures %d",
+                   Report.fmtTime(s.uptime), Double(s.rssKiB) / 1024, Double(s.anonKiB) / 1024, s.inFlight, s.buffersOut, s.connections,
                    s.routers, s.subscribers, c.stableOK, c.eventsSent, c.subscriberEvents, c.failures))
     }
 
@@ -267,7 +279,7 @@ struct TorusSoak: AsyncParsableCommand {
             \(c.expected504OK) expected 504; to churning routers {\(churn)}; \(c.keepAliveRequests) keep-alive and \
             \(c.oneShotRequests) one-shot requests; slowest \(c.latencyMaxMs) ms; /devices checked \(c.devicesChecks) times
             subscribers: \(c.subscriberSessions) streams, \(c.subscriberEvents) events and \(c.subscriberPings) pings read, \
-            \(c.subscriberResets) resets
+            \(c.subscriberResets) resets, \(c.slowSubscribers) slow streams ended by the hub
             failures: \(c.failures) (connect \(c.connectFailures), not reaped \(c.reapFailures), not replaced \(c.replaceFailures), \
             stable dropped \(c.stableDropped), 404 \(c.expected404Failed), 504 \(c.expected504Failed), devices \(c.devicesFailed), \
             subscribers \(c.subscriberFailures), http errors \(c.httpErrors))
