@@ -14,6 +14,9 @@ let package = Package(
         .library(name: "TorusWebSocket", targets: ["TorusWebSocket"]),
         .executable(name: "torus-echo", targets: ["torus-echo"]),
         .executable(name: "torus-http", targets: ["torus-http"]),
+        .library(name: "TorusHub", targets: ["TorusHub"]),
+        .executable(name: "torus-hub", targets: ["torus-hub"]),
+        .executable(name: "torus-soak", targets: ["torus-soak"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
@@ -77,6 +80,31 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "CHubMalloc",
+            path: "Sources/CHubMalloc"
+        ),
+        .target(
+            name: "TorusHub",
+            dependencies: ["Torus", "TorusHTTP", "CHubMalloc", .product(name: "HTTPTypes", package: "swift-http-types")],
+            path: "Sources/TorusHub",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "torus-hub",
+            dependencies: ["Torus", "TorusHub", "DemoSupport",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Demos/torus-hub",
+            exclude: ["README.md"],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "torus-soak",
+            dependencies: ["Torus", "TorusHub", "DemoSupport",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Demos/torus-soak",
+            swiftSettings: strict
+        ),
+        .target(
             name: "CAllocCounter",
             path: "Benchmarks/CAllocCounter"
         ),
@@ -112,6 +140,12 @@ let package = Package(
             name: "TorusWebSocketTests",
             dependencies: ["TorusWebSocket", "CZlib", "TorusTestSupport"],
             path: "Tests/TorusWebSocketTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TorusHubTests",
+            dependencies: ["TorusHub", "TorusTestSupport", "torus-hub"],
+            path: "Tests/TorusHubTests",
             swiftSettings: strict
         ),
     ]

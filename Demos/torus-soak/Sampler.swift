@@ -1,0 +1,107 @@
+import Foundation
+import Torus
+import TorusHub
+
+/// One look at the hub from outside.
+struct Sample: Sendable {
+    var uptime: Double
+    var rssKiB: Int
+    /// The anonymous part of RSS (heap, stacks, buffers): where a leak shows. The rest
+    /// is file-backed (the binary and libraries), bounded by their size, and grows
+    /// while code runs for the first time.
+    var anonKiB: Int
+    /// Bytes the hub's allocator says it holds (mallinfo2), in KiB.
+    var heapKiB: Int
+    var inFlight: Int
+    var parked: Int
+    var buffersOut: Int
+    var connections: Int
+    var routers: Int
+    var subscribers: Int
+    var commandsOK: Int
+    var failures: Int
+}
+
+enum Sampler {
+    /// RSS from /proc, then the ledger from /debug/ledger and the router count from
+    /// /metrics, each on a fresh connection.
+    static func take(_ hub: HubProcess, loop: EventLoop, started: ContinuousClock.Instant,
+                     counts: Counts) async -> Sample {
+        let resident = hub.resident
+        var s = Sample(uptime: (ContinuousClock.now - started) / .seconds(1), rssKiB: resident.total,
+                       anonKiB: resident.anon, heapKiB: -1,
+                       inFlight: -1, parked: -1, buffersOut: -1, connections: -1, routers: -1, subscribers: -1,
+                       commandsOK: counts.stableOK, failures: counts.failures)
+        if let c = try? await MiniHTTPClient.connect(to: hub.httpAddress, on: loop, timeout: .seconds(5)) {
+            if let r = try? await c.request("GET", "/debug/ledger"), r.status == 200,
+               let json = try? JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any] {
+                s.inFlight = json["in_flight"] as? Int ?? -1
+                s.parked = json["parked"] as? Int ?? -1
+                s.buffersOut = json["buffers_out"] as? Int ?? -1
+                s.connections = json["connections"] as? Int ?? -1
+                s.heapKiB = (json["heap_in_use_bytes"] as? Int).map { $0 / 1024 } ?? -1
+            }
+            if let r = try? await c.request("GET", "/metrics", keepAlive: false), r.status == 200 {
+                for line in r.text.split(separator: "\n") {
+                    if line.hasPrefix("torus_hub_routers ") { s.routers = Int(line.split(separator: " ")[1]) ?? -1 }
+                    if line.hasPrefix("torus_hub_subscribers ") { s.subscribers = Int(line.split(separator: " ")[1]) ?? -1 }
+                }
+            }
+            await c.close()
+        }
+        return s
+    }
+}
+
+/// The end of a run: table, slope, CSV, plot.
+enum Report {
+    /// Least-squares slope of RSS (MiB) over uptime (hours) for the second half.
+    static func slopeMiBPerHour(_ samples: [Sample], _ value: (Sample) -> Int = { $0.rssKiB }) -> Double {
+        let half = Array(samples.suffix(max(2, samples.count - samples.count / 2)))
+        guard half.count >= 2 else { return 0 }
+        let xs = half.map { $0.uptime / 3600 }
+        let ys = half.map { Double(value($0)) / 1024 }
+        let mx = xs.reduce(0, +) / Double(xs.count)
+        let my = ys.reduce(0, +) / Double(ys.count)
+        var num = 0.0
+        var den = 0.0
+        for (x, y) in zip(xs, ys) {
+            num += (x - mx) * (y - my)
+            den += (x - mx) * (x - mx)
+        }
+        return den > 0 ? num / den : 0
+    }
+
+    static func table(_ samples: [Sample], rows: Int = 24) -> String {
+        var picked: [Sample] = []
+        if samples.count <= rows {
+            picked = samples
+        } else {
+            for i in 0..<rows { picked.append(samples[i * (samples.count - 1) / (rows - 1)]) }
+        }
+        var out = "| uptime | memory (RSS) | anonymous RSS | heap in use | in flight | buffers out | connections | routers | subscribers |\n"
+        out += "|-------:|-------------:|--------------:|------------:|----------:|------------:|------------:|--------:|------------:|\n"
+        for s in picked {
+            out += "| \(fmtTime(s.uptime)) | \(String(format: "%.1f MiB", Double(s.rssKiB) / 1024)) | "
+                + "\(String(format: "%.1f MiB", Double(s.anonKiB) / 1024)) | "
+                + "\(String(format: "%.1f MiB", Double(s.heapKiB) / 1024)) | \(s.inFlight) | "
+                + "\(s.buffersOut) | \(s.connections) | \(s.routers) | \(s.subscribers) |\n"
+        }
+        return out
+    }
+
+    static func csv(_ samples: [Sample]) -> String {
+        var out = "uptime_s,rss_kib,anon_kib,heap_kib,in_flight,parked,buffers_out,connections,routers,subscribers,commands_ok,failures\n"
+        for s in samples {
+            out += String(format: "%.1f", s.uptime)
+                + ",\(s.rssKiB),\(s.anonKiB),\(s.heapKiB),\(s.inFlight),\(s.parked),\(s.buffersOut),\(s.connections),\(s.routers),\(s.subscribers),\(s.commandsOK),\(s.failures)\n"
+        }
+        return out
+    }
+
+    static func fmtTime(_ seconds: Double) -> String {
+        let s = Int(seconds)
+        return s >= 3600 ? String(format: "%dh%02dm%02ds", s / 3600, s / 60 % 60, s % 60)
+            : String(format: "%dm%02ds", s / 60, s % 60)
+    }
+}

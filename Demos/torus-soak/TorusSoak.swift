@@ -1,0 +1,310 @@
+import ArgumentParser
+import DemoSupport
+import Foundation
+import Torus
+import TorusHub
+
+/// Runs torus-hub under a realistic, churning load for a while and proves its
+/// memory stays flat and its ledger ends quiescent.
+@main
+struct TorusSoak: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "torus-soak",
+        abstract: "Memory soak test of torus-hub: routers, HTTP commands, event subscribers; flat RSS or fail.",
+        discussion: """
+            Starts the hub from --hub (or attaches to --attach PID with --url and --router), then \
+            simulates routers (stable ones, one mute one, and churning ones that vanish without \
+            closing, say BYE, reset, or reconnect over their live link), HTTP callers sending \
+            commands (keep-alive and one-shot), and event subscribers (server-sent events until \
+            the WebSocket faces land: all events, filtered, slow, churning). Samples the hub's \
+            VmRSS and ledger every --sample-interval seconds. Writes samples.csv, report.md and \
+            memory.png (via scripts/soak-plot.py when matplotlib is present) to --out.
+
+            Exit status 1 when the RSS slope over the second half exceeds --threshold MiB/hour, \
+            when the hub's ledger is not quiescent after SIGTERM (launched hubs only), or when \
+            any request that should have succeeded failed.
+            """)
+
+    @Option(help: "Path of the torus-hub executable to start.")
+    var hub: String?
+
+    @Option(help: "Attach to a running hub with this PID instead (needs --url and --router).")
+    var attach: Int32?
+
+    @Option(help: "With --attach: the hub's HTTP URL (http://HOST:PORT).")
+    var url: String?
+
+    @Option(help: "With --attach: the hub's router address (HOST:PORT).")
+    var router: String?
+
+    @Option(help: "Seconds of load.")
+    var duration: Double = 60
+
+    @Option(help: "Simulated routers.")
+    var routers: Int = 200
+
+    @Option(help: "Event subscribers (SSE streams until the WebSocket faces land).")
+    var wsClients: Int = 100
+
+    @Option(help: "Commands per second over HTTP, all callers together.")
+    var rate: Double = 50
+
+    @Option(help: "Seconds between samples of the hub.")
+    var sampleInterval: Double = 5
+
+    @Option(help: "Folder for samples.csv, report.md, memory.png.")
+    var out = "soak-out"
+
+    @Option(help: "Largest acceptable RSS slope over the second half, MiB per hour.")
+    var threshold: Double = 1
+
+    @Option(help: "Which RSS the verdict judges: 'anon' (RssAnon: heap, stacks, buffers — where leaks live) or 'total' (VmRSS, which also counts file-backed pages of the binary and libraries, growing as code first runs). Both are reported.")
+    var judge: String = "anon"
+
+    @Option(help: "Fraction of routers that churn (vanish, BYE, reset, reconnect).")
+    var churn: Double = 0.15
+
+    @Option(help: "Seconds between events of one router.")
+    var eventInterval: Double = 2
+
+    @Option(help: "Bytes per event.")
+    var eventSize: Int = 300
+
+    @Option(help: "Hub heartbeat timeout in seconds (passed to a launched hub).")
+    var heartbeatTimeout: Double = 6
+
+    @Option(help: "Hub loops (passed to a launched hub as --threads).")
+    var hubThreads: Int = 2
+
+    @Option(help: "Loops of the soak's own clients.")
+    var threads: Int = 2
+
+    @Option(help: "HTTP callers (a quarter of them one-shot: a new connection per request).")
+    var callers: Int = 12
+
+    @Option(help: "Ping interval of the hub's event streams, seconds (passed to a launched hub).")
+    var pingInterval: Double = 2
+
+    func validate() throws {
+        if hub == nil && attach == nil { throw ValidationError("give --hub PATH or --attach PID") }
+        if attach != nil && (url == nil || router == nil) { throw ValidationError("--attach needs --url and --router") }
+        if judge != "anon" && judge != "total" { throw ValidationError("--judge is anon or total") }
+        if routers < 2 { throw ValidationError("--routers must be at least 2") }
+        if duration <= 0 || rate <= 0 || sampleInterval <= 0 { throw ValidationError("durations and rates must be positive") }
+    }
+
+    func run() async throws {
+        signal(SIGPIPE, SIG_IGN)
+        let hubProcess: HubProcess
+        if let path = hub {
+            hubProcess = try HubProcess(launch: path, arguments: [
+                "--threads", "\(hubThreads)", "--heartbeat-timeout", "\(heartbeatTimeout)",
+                "--ping-interval", "\(pingInterval)",
+            ])
+        } else {
+            guard let attach, let url, let http = HubProcess.parse(hostPort: url),
+                  let router, let routerAddress = HubProcess.parse(hostPort: router) else {
+                throw ValidationError("bad --url or --router")
+            }
+            hubProcess = HubProcess(attach: attach, http: http, router: routerAddress)
+        }
+        say("hub pid \(hubProcess.pid): http \(hubProcess.httpAddress), routers \(hubProcess.routerAddress)")
+        say("load: \(routers) routers (\(Int(Double(routers) * churn)) churning, 1 mute), \(wsClients) subscribers, "
+            + "\(rate) commands/s over \(callers) callers, \(Int(duration)) s, sample every \(sampleInterval) s")
+
+        let group = try EventLoopGroup(loops: threads)
+        let stats = SoakStats()
+        let streams = OpenStreams()
+
+        // Roles.
+        let ids = (0..<routers).map { String(format: "r-%04d", $0) }
+        let churnCount = min(routers - 2, Int(Double(routers) * churn))
+        let churnIDs = Array(ids.suffix(churnCount))
+        let muteID = ids[0]
+        let stableIDs = Array(ids.dropFirst().dropLast(churnCount))
+        let targets = Targets(stable: stableIDs, churn: churnIDs, mute: muteID)
+        let settings = FleetSettings(address: hubProcess.routerAddress,
+                                     eventInterval: .milliseconds(Int(eventInterval * 1000)), eventSize: eventSize)
+
+        var tasks: [Task<Void, Never>] = []
+        for (i, id) in ids.enumerated() {
+            let role: RouterRole = id == muteID ? .mute : (churnIDs.contains(id) ? .churn : .stable)
+            let sim = RouterSim(id: id, role: role, loop: group.loops[i % group.loops.count], settings: settings, stats: stats)
+            tasks.append(Task(executorPreference: sim.loop) { await sim.run() })
+        }
+        // Let the routers connect before the callers start.
+        let started = ContinuousClock.now
+        try? await Task.sleep(for: .seconds(2))
+        for i in 0..<callers {
+            let caller = CommandCaller(index: i, oneShot: i % 4 == 3,
+                                       interval: .milliseconds(Int(Double(callers) / rate * 1000)),
+                                       address: hubProcess.httpAddress, loop: group.loops[i % group.loops.count],
+                                       targets: targets, stats: stats, checksDevices: i == 0)
+            tasks.append(Task(executorPreference: caller.loop) { await caller.run() })
+        }
+        for i in 0..<wsClients {
+            let mode: Subscriber.Mode = switch i % 10 {
+            case 0: .slow
+            case 1, 2: .churn
+            case 3, 4, 5: .filtered
+            default: .all
+            }
+            let sub = Subscriber(index: i, mode: mode, address: hubProcess.httpAddress,
+                                 loop: group.loops[i % group.loops.count], targets: targets, stats: stats, open: streams)
+            tasks.append(Task(executorPreference: sub.loop) { await sub.run() })
+        }
+
+        // Sample until the end.
+        var samples: [Sample] = []
+        let end = started + .milliseconds(Int(duration * 1000))
+        var nextSample = started
+        while ContinuousClock.now < end {
+            if ContinuousClock.now >= nextSample {
+                let s = await Sampler.take(hubProcess, loop: group.loops[0], started: started, counts: stats.current)
+                samples.append(s)
+                progress(s, stats.current)
+                nextSample = nextSample + .milliseconds(Int(sampleInterval * 1000))
+            }
+            try? await Task.sleep(until: min(nextSample, end), clock: .continuous)
+        }
+        let lastLoad = await Sampler.take(hubProcess, loop: group.loops[0], started: started, counts: stats.current)
+        samples.append(lastLoad)
+        progress(lastLoad, stats.current)
+
+        // Wind down: routers say BYE, streams close, callers finish their request.
+        say("stopping the load")
+        stats.stop()
+        await streams.closeAll()
+        let windDown = Task {
+            for t in tasks { await t.value }
+        }
+        let allDone = await withTaskGroup(of: Bool.self) { g in
+            g.addTask { await windDown.value; return true }
+            g.addTask { try? await Task.sleep(for: .seconds(20)); return false }
+            let first = await g.next() ?? false
+            g.cancelAll()
+            return first
+        }
+        if !allDone { say("warning: some simulated clients were still busy after 20 s") }
+        // The hub must come back to idle: no router, no subscriber, only the sampler's
+        // own connection. A stream whose client left is noticed when a write fails:
+        // the HTTP server keeps a half-closed connection open while its response
+        // streams, so that takes up to three ping intervals after the last event.
+        var idle = await Sampler.take(hubProcess, loop: group.loops[0], started: started, counts: stats.current)
+        let idleDeadline = ContinuousClock.now + .milliseconds(Int((3 * pingInterval + 5) * 1000))
+        while (idle.routers != 0 || idle.subscribers != 0 || idle.connections > 1) && ContinuousClock.now < idleDeadline {
+            try? await Task.sleep(for: .milliseconds(250))
+            idle = await Sampler.take(hubProcess, loop: group.loops[0], started: started, counts: stats.current)
+        }
+        let backToIdle = idle.routers == 0 && idle.subscribers == 0 && idle.connections <= 1 && idle.buffersOut == 0
+        say("after the load: connections \(idle.connections) (1 is the sampler's), routers \(idle.routers), "
+            + "subscribers \(idle.subscribers), in flight \(idle.inFlight), buffers out \(idle.buffersOut)"
+            + (backToIdle ? "" : " — NOT back to idle"))
+        let clientLedger = await group.shutdownGracefully()
+
+        // Stop the hub and read its ledger.
+        var hubVerdict = "attached: the hub keeps running (its ledger was not checked at exit)"
+        var hubOK = true
+        if hubProcess.launched {
+            let status = hubProcess.stop()
+            let output = hubProcess.output
+            let ledgerLine = output.split(separator: "\n").first { $0.hasPrefix("ledger:") }.map(String.init) ?? "(no ledger line)"
+            hubOK = status == 0 && ledgerLine.hasPrefix("ledger: quiescent")
+            hubVerdict = "hub exit status \(status.map(String.init) ?? "killed"): \(ledgerLine)"
+            if !hubOK { say(output) }
+        }
+
+        // Report.
+        let counts = stats.current
+        let totalSlope = Report.slopeMiBPerHour(samples)
+        let anonSlope = Report.slopeMiBPerHour(samples) { $0.anonKiB }
+        let slope = judge == "anon" ? anonSlope : totalSlope
+        let heapSlope = Report.slopeMiBPerHour(samples) { $0.heapKiB }
+        let first = samples.first?.rssKiB ?? 0
+        let peak = samples.map(\.rssKiB).max() ?? 0
+        let last = samples.last?.rssKiB ?? 0
+        var report = "# torus-soak report\n\n"
+        report += "load: \(routers) routers (\(churnIDs.count) churning, 1 mute), \(wsClients) subscribers, \(rate) commands/s, \(Int(duration)) s\n\n"
+        report += Report.table(samples) + "\n"
+        report += String(format: "RSS (VmRSS): first %.1f MiB, peak %.1f MiB, last %.1f MiB; slope over the second half: %+.2f MiB/hour%@\n",
+                         Double(first) / 1024, Double(peak) / 1024, Double(last) / 1024, totalSlope,
+                         judge == "total" ? String(format: " (judged, threshold %.2f)", threshold) : "")
+        report += String(format: "anonymous RSS (RssAnon): first %.1f MiB, last %.1f MiB; slope over the second half: %+.2f MiB/hour%@\n",
+                         Double(samples.first?.anonKiB ?? 0) / 1024, Double(samples.last?.anonKiB ?? 0) / 1024, anonSlope,
+                         judge == "anon" ? String(format: " (judged, threshold %.2f)", threshold) : "")
+        report += String(format: "heap in use (mallinfo2): first %.1f MiB, last %.1f MiB; slope over the second half: %+.2f MiB/hour\n",
+                         Double(samples.first?.heapKiB ?? 0) / 1024, Double(samples.last?.heapKiB ?? 0) / 1024, heapSlope)
+        report += "after the load: \(backToIdle ? "back to idle" : "NOT back to idle") (connections \(idle.connections), "
+            + "routers \(idle.routers), subscribers \(idle.subscribers), in flight \(idle.inFlight))\n"
+        report += summary(counts) + "\n"
+        report += "\(hubVerdict)\n"
+        report += "soak clients' own ledger: \(clientLedger.isQuiescent ? "quiescent" : "NOT quiescent")\n"
+        let notes = stats.failureNotes
+        if !notes.isEmpty { report += "failures:\n" + notes.prefix(20).map { "  - \($0)" }.joined(separator: "\n") + "\n" }
+
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let csvPath = out + "/samples.csv"
+        try Report.csv(samples).write(toFile: csvPath, atomically: true, encoding: .utf8)
+        let plotted = plot(csv: csvPath, png: out + "/memory.png", slope: slope)
+        var verdicts: [String] = []
+        if slope > threshold {
+            verdicts.append(String(format: "%@ grows %.2f MiB/hour > %.2f", judge == "anon" ? "anonymous RSS" : "RSS", slope, threshold))
+        }
+        if !hubOK { verdicts.append("hub ledger not quiescent or bad exit") }
+        if !backToIdle { verdicts.append("hub did not return to idle after the load") }
+        if counts.failures > 0 { verdicts.append("\(counts.failures) requests or sessions that should have succeeded failed") }
+        if counts.stableOK == 0 { verdicts.append("no command succeeded") }
+        report += "\nverdict: " + (verdicts.isEmpty ? "PASS" : "FAIL: " + verdicts.joined(separator: "; ")) + "\n"
+        try report.write(toFile: out + "/report.md", atomically: true, encoding: .utf8)
+        say("")
+        say(report)
+        say("wrote \(csvPath), \(out)/report.md" + (plotted ? ", \(out)/memory.png" : " (no plot: matplotlib missing)"))
+        if !verdicts.isEmpty { throw ExitCode(1) }
+    }
+
+    func progress(_ s: Sample, _ c: Counts) {
+        say(String(format: "[%@] rss %.1f MiB (anon %.1f) | in flight %d | buffers out %d | connections %d | routers %d | subscribers %d | commands ok %d | events sent %d, delivered %d | failures %d",
+                   Report.fmtTime(s.uptime), Double(s.rssKiB) / 1024, Double(s.anonKiB) / 1024, s.inFlight, s.buffersOut, s.connections,
+                   s.routers, s.subscribers, c.stableOK, c.eventsSent, c.subscriberEvents, c.failures))
+    }
+
+    func summary(_ c: Counts) -> String {
+        let churn = c.churnStatus.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+        return """
+            routers: \(c.routerSessions) sessions, \(c.eventsSent) events, \(c.commandsAnswered) commands answered; \
+            churn: \(c.vanished) vanished (\(c.reaped) reaped by heartbeat timeout), \(c.byes) BYE, \(c.resets) resets, \
+            \(c.replacements) replaced by a reconnect
+            commands: \(c.stableOK) ok to stable routers, \(c.stableFailed) failed; \(c.expected404OK) expected 404, \
+            \(c.expected504OK) expected 504; to churning routers {\(churn)}; \(c.keepAliveRequests) keep-alive and \
+            \(c.oneShotRequests) one-shot requests; slowest \(c.latencyMaxMs) ms; /devices checked \(c.devicesChecks) times
+            subscribers: \(c.subscriberSessions) streams, \(c.subscriberEvents) events and \(c.subscriberPings) pings read, \
+            \(c.subscriberResets) resets, \(c.slowSubscribers) slow streams ended by the hub
+            failures: \(c.failures) (connect \(c.connectFailures), not reaped \(c.reapFailures), not replaced \(c.replaceFailures), \
+            stable dropped \(c.stableDropped), 404 \(c.expected404Failed), 504 \(c.expected504Failed), devices \(c.devicesFailed), \
+            subscribers \(c.subscriberFailures), http errors \(c.httpErrors))
+            """
+    }
+
+    /// Runs scripts/soak-plot.py (next to the package) when Python has matplotlib.
+    func plot(csv: String, png: String, slope: Double) -> Bool {
+        let candidates = [
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/soak-plot.py").path,
+            "scripts/soak-plot.py",
+        ]
+        guard let script = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else { return false }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", script, csv, png, String(format: "%.3f", slope), String(threshold)]
+        do {
+            try p.run()
+            p.waitUntilExit()
+            return p.terminationStatus == 0
+        } catch {
+            return false
+        }
+    }
+
+    func say(_ line: String) { DemoRuntime.say(line) }
+}
+

@@ -1,0 +1,127 @@
+import Torus
+import TorusHTTP
+
+/// Settings of a hub.
+public struct HubConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    /// TCP port routers connect to (0: any).
+    public var routerPort: UInt16 = 7100
+    /// HTTP API port (0: any). WebSocket faces will live on it too (`/app`, `/web`).
+    public var httpPort: UInt16 = 8080
+    /// A router silent for this long is disconnected (routers heartbeat at a third of it).
+    public var heartbeatTimeout: Duration = .seconds(30)
+    /// How long `POST /devices/{id}/commands` waits for the REPLY by default
+    /// (`?timeout=MS` overrides it per request, up to `maxCommandTimeout`).
+    public var commandTimeout: Duration = .seconds(10)
+    public var maxCommandTimeout: Duration = .seconds(60)
+    /// Largest frame (type byte + payload) accepted from a router.
+    public var maxFrame = HubFrame.defaultMaxFrame
+    /// Commands that may wait for one router's replies at once (more: 503).
+    public var maxPendingCommands = 1024
+    /// Events queued per subscriber before the oldest are dropped.
+    public var subscriberQueueLimit = 256
+    /// Seconds between pings on an idle event stream (liveness of subscribers).
+    public var pingInterval: Duration = .seconds(15)
+    /// Socket options of both faces (keepalive, user timeout, send timeout).
+    public var socket = SocketOptions()
+    /// The HTTP server's limits and timeouts.
+    public var http = HTTPServerConfiguration()
+
+    public init() {}
+}
+
+/// State every part of the hub shares: configuration, the router directory, the
+/// event bus and counters. Immutable references, each safe from any thread.
+final class HubCore: Sendable {
+    let configuration: HubConfiguration
+    let directory = RouterDirectory()
+    let events: EventBus
+    let counters: HubCounters
+    let group: [EventLoop]
+    let startedAt = HubClock.nowNanos()
+
+    init(configuration: HubConfiguration, loops: [EventLoop]) {
+        self.configuration = configuration
+        group = loops
+        let counters = HubCounters()
+        self.counters = counters
+        events = EventBus(loops: loops, counters: counters)
+    }
+}
+
+/// The smart-home gateway on Torus: routers connect over TCP with the framed
+/// protocol of `HubFrame`, an HTTP API lists them and forwards commands, and
+/// subscribers receive their events.
+///
+/// Ownership: the hub owns its two servers; the loops (and so every connection)
+/// belong to the group it was started on. Stop with `shutdown`, then shut the group
+/// down (the ledger must then be quiescent).
+public final class Hub: Sendable {
+    let core: HubCore
+    let routerServer: Server
+    let httpServer: HTTPServer
+
+    /// Where the HTTP API listens (the real port when 0 was asked for).
+    public var httpAddress: SocketAddress { httpServer.address }
+    /// Where routers connect.
+    public var routerAddress: SocketAddress { routerServer.address }
+    public var directory: RouterDirectory { core.directory }
+    public var events: EventBus { core.events }
+    public var counters: HubCounters { core.counters }
+    public var configuration: HubConfiguration { core.configuration }
+
+    /// Starts both faces on every loop of `group`. Call from outside the loops.
+    /// `extendRoutes` may add routes (or upgrade hooks) to the HTTP router.
+    public static func start(on group: EventLoopGroup, configuration: HubConfiguration = HubConfiguration(),
+                             extendRoutes: (inout HTTPRouter, HubContext) -> Void = { _, _ in }) throws -> Hub {
+        let core = HubCore(configuration: configuration, loops: group.loops)
+        var router = HubAPI.router(core: core, group: group)
+        extendRoutes(&router, HubContext(core: core))
+        // Routers' port first: closing a plain server on failure is synchronous.
+        var routerOptions = configuration.socket
+        routerOptions.idleTimeout = configuration.heartbeatTimeout
+        let routerServer = try Server.start(on: group, address: try .tcp(configuration.host, configuration.routerPort),
+                                            options: routerOptions) { connection in
+            RouterLink(hub: core, connection: connection)
+        }
+        var http = configuration.http
+        http.socket = configuration.socket
+        let httpServer: HTTPServer
+        do {
+            httpServer = try HTTPServer.start(on: group, address: try .tcp(configuration.host, configuration.httpPort),
+                                              router: router, configuration: http)
+        } catch {
+            routerServer.close()
+            throw error
+        }
+        return Hub(core: core, routerServer: routerServer, httpServer: httpServer)
+    }
+
+    private init(core: HubCore, routerServer: Server, httpServer: HTTPServer) {
+        self.core = core
+        self.routerServer = routerServer
+        self.httpServer = httpServer
+    }
+
+    /// Graceful stop: no new routers or HTTP connections; event streams end; every
+    /// router gets BYE and its link closes (waiting commands fail with 502); HTTP
+    /// requests in progress get up to `grace` to finish. Then shut the group down.
+    public func shutdown(grace: Duration = .seconds(5)) async {
+        routerServer.close()
+        core.events.close()
+        for link in core.directory.all() {
+            link.loop.execute { link.sayGoodbye(.hubStopping, reason: "hub shutting down") }
+        }
+        await httpServer.shutdown(grace: grace)
+    }
+}
+
+/// What route extensions may use: the directory and the bus (for the WebSocket
+/// faces when they land).
+public struct HubContext: Sendable {
+    let core: HubCore
+    public var directory: RouterDirectory { core.directory }
+    public var events: EventBus { core.events }
+    public var configuration: HubConfiguration { core.configuration }
+}
+

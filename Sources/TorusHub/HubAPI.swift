@@ -1,0 +1,204 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import HTTPTypes
+import Torus
+import TorusHTTP
+
+/// The hub's HTTP API:
+///
+/// - `GET /healthz` — `ok`
+/// - `GET /devices` — online routers (JSON array)
+/// - `GET /devices/{id}` — one router (JSON), 404 when offline
+/// - `POST /devices/{id}/commands[?timeout=MS]` — forwards the body to the router as
+///   a COMMAND and answers with its REPLY body (200); 404 offline, 504 no reply in
+///   time, 502 link closed first, 503 too many waiting commands
+/// - `GET /events[?routers=a,b]` — router events as server-sent events, with a ping
+///   comment every `pingInterval` while idle
+/// - `GET /metrics` — Prometheus text: the ledger plus RSS, routers, events, commands
+/// - `GET /debug/ledger` — the summed ledger as JSON
+///
+/// Handlers run in tasks on the loop that accepted the HTTP connection; talking to a
+/// router hops to the router's loop and back.
+enum HubAPI {
+    static func router(core: HubCore, group: EventLoopGroup) -> HTTPRouter {
+        var router = HTTPRouter()
+        router.get("/healthz", fixed: PrecomputedResponse(contentType: "text/plain", body: "ok\n"))
+        router.get("/devices") { _ in
+            let items = core.directory.all().map { deviceJSON($0) }
+            return .json("[" + items.joined(separator: ",") + "]\n")
+        }
+        router.get("/devices/{id}") { request in
+            guard let id = request.parameters["id"], let link = core.directory.link(for: id) else {
+                return .json(#"{"error":"offline"}"# + "\n", status: .notFound)
+            }
+            return .json(deviceJSON(link) + "\n")
+        }
+        router.post("/devices/{id}/commands") { request in
+            try await command(request, core: core)
+        }
+        router.get("/events") { request in
+            events(request, core: core)
+        }
+        router.get("/metrics") { _ in
+            let ledger = await group.ledgerSnapshot()
+            return .text(metrics(ledger, core: core), contentType: "text/plain; version=0.0.4")
+        }
+        router.get("/debug/ledger") { _ in
+            let ledger = await group.ledgerSnapshot()
+            return .json(ledgerJSON(ledger) + "\n")
+        }
+        return router
+    }
+
+    // MARK: Commands
+
+    static func command(_ request: HTTPServerRequest, core: HubCore) async throws -> HTTPServerResponse {
+        let id = request.parameters["id"] ?? ""
+        let body = try await request.body.collect(upTo: core.configuration.maxFrame - 5)
+        var timeout = core.configuration.commandTimeout
+        if let ms = queryValue(request.query, "timeout").flatMap({ Int($0) }), ms > 0 {
+            timeout = min(.milliseconds(ms), core.configuration.maxCommandTimeout)
+        }
+        let wait = timeout
+        let outcome: CommandOutcome
+        if let link = core.directory.link(for: id) {
+            outcome = await withCheckedContinuation { (c: CheckedContinuation<CommandOutcome, Never>) in
+                link.loop.execute {
+                    link.command(body, timeout: wait) { c.resume(returning: $0) }
+                }
+            }
+        } else {
+            outcome = .offline
+        }
+        core.counters.commandFinished(outcome)
+        switch outcome {
+        case .reply(let reply):
+            let type = request.header("content-type") ?? "application/octet-stream"
+            return HTTPServerResponse(headerFields: [.contentType: type], body: .bytes(reply))
+        case .offline:
+            return .json(#"{"error":"offline"}"# + "\n", status: .notFound)
+        case .timedOut:
+            return .json(#"{"error":"router did not reply in time"}"# + "\n", status: .gatewayTimeout)
+        case .disconnected:
+            return .json(#"{"error":"router disconnected"}"# + "\n", status: .badGateway)
+        case .overloaded:
+            return .json(#"{"error":"too many commands waiting"}"# + "\n", status: .serviceUnavailable)
+        }
+    }
+
+    // MARK: Event stream
+
+    static func events(_ request: HTTPServerRequest, core: HubCore) -> HTTPServerResponse {
+        let filter = queryValue(request.query, "routers").map {
+            Set($0.split(separator: ",").map(String.init))
+        }
+        let loop = request.loop
+        let ping = core.configuration.pingInterval
+        let limit = core.configuration.subscriberQueueLimit
+        return HTTPServerResponse(headerFields: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+                                  body: .stream { writer in
+            let subscriber = QueueSubscriber(loop: loop, filter: filter, limit: limit)
+            let subscribed = await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+                loop.runOnLoop { c.resume(returning: core.events.subscribe(subscriber)) }
+            }
+            guard subscribed else { return }
+            do {
+                try await writer.write(": subscribed\n\n")
+                loop: while true {
+                    switch await subscriber.next(wait: ping) {
+                    case .event(let event):
+                        try await writer.write(sseFrame(event))
+                    case .idle:
+                        try await writer.write(": ping\n\n")
+                    case .finished:
+                        break loop
+                    }
+                }
+            } catch {
+                // The client went away: fall through and unsubscribe.
+            }
+            loop.runOnLoop {
+                core.events.unsubscribe(subscriber)
+                subscriber.finish()
+            }
+        })
+    }
+
+    /// `id: SEQ`, `event: ROUTER`, then the payload as `data:` lines.
+    static func sseFrame(_ event: HubEvent) -> [UInt8] {
+        var out: [UInt8] = Array("id: \(event.sequence)\nevent: \(event.router)\n".utf8)
+        for line in event.payload.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            out += Array("data: ".utf8)
+            out += line.filter { $0 != 0x0D }
+            out.append(0x0A)
+        }
+        out.append(0x0A)
+        return out
+    }
+
+    // MARK: JSON and metrics
+
+    static func deviceJSON(_ link: RouterLink) -> String {
+        let id = link.id ?? ""
+        guard let s = link.stats else { return #"{"id":"\#(id)"}"# }
+        return #"{"id":"\#(id)","loop":\#(link.loop.index),"remote":"\#(link.remote)","#
+            + #""connected_at":\#(s.connectedAt),"silent_ms":\#(s.silentForMs),"#
+            + #""events":\#(s.eventCount),"commands":\#(s.commandCount),"replies":\#(s.replyCount)}"#
+    }
+
+    static func ledgerJSON(_ ledger: LedgerSnapshot) -> String {
+        let heap = heapBytes()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let full = (try? encoder.encode(ledger)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+        var ops: [String] = []
+        for kind in OperationKind.allCases where ledger[kind].submitted > 0 {
+            let c = ledger[kind]
+            ops.append(#""\#(kind)":{"submitted":\#(c.submitted),"completed":\#(c.completed),"#
+                       + #""cancelled":\#(c.cancelled),"in_flight":\#(c.inFlight),"parked":\#(c.parked)}"#)
+        }
+        return #"{"quiescent":\#(ledger.isQuiescent),"in_flight":\#(ledger.inFlight),"parked":\#(ledger.parked),"#
+            + #""buffers_out":\#(ledger.buffersOut),"connections":\#(ledger.connections),"#
+            + #""listeners":\#(ledger.listeners),"rss_bytes":\#(residentBytes()),"#
+            + #""heap_in_use_bytes":\#(heap.inUse),"heap_reserved_bytes":\#(heap.reserved),"#
+            + #""operations":{\#(ops.joined(separator: ","))},"ledger":\#(full)}"#
+    }
+
+    static func metrics(_ ledger: LedgerSnapshot, core: HubCore) -> String {
+        var out = ledger.prometheusText()
+        let c = core.counters
+        out += "# TYPE torus_hub_resident_bytes gauge\ntorus_hub_resident_bytes \(residentBytes())\n"
+        let heap = heapBytes()
+        out += "# TYPE torus_hub_heap_in_use_bytes gauge\ntorus_hub_heap_in_use_bytes \(heap.inUse)\n"
+        out += "# TYPE torus_hub_heap_reserved_bytes gauge\ntorus_hub_heap_reserved_bytes \(heap.reserved)\n"
+        out += "# TYPE torus_hub_uptime_seconds gauge\ntorus_hub_uptime_seconds \(Double(HubClock.nowNanos() - core.startedAt) / 1e9)\n"
+        out += "# TYPE torus_hub_routers gauge\ntorus_hub_routers \(core.directory.count)\n"
+        out += "# TYPE torus_hub_subscribers gauge\ntorus_hub_subscribers \(core.events.subscriberCount)\n"
+        out += "# TYPE torus_hub_router_links_total counter\ntorus_hub_router_links_total \(c.links)\n"
+        out += "# TYPE torus_hub_protocol_errors_total counter\ntorus_hub_protocol_errors_total \(c.malformed)\n"
+        out += "# TYPE torus_hub_events_total counter\ntorus_hub_events_total \(c.events)\n"
+        out += "# TYPE torus_hub_events_delivered_total counter\ntorus_hub_events_delivered_total \(c.delivered)\n"
+        out += "# TYPE torus_hub_events_dropped_total counter\ntorus_hub_events_dropped_total \(c.dropped)\n"
+        out += "# TYPE torus_hub_router_disconnects_total counter\n"
+        for (reason, n) in c.disconnectCounts {
+            out += "torus_hub_router_disconnects_total{reason=\"\(reason)\"} \(n)\n"
+        }
+        out += "# TYPE torus_hub_commands_total counter\n"
+        for (outcome, n) in c.commandCounts.sorted(by: { $0.key < $1.key }) {
+            out += "torus_hub_commands_total{outcome=\"\(outcome)\"} \(n)\n"
+        }
+        return out
+    }
+
+    static func queryValue(_ query: String?, _ name: String) -> String? {
+        guard let query else { return nil }
+        for pair in query.split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            if kv.first == Substring(name) { return kv.count > 1 ? String(kv[1]) : "" }
+        }
+        return nil
+    }
+}

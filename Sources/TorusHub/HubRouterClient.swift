@@ -1,0 +1,71 @@
+import Torus
+
+/// The router's side of the protocol over Torus's async client API: connect, HELLO,
+/// then send frames and read them. Used by the tests and by torus-soak's simulated
+/// routers; a reference for router firmware.
+///
+/// Threading: `send` is safe from any task; `nextFrame` must be called by one task
+/// at a time (it owns the decoder).
+public final class HubRouterClient: @unchecked Sendable {
+    public let id: String
+    public let connection: AsyncConnection
+    /// The hub's heartbeat timeout from WELCOME.
+    public private(set) var heartbeatTimeout: Duration = .seconds(30)
+    private var decoder: HubFrameDecoder
+    private var ready: [HubFrame] = []
+
+    init(id: String, connection: AsyncConnection, maxFrame: Int) {
+        self.id = id
+        self.connection = connection
+        decoder = HubFrameDecoder(maxFrame: maxFrame)
+    }
+
+    /// Connects to the hub's router port, sends HELLO and waits for WELCOME.
+    public static func connect(to address: SocketAddress, on loop: EventLoop, id: String,
+                               maxFrame: Int = HubFrame.defaultMaxFrame,
+                               options: SocketOptions = SocketOptions(),
+                               timeout: Duration = .seconds(10)) async throws -> HubRouterClient {
+        let connection = try await AsyncConnection.connect(to: address, on: loop, options: options, timeout: timeout)
+        let client = HubRouterClient(id: id, connection: connection, maxFrame: maxFrame)
+        do {
+            try await client.send(.hello(id: id))
+            guard case .welcome(let ms)? = try await client.nextFrame() else {
+                throw HubProtocolError.unexpected(.hello)
+            }
+            client.heartbeatTimeout = .milliseconds(Int(ms))
+        } catch {
+            await connection.close(flush: false)
+            throw error
+        }
+        return client
+    }
+
+    public func send(_ frame: HubFrame) async throws {
+        try await connection.write(frame.encoded)
+    }
+
+    /// The next frame from the hub, or nil when the hub closed the link.
+    public func nextFrame() async throws -> HubFrame? {
+        while ready.isEmpty {
+            guard let chunk = try await connection.read() else { return nil }
+            let failure = chunk.withUnsafeBytes { bytes -> HubProtocolError? in
+                do {
+                    try decoder.feed(bytes) { frame in
+                        ready.append(frame)
+                        return true
+                    }
+                    return nil
+                } catch {
+                    return error as? HubProtocolError ?? .emptyFrame
+                }
+            }
+            if let failure { throw failure }
+        }
+        return ready.removeFirst()
+    }
+
+    /// Closes the link (after queued bytes when `flush`).
+    public func close(flush: Bool = true) async {
+        await connection.close(flush: flush)
+    }
+}

@@ -1,0 +1,98 @@
+import CHubMalloc
+import Glibc
+import Synchronization
+import Torus
+
+/// Clocks the hub reads from any thread.
+enum HubClock {
+    /// CLOCK_MONOTONIC in nanoseconds.
+    static func nowNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+
+    /// Seconds since the Unix epoch.
+    static func wallSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds (saturating at zero).
+    var milliseconds: Int {
+        let (s, a) = components
+        if s < 0 { return 0 }
+        return Int(s) * 1000 + Int(a / 1_000_000_000_000_000)
+    }
+}
+
+/// Resident set size of this process in bytes (VmRSS, from /proc/self/statm).
+public func residentBytes() -> Int {
+    let fd = open("/proc/self/statm", O_RDONLY)
+    guard fd >= 0 else { return 0 }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 128)
+    let n = read(fd, &buffer, buffer.count)
+    guard n > 0 else { return 0 }
+    let fields = buffer[0..<n].split(separator: 0x20)
+    guard fields.count >= 2, let pages = Int(String(decoding: fields[1], as: UTF8.self)) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// The allocator's view of the heap (glibc `mallinfo2`): bytes the program holds
+/// and bytes the allocator reserved. Comparing their growth with RSS's tells a leak
+/// (in use grows) from fragmentation (only reserved and RSS grow).
+public func heapBytes() -> (inUse: Int, reserved: Int) {
+    let s = torus_hub_heap()
+    return (Int(s.in_use), Int(s.reserved))
+}
+
+/// Hub-wide counters (any thread; relaxed atomics, a lock for the rare ones).
+public final class HubCounters: Sendable {
+    let linksOpened = Atomic<Int>(0)
+    let protocolErrors = Atomic<Int>(0)
+    let eventSequence = Atomic<UInt64>(0)
+    let eventsDelivered = Atomic<Int>(0)
+    let eventsDropped = Atomic<Int>(0)
+    private let disconnects = Mutex<[Int]>(Array(repeating: 0, count: DisconnectReason.allCases.count))
+    private let outcomes = Mutex<[String: Int]>([:])
+
+    init() {}
+
+    func nextEventSequence() -> UInt64 { eventSequence.add(1, ordering: .relaxed).newValue }
+
+    func disconnected(_ reason: DisconnectReason) { disconnects.withLock { $0[reason.rawValue] += 1 } }
+
+    func commandFinished(_ outcome: CommandOutcome) {
+        outcomes.withLock { $0[outcome.metricName, default: 0] += 1 }
+    }
+
+    /// Disconnects so far, by reason.
+    public var disconnectCounts: [(DisconnectReason, Int)] {
+        let d = disconnects.withLock { $0 }
+        return DisconnectReason.allCases.map { ($0, d[$0.rawValue]) }
+    }
+
+    /// Commands finished so far, by outcome name.
+    public var commandCounts: [String: Int] { outcomes.withLock { $0 } }
+    public var events: UInt64 { eventSequence.load(ordering: .relaxed) }
+    public var delivered: Int { eventsDelivered.load(ordering: .relaxed) }
+    public var dropped: Int { eventsDropped.load(ordering: .relaxed) }
+    public var links: Int { linksOpened.load(ordering: .relaxed) }
+    public var malformed: Int { protocolErrors.load(ordering: .relaxed) }
+}
+
+extension CommandOutcome {
+    var metricName: String {
+        switch self {
+        case .reply: "ok"
+        case .offline: "offline"
+        case .timedOut: "timeout"
+        case .disconnected: "disconnected"
+        case .overloaded: "overloaded"
+        }
+    }
+}
