@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "TorusWebSocket", targets: ["TorusWebSocket"]),
         .executable(name: "torus-echo", targets: ["torus-echo"]),
         .executable(name: "torus-http", targets: ["torus-http"]),
+        .executable(name: "torus-ws", targets: ["torus-ws"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
@@ -76,6 +77,13 @@ let package = Package(
             path: "Demos/torus-http",
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "torus-ws",
+            dependencies: ["Torus", "TorusHTTP", "TorusWebSocket", "DemoSupport",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Demos/torus-ws",
+            swiftSettings: strict
+        ),
         .target(
             name: "CAllocCounter",
             path: "Benchmarks/CAllocCounter"
@@ -110,7 +118,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TorusWebSocketTests",
-            dependencies: ["TorusWebSocket", "CZlib", "TorusTestSupport"],
+            dependencies: ["TorusWebSocket", "CZlib", "TorusTestSupport", "torus-ws"],
             path: "Tests/TorusWebSocketTests",
             swiftSettings: strict
         ),
