@@ -3,6 +3,9 @@ import Torus
 /// Per-connection settings shared by servers and clients. A plain value; `Sendable`.
 public struct WebSocketConfiguration: Sendable {
     /// Largest frame payload accepted, as announced on the wire. Larger: close 1009.
+    /// With permessage-deflate, compressed frames may exceed it by 1/64 (deflate
+    /// expands incompressible data a little), so a message of `maxMessageSize`
+    /// bytes still fits one frame.
     public var maxFrameSize = 16 << 20
     /// Largest message accepted after reassembly and decompression. Larger: close 1009.
     public var maxMessageSize = 16 << 20
@@ -24,8 +27,10 @@ public struct WebSocketConfiguration: Sendable {
 
     public init() {}
 
-    var decoderConfiguration: MessageDecoderConfiguration {
-        MessageDecoderConfiguration(maxFrameSize: max(maxFrameSize, 125), maxMessageSize: maxMessageSize)
+    func decoderConfiguration(deflate: Bool) -> MessageDecoderConfiguration {
+        let frame = max(maxFrameSize, 125)
+        return MessageDecoderConfiguration(maxFrameSize: deflate ? frame + frame / 64 + 1024 : frame,
+                                           maxMessageSize: maxMessageSize)
     }
 }
 

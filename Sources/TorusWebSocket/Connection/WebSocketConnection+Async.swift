@@ -101,7 +101,7 @@ extension WebSocketConnection {
         }
         if pausedForInbox && inboxBytes <= configuration.inboundBufferLimit / 2 {
             pausedForInbox = false
-            connection.resumeReading()
+            if !readingPaused { connection.resumeReading() }
         }
         return m
     }

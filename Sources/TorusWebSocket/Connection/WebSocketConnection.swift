@@ -88,6 +88,7 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
     private var receivedSinceTick = false
     private var awaitingPong = false
     private var started = false
+    private var pausedByApplication = false
     private var onUpgrade: ((WebSocketConnection) -> Void)?
     var memberships: [ObjectIdentifier: any WebSocketMembership] = [:]
 
@@ -112,7 +113,7 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
         self.onUpgrade = onUpgrade
         encoder = FrameEncoder(role: role)
         compressor = deflate?.makeCompressor(role: role)
-        decoder = MessageDecoder(role: role, configuration: configuration.decoderConfiguration,
+        decoder = MessageDecoder(role: role, configuration: configuration.decoderConfiguration(deflate: deflate != nil),
                                  decompressor: deflate?.makeDecompressor(role: role))
     }
 
@@ -123,9 +124,20 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
     /// Bytes queued for the socket and not yet sent.
     public var queuedBytes: Int { connection.queuedBytes }
 
-    /// Stops reading from the socket (backpressure); pings go unanswered meanwhile.
-    public func pauseReading() { connection.pauseReading() }
-    public func resumeReading() { connection.resumeReading() }
+    /// Stops reading from the socket (backpressure). Meanwhile pings go unanswered
+    /// and the ping liveness check is suspended (silence is then expected).
+    public func pauseReading() {
+        pausedByApplication = true
+        connection.pauseReading()
+    }
+
+    public func resumeReading() {
+        pausedByApplication = false
+        if !pausedForInbox { connection.resumeReading() }
+    }
+
+    /// Whether reading is paused by the application or by the async inbox.
+    var readingPaused: Bool { pausedByApplication || pausedForInbox }
 
     // MARK: Start
 
@@ -282,6 +294,12 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
 
     private func pingTick() {
         guard connection.isOpen, !closeSent else { return }
+        if readingPaused {
+            // We are not reading, so the peer's answers cannot arrive.
+            awaitingPong = false
+            receivedSinceTick = false
+            return
+        }
         if receivedSinceTick || awaitingPong {
             receivedSinceTick = false
             return
@@ -292,7 +310,7 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
         pongTimer = loop.schedule(after: configuration.pingTimeout) { [weak self] in
             guard let self else { return }
             self.pongTimer = nil
-            guard self.awaitingPong, self.connection.isOpen else { return }
+            guard self.awaitingPong, !self.readingPaused, self.connection.isOpen else { return }
             self.fail(code: .internalError, reason: "ping timeout", error: WebSocketError.pingTimeout)
         }
     }
