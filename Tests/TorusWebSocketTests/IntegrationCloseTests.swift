@@ -97,7 +97,9 @@ import TorusTestSupport
         try await withLoop { loop in
             let server = try startServer(on: [loop]) { router in router.webSocket("/", echo) }
             let raw = try await RawClient.connect(port: server.port, on: loop)
-            try await raw.handshake()
+            // Frames in the same write as the request head reach the WebSocket too.
+            try await raw.handshake(then: clientFrame(.text, utf8("early")))
+            #expect(try await raw.next() == .text(utf8("early")))
             try await raw.send(clientFrame(.ping, utf8("abc")) + clientFrame(.ping, testBytes(125)))
             #expect(try await raw.next() == .pong(utf8("abc")))
             #expect(try await raw.next() == .pong(testBytes(125)))

@@ -71,10 +71,10 @@ final class RawClient {
     }
 
     /// Sends a request head with `fields` and returns the response head.
-    func request(_ path: String = "/", fields: [(String, String)]) async throws -> String {
+    func request(_ path: String = "/", fields: [(String, String)], then bytes: [UInt8] = []) async throws -> String {
         var text = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         for (n, v) in fields { text += "\(n): \(v)\r\n" }
-        try await connection.write(text + "\r\n")
+        try await connection.write(Array((text + "\r\n").utf8) + bytes)
         while true {
             if let end = ClientHandshakeHandler.headEnd(buffer, from: 0) {
                 let head = String(decoding: buffer[..<end], as: UTF8.self)
@@ -88,10 +88,10 @@ final class RawClient {
 
     /// A valid upgrade; returns the response head.
     @discardableResult
-    func handshake(_ path: String = "/", extra: [(String, String)] = []) async throws -> String {
+    func handshake(_ path: String = "/", extra: [(String, String)] = [], then bytes: [UInt8] = []) async throws -> String {
         try await request(path, fields: [("Upgrade", "websocket"), ("Connection", "Upgrade"),
                                          ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                                         ("Sec-WebSocket-Version", "13")] + extra)
+                                         ("Sec-WebSocket-Version", "13")] + extra, then: bytes)
     }
 
     func send(_ bytes: [UInt8]) async throws { try await connection.write(bytes) }

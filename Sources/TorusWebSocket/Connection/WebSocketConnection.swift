@@ -225,6 +225,8 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
 
     /// Starts the closing handshake with `code` (loop thread). The socket closes once
     /// the peer answers (bounded by the close timeout). No-op once a close was sent.
+    /// A code that may not be sent (1005, 1006, 1015, outside 1000-4999's valid
+    /// ranges) is replaced by an empty close body.
     public func close(code: CloseCode = .normalClosure, reason: String = "") {
         guard connection.isOpen, !closeSent else { return }
         closedByApplication = true
@@ -266,7 +268,10 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
         }
     }
 
-    func sendClose(code: CloseCode?, reason: String) {
+    func sendClose(code requested: CloseCode?, reason: String) {
+        // Codes that must not appear on the wire (1005, 1006, 1015, ...) become an
+        // empty close body.
+        let code = requested.flatMap { $0.isValidOnWire ? $0 : nil }
         closeSent = true
         sentCode = code
         sendingFragmented = nil
