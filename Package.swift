@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "TorusWebSocket", targets: ["TorusWebSocket"]),
         .executable(name: "torus-echo", targets: ["torus-echo"]),
         .executable(name: "torus-http", targets: ["torus-http"]),
+        .executable(name: "torus-ws", targets: ["torus-ws"]),
         .library(name: "TorusHub", targets: ["TorusHub"]),
         .executable(name: "torus-hub", targets: ["torus-hub"]),
         .executable(name: "torus-soak", targets: ["torus-soak"]),
@@ -79,6 +80,13 @@ let package = Package(
             path: "Demos/torus-http",
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "torus-ws",
+            dependencies: ["Torus", "TorusHTTP", "TorusWebSocket", "DemoSupport",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Demos/torus-ws",
+            swiftSettings: strict
+        ),
         .target(
             name: "CHubMalloc",
             path: "Sources/CHubMalloc"
@@ -138,7 +146,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TorusWebSocketTests",
-            dependencies: ["TorusWebSocket", "CZlib", "TorusTestSupport"],
+            dependencies: ["TorusWebSocket", "CZlib", "TorusTestSupport", "torus-ws"],
             path: "Tests/TorusWebSocketTests",
             swiftSettings: strict
         ),

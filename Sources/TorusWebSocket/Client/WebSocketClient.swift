@@ -1,0 +1,228 @@
+import Torus
+
+/// What a client offers and how long it waits. A plain value; `Sendable`.
+public struct WebSocketClientConfiguration: Sendable {
+    /// Per-connection settings (limits, ping liveness, close timeout).
+    public var connection = WebSocketConfiguration()
+    /// Subprotocols to offer, most preferred first.
+    public var subprotocols: [String] = []
+    /// permessage-deflate offer, or nil to not offer it.
+    public var deflate: PerMessageDeflateConfiguration?
+    /// Extra request header fields (`Origin`, `Authorization`, ...).
+    public var headers: [HandshakeHeader] = []
+    /// Socket options (keepalive, user timeout, write water marks).
+    public var socket = SocketOptions()
+    public var connectTimeout: Duration = .seconds(10)
+    /// The server's response head must arrive within this long.
+    public var handshakeTimeout: Duration = .seconds(10)
+    /// Largest response head accepted.
+    public var maxResponseHeadSize = 16 << 10
+
+    public init(connection: WebSocketConfiguration = WebSocketConfiguration(), subprotocols: [String] = [],
+                deflate: PerMessageDeflateConfiguration? = nil, headers: [HandshakeHeader] = []) {
+        self.connection = connection
+        self.subprotocols = subprotocols
+        self.deflate = deflate
+        self.headers = headers
+    }
+}
+
+/// A `ws://host:port/path?query` URL (no TLS: `wss://` is refused). A plain value.
+public struct WebSocketURL: Sendable, Hashable {
+    public var host: String
+    public var port: UInt16
+    /// Path and query, starting with `/`.
+    public var target: String
+
+    public init(host: String, port: UInt16, target: String = "/") {
+        self.host = host
+        self.port = port
+        self.target = target.hasPrefix("/") ? target : "/" + target
+    }
+
+    public init(_ string: String) throws(WebSocketError) {
+        guard string.hasPrefix("ws://") else { throw .invalidURL(string) }
+        let rest = string.dropFirst(5)
+        let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+        let authority = rest[..<slash]
+        var target = String(rest[slash...])
+        if target.isEmpty { target = "/" } else if target.hasPrefix("?") { target = "/" + target }
+        var host = Substring(authority)
+        var port: UInt16 = 80
+        if authority.hasPrefix("[") {
+            guard let close = authority.firstIndex(of: "]") else { throw .invalidURL(string) }
+            host = authority[authority.index(after: authority.startIndex)..<close]
+            let after = authority[authority.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":"), let p = UInt16(after.dropFirst()) else { throw .invalidURL(string) }
+                port = p
+            }
+        } else if let colon = authority.lastIndex(of: ":") {
+            host = authority[..<colon]
+            guard let p = UInt16(authority[authority.index(after: colon)...]) else { throw .invalidURL(string) }
+            port = p
+        }
+        guard !host.isEmpty else { throw .invalidURL(string) }
+        self.init(host: String(host), port: port, target: target)
+    }
+
+    /// The `Host` field value.
+    var hostField: String {
+        let h = host.contains(":") ? "[\(host)]" : host
+        return port == 80 ? h : "\(h):\(port)"
+    }
+}
+
+/// Opens client connections: TCP connect, the opening handshake (RFC 6455 4.1) with
+/// an optional permessage-deflate offer, then a ``WebSocketConnection`` in the client
+/// role (masked frames, waits for the server to close the TCP connection first).
+public enum WebSocketClient {
+    /// Connects to a `ws://` URL. Safe from any task; the connection lives on `loop`.
+    public static func connect(to url: String, on loop: EventLoop,
+                               configuration: WebSocketClientConfiguration = WebSocketClientConfiguration())
+        async throws -> WebSocketConnection {
+        try await connect(to: try WebSocketURL(url), on: loop, configuration: configuration)
+    }
+
+    public static func connect(host: String, port: UInt16, path: String = "/", on loop: EventLoop,
+                               configuration: WebSocketClientConfiguration = WebSocketClientConfiguration())
+        async throws -> WebSocketConnection {
+        try await connect(to: WebSocketURL(host: host, port: port, target: path), on: loop, configuration: configuration)
+    }
+
+    public static func connect(to url: WebSocketURL, on loop: EventLoop,
+                               configuration: WebSocketClientConfiguration = WebSocketClientConfiguration())
+        async throws -> WebSocketConnection {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<WebSocketConnection, any Error>) in
+            loop.runOnLoop {
+                connect(to: url, on: loop, configuration: configuration) { result in
+                    switch result {
+                    case .success(let ws): c.resume(returning: ws)
+                    case .failure(let error): c.resume(throwing: error)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The callback face (loop thread only): `done` runs on the loop once the
+    /// handshake completed or failed. On success it runs before any frame is read,
+    /// so callbacks set there see every message.
+    public static func connect(to url: WebSocketURL, on loop: EventLoop,
+                               configuration: WebSocketClientConfiguration = WebSocketClientConfiguration(),
+                               done: @escaping (Result<WebSocketConnection, any Error>) -> Void) {
+        let address: SocketAddress
+        do {
+            address = try SocketAddress.tcp(url.host, url.port)
+        } catch {
+            return done(.failure(error))
+        }
+        let handshake = ClientHandshakeHandler(url: url, configuration: configuration, done: done)
+        Connection.connect(to: address, on: loop, options: configuration.socket, timeout: configuration.connectTimeout,
+                           makeHandler: { _ in handshake },
+                           done: { result in
+                               if case .failure(let error) = result { handshake.finish(.failure(error)) }
+                           })
+    }
+}
+
+/// The client's handler until the server's 101 arrives: sends the request, collects
+/// and checks the response head, then hands the connection to a `WebSocketConnection`
+/// with the bytes that followed the head. Loop thread only.
+final class ClientHandshakeHandler: ConnectionHandler {
+    let url: WebSocketURL
+    let configuration: WebSocketClientConfiguration
+    let handshake: ClientHandshake
+    private var done: ((Result<WebSocketConnection, any Error>) -> Void)?
+    private var buffer: [UInt8] = []
+    private var timer: Timer?
+
+    init(url: WebSocketURL, configuration: WebSocketClientConfiguration,
+         done: @escaping (Result<WebSocketConnection, any Error>) -> Void) {
+        self.url = url
+        self.configuration = configuration
+        self.done = done
+        handshake = ClientHandshake(subprotocols: configuration.subprotocols, deflate: configuration.deflate)
+    }
+
+    func finish(_ result: Result<WebSocketConnection, any Error>) {
+        timer?.cancel()
+        timer = nil
+        guard let d = done else { return }
+        done = nil
+        d(result)
+    }
+
+    func connected(_ connection: Connection) {
+        var request = "GET \(url.target) HTTP/1.1\r\nHost: \(url.hostField)\r\n"
+        for h in handshake.requestHeaders + configuration.headers { request += "\(h.name): \(h.value)\r\n" }
+        request += "\r\n"
+        connection.send(request)
+        timer = connection.loop.schedule(after: configuration.handshakeTimeout) { [weak self, unowned connection] in
+            self?.timer = nil
+            connection.close(error: WebSocketError.handshakeFailed("no response within the handshake timeout"))
+        }
+    }
+
+    func received(_ bytes: ReceivedBytes, from connection: Connection) {
+        guard done != nil else { return }
+        let searchFrom = max(0, buffer.count - 3)
+        buffer.append(contentsOf: bytes.unsafeBytes)
+        guard let end = Self.headEnd(buffer, from: searchFrom) else {
+            if buffer.count > configuration.maxResponseHeadSize {
+                connection.close(error: WebSocketError.handshakeFailed("response head too large"))
+            }
+            return
+        }
+        let head = String(decoding: buffer[..<end], as: UTF8.self)
+        let lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
+        let status = lines.first.flatMap { line -> Int? in
+            let parts = line.split(separator: " ", maxSplits: 2)
+            guard parts.count >= 2, parts[0].hasPrefix("HTTP/1.") else { return nil }
+            return Int(parts[1])
+        }
+        guard let status else {
+            return connection.close(error: WebSocketError.handshakeFailed("malformed status line"))
+        }
+        var headers = HandshakeHeaderList([])
+        for line in lines.dropFirst() where !line.isEmpty {
+            guard let colon = line.firstIndex(of: ":") else {
+                return connection.close(error: WebSocketError.handshakeFailed("malformed header line"))
+            }
+            let value = line[line.index(after: colon)...].trimmingCharacters(where: { $0 == " " || $0 == "\t" })
+            headers.fields.append(HandshakeHeader(String(line[..<colon]), String(value)))
+        }
+        let result: ClientHandshake.Result
+        do {
+            result = try handshake.validateResponse(status: status, headers: headers)
+        } catch {
+            return connection.close(error: WebSocketError.handshakeFailed(error.reason))
+        }
+        let ws = WebSocketConnection(connection: connection, role: .client, subprotocol: result.subprotocol,
+                                     deflate: result.deflate, configuration: configuration.connection, request: nil)
+        connection.handler = ws
+        finish(.success(ws))
+        let leftover = Array(buffer[(end + 4)...])
+        buffer = []
+        leftover.withUnsafeBytes { ws.start(leftover: $0) }
+    }
+
+    func inputClosed(_ connection: Connection) {
+        connection.close(error: WebSocketError.handshakeFailed("connection closed during the handshake"))
+    }
+
+    func closed(_ connection: Connection, error: (any Error)?) {
+        finish(.failure(error ?? WebSocketError.handshakeFailed("connection closed during the handshake")))
+    }
+
+    /// Index of the `\r\n\r\n` ending the head, searching from `from`.
+    static func headEnd(_ b: [UInt8], from: Int) -> Int? {
+        guard b.count >= 4 else { return nil }
+        var i = from
+        while i + 3 < b.count {
+            if b[i] == 13 && b[i + 1] == 10 && b[i + 2] == 13 && b[i + 3] == 10 { return i }
+            i += 1
+        }
+        return nil
+    }
+}

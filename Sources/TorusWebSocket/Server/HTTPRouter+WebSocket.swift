@@ -1,0 +1,104 @@
+import HTTPTypes
+import Torus
+import TorusHTTP
+
+/// What a WebSocket route accepts. A plain value; `Sendable`.
+public struct WebSocketServerConfiguration: Sendable {
+    /// Per-connection settings (limits, ping liveness, close timeout).
+    public var connection = WebSocketConfiguration()
+    /// Subprotocols we speak, most preferred first (the first one the client offered wins).
+    public var subprotocols: [String] = []
+    /// permessage-deflate preferences, or nil to never negotiate it.
+    public var deflate: PerMessageDeflateConfiguration?
+    /// Origin check: called with the request's `Origin` (nil when absent); false
+    /// answers 403. Nil: every origin is accepted.
+    public var originCheck: (@Sendable (String?) -> Bool)?
+
+    public init(connection: WebSocketConfiguration = WebSocketConfiguration(), subprotocols: [String] = [],
+                deflate: PerMessageDeflateConfiguration? = nil, originCheck: (@Sendable (String?) -> Bool)? = nil) {
+        self.connection = connection
+        self.subprotocols = subprotocols
+        self.deflate = deflate
+        self.originCheck = originCheck
+    }
+
+    /// An origin check that accepts exactly these origins (and requests without one
+    /// when `allowMissing`, e.g. non-browser clients).
+    public static func allowingOrigins(_ origins: Set<String>, allowMissing: Bool = true) -> @Sendable (String?) -> Bool {
+        { origin in origin.map { origins.contains($0) } ?? allowMissing }
+    }
+}
+
+extension RequestHead: WebSocketHandshakeHeaders {
+    public func values(forHeader name: String) -> [String] { headers(named: name) }
+}
+
+extension HTTPRouter {
+    /// A WebSocket endpoint at `path`: validates the opening handshake (RFC 6455 4.2),
+    /// checks the origin, picks a subprotocol, negotiates permessage-deflate, answers
+    /// 101 and hands the connection to a ``WebSocketConnection``. `upgraded` runs on
+    /// the connection's loop before any frame is read: set the callbacks there, or
+    /// start a task that iterates `ws.messages`. Invalid requests get 400/403/426.
+    public mutating func webSocket(_ path: String,
+                                   configuration: WebSocketServerConfiguration = WebSocketServerConfiguration(),
+                                   registry: WebSocketRegistry? = nil,
+                                   _ upgraded: @escaping @Sendable (WebSocketConnection) -> Void) {
+        upgrade(path) { head in
+            WebSocketUpgrade.decide(head, configuration: configuration, registry: registry, upgraded: upgraded)
+        }
+    }
+
+    /// The async form: `serve` runs in a task that prefers the connection's loop as
+    /// its executor; the connection is closed (1000) when it returns, or failed with
+    /// 1011 when it throws.
+    public mutating func webSocket(_ path: String,
+                                   configuration: WebSocketServerConfiguration = WebSocketServerConfiguration(),
+                                   registry: WebSocketRegistry? = nil,
+                                   serve: @escaping @Sendable (WebSocketConnection) async throws -> Void) {
+        webSocket(path, configuration: configuration, registry: registry) { ws in
+            Task(executorPreference: ws.loop) {
+                do {
+                    try await serve(ws)
+                    await ws.close()
+                } catch {
+                    await ws.close(code: .internalError, reason: "")
+                }
+            }
+        }
+    }
+}
+
+enum WebSocketUpgrade {
+    static func decide(_ head: RequestHead, configuration: WebSocketServerConfiguration, registry: WebSocketRegistry?,
+                       upgraded: @escaping @Sendable (WebSocketConnection) -> Void) -> HTTPUpgradeDecision {
+        if let check = configuration.originCheck, !check(head.header(named: "Origin")) {
+            return .reject(.forbidden, headerFields: [:], reason: "origin not allowed")
+        }
+        let accept: ServerHandshakeAccept
+        do {
+            accept = try WebSocketHandshake.acceptUpgrade(
+                method: head.methodString, httpVersion: head.version.description, headers: head,
+                configuration: ServerHandshakeConfiguration(subprotocols: configuration.subprotocols,
+                                                            deflate: configuration.deflate))
+        } catch {
+            return .reject(HTTPResponse.Status(code: error.status), headerFields: fields(error.headers),
+                           reason: error.reason)
+        }
+        let settings = configuration.connection
+        return .accept(headerFields: fields(accept.responseHeaders)) { connection in
+            WebSocketConnection(connection: connection, role: .server, subprotocol: accept.subprotocol,
+                                deflate: accept.deflate, configuration: settings, request: head) { ws in
+                registry?.add(ws)
+                upgraded(ws)
+            }
+        }
+    }
+
+    static func fields(_ headers: [HandshakeHeader]) -> HTTPFields {
+        var fields = HTTPFields()
+        for h in headers {
+            if let name = HTTPField.Name(h.name) { fields.append(HTTPField(name: name, value: h.value)) }
+        }
+        return fields
+    }
+}
