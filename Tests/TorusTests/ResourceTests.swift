@@ -38,6 +38,41 @@ struct ResourceTests {
         expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
+    @Test("receive buffers grow when configured: a dry ring registers another and every byte arrives")
+    func receiveBuffersGrow() async throws {
+        var tiny = EventLoop.Configuration()
+        tiny.receiveBufferCount = 2
+        tiny.receiveBufferSize = 2048
+        tiny.receiveBufferMaxCount = 64
+        let clientLoop = try EventLoop()
+        let ledger = try await withLoop(tiny) { serverLoop in
+            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+            let ok = try await withThrowingTaskGroup(of: Bool.self) { tasks in
+                for i in 0..<32 {
+                    tasks.addTask(executorPreference: clientLoop) {
+                        let payload = testBytes(128 * 1024, seed: UInt64(i + 3))
+                        let client = try await AsyncConnection.connect(to: server.address, on: clientLoop)
+                        async let sent: Void = client.write(payload)
+                        let back = try await client.read(exactly: payload.count)
+                        try await sent
+                        await client.close()
+                        return back == payload
+                    }
+                }
+                var ok = 0
+                for try await matched in tasks where matched { ok += 1 }
+                return ok
+            }
+            #expect(ok == 32)
+            let grown = await serverLoop.ledgerSnapshot()[.received]
+            #expect(grown.pool > 2, "the ring never grew: \(grown)")
+            #expect(grown.pool <= 64)
+            server.close()
+        }
+        #expect(ledger.noBufferReceives > 0)
+        expectQuiescent(await clientLoop.shutdownGracefully())
+    }
+
     @Test("a tiny completion queue overflows under load; nothing is lost")
     func completionQueueOverflow() async throws {
         var tiny = EventLoop.Configuration()

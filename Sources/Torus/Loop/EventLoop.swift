@@ -28,6 +28,10 @@ public final class EventLoop: @unchecked Sendable {
         /// Provided receive buffers (a power of two) and their size.
         public var receiveBufferCount: Int = 1024
         public var receiveBufferSize: Int = 16 * 1024
+        /// Most receive buffers the loop may grow to when receives run dry
+        /// (`-ENOBUFS`): each growth registers one more buffer ring, doubling the total.
+        /// Equal to `receiveBufferCount` (the default): never grow.
+        public var receiveBufferMaxCount: Int? = nil
         /// Outbound pool: chunk size, chunks made at start, most chunks ever.
         public var outboundChunkSize: Int = 16 * 1024
         public var outboundInitialChunks: Int = 256
@@ -45,7 +49,11 @@ public final class EventLoop: @unchecked Sendable {
     let ring: Ring
     let ledger = Ledger()
     var ops: OperationTable
-    let receiveBuffers: ProvidedBufferRing
+    /// Provided buffer rings, indexed by buffer group id. The last one is where new
+    /// receives select from; earlier ones keep serving the receives armed on them.
+    private(set) var receiveRings: [ProvidedBufferRing]
+    var receiveBuffers: ProvidedBufferRing { receiveRings[receiveRings.count - 1] }
+    private var receiveBufferTotal: Int
     let outbound: BufferPool
 
     // Jobs handed over from other threads, and the wake-up that goes with them.
@@ -91,9 +99,10 @@ public final class EventLoop: @unchecked Sendable {
         self.index = index
         ring = try Ring(entries: configuration.ringEntries, cqMultiplier: configuration.cqMultiplier)
         ops = OperationTable(capacity: Int(configuration.ringEntries))
-        receiveBuffers = try ProvidedBufferRing(ring: ring, groupID: 0,
-                                                count: configuration.receiveBufferCount,
-                                                size: configuration.receiveBufferSize)
+        receiveRings = [try ProvidedBufferRing(ring: ring, groupID: 0,
+                                               count: configuration.receiveBufferCount,
+                                               size: configuration.receiveBufferSize)]
+        receiveBufferTotal = configuration.receiveBufferCount
         ledger.buffersAdded(.received, count: configuration.receiveBufferCount,
                             bytes: configuration.receiveBufferCount * configuration.receiveBufferSize)
         outbound = BufferPool(chunkSize: configuration.outboundChunkSize,
@@ -171,6 +180,27 @@ public final class EventLoop: @unchecked Sendable {
     /// Closes an fd through the ring (batched with the iteration's submit).
     func closeDescriptor(_ fd: Int32) {
         submitInternal(.close) { io_uring_prep_close($0, fd) }
+    }
+
+    /// The receive ring of buffer group `group`.
+    @inline(__always)
+    func receiveRing(_ group: UInt16) -> ProvidedBufferRing { receiveRings[Int(group)] }
+
+    /// Receives ran dry: when configured, register another ring that doubles the
+    /// total (the kernel keeps serving receives armed on the older rings).
+    func growReceiveBuffers() {
+        let limit = configuration.receiveBufferMaxCount ?? configuration.receiveBufferCount
+        let add = receiveBufferTotal
+        guard receiveBufferTotal + add <= limit, add <= 32768, receiveRings.count < 64 else { return }
+        do {
+            let grown = try ProvidedBufferRing(ring: ring, groupID: UInt16(receiveRings.count), count: add,
+                                               size: configuration.receiveBufferSize)
+            receiveRings.append(grown)
+            receiveBufferTotal += add
+            ledger.buffersAdded(.received, count: add, bytes: add * configuration.receiveBufferSize)
+        } catch {
+            // Registration failed (memory): keep going with what we have.
+        }
     }
 
     // MARK: - Jobs
@@ -268,7 +298,7 @@ public final class EventLoop: @unchecked Sendable {
                 if readyToFinish() { break }
             }
             flushWrites()
-            receiveBuffers.commit()
+            for receiveRing in receiveRings { receiveRing.commit() }
 
             var mustWait = localJobs.isEmpty
             if mustWait {
@@ -398,7 +428,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     private func finish() {
-        receiveBuffers.unregister()
+        for receiveRing in receiveRings { receiveRing.unregister() }
         // Break the loop's own reference cycles (timers and the wake target hold it).
         sweepTimer = nil
         wake = nil

@@ -34,6 +34,8 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
     // Receiving.
     private var recvUserData: UInt64 = 0
     private var recvArmed = false
+    /// The buffer group the current receive selects from.
+    private var recvGroup: UInt16 = 0
     private var readPaused = false
     private var inputEnded = false
 
@@ -113,6 +115,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
     private func armRecv() {
         recvArmed = true
         let group = loop.receiveBuffers.groupID
+        recvGroup = group
         recvUserData = loop.submit(.recv, target: self, tag: Tag.recv.rawValue) { sqe in
             io_uring_prep_recv_multishot(sqe, fd, nil, 0, 0)
             sqe.pointee.flags |= TORUS_IOSQE_BUFFER_SELECT
@@ -143,11 +146,11 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
             if state == .open && c.result > 0 {
                 lastReceive = loop.now
                 let ledger = loop.ledger
-                ledger.move(.received, from: .pool, to: .application, key: Int(bid), holder: BufferHolder("recv on fd", Int(fd)))
-                handler?.received(ReceivedBytes(loop.receiveBuffers.bytes(bid, length: Int(c.result))), from: self)
-                ledger.move(.received, from: .application, to: .pool, key: Int(bid), holder: .none)
+                ledger.move(.received, from: .pool, to: .application, key: Int(recvGroup) << 16 | Int(bid), holder: BufferHolder("recv on fd", Int(fd)))
+                handler?.received(ReceivedBytes(loop.receiveRing(recvGroup).bytes(bid, length: Int(c.result))), from: self)
+                ledger.move(.received, from: .application, to: .pool, key: Int(recvGroup) << 16 | Int(bid), holder: .none)
             }
-            loop.receiveBuffers.recycle(bid)
+            loop.receiveRing(recvGroup).recycle(bid)
         }
         if state != .open {
             if final { finishCloseIfIdle() }
@@ -163,6 +166,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
             case ENOBUFS:
                 // The ring ran dry; nothing was lost (the bytes wait in the socket).
                 loop.ledger.noBuffers()
+                loop.growReceiveBuffers()
             case ECANCELED:
                 break
             default:
