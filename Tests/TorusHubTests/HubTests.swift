@@ -137,9 +137,10 @@ struct HubTests {
     }
 
     @Test func heartbeatTimeoutRemovesRouter() async throws {
-        try await withHub({ $0.heartbeatTimeout = .milliseconds(600) }) { hub, group in
+        // Generous against load: the full suite runs in parallel on 2 cores.
+        try await withHub({ $0.heartbeatTimeout = .seconds(3) }) { hub, group in
             let alive = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "alive")
-            #expect(alive.heartbeatTimeout == .milliseconds(600))
+            #expect(alive.heartbeatTimeout == .seconds(3))
             let beating = Task {
                 while !Task.isCancelled {
                     try? await alive.send(.heartbeat)
@@ -147,12 +148,14 @@ struct HubTests {
                 }
             }
             // This one says HELLO and then nothing, and never closes (a vanished peer).
-            let silent = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[1], id: "silent")
-            #expect(Set(try await deviceIDs(hub, group)) == ["alive", "silent"])
             let started = ContinuousClock.now
-            // The hub closes the silent link: the router sees the end of the stream.
+            let silent = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[1], id: "silent")
+            let listed = Set(try await deviceIDs(hub, group))
+            if ContinuousClock.now - started < .seconds(2) { #expect(listed == ["alive", "silent"]) }
+            // The hub closes the silent link: the router sees the end of the stream,
+            // not before the timeout (less the liveness sweep's 250 ms resolution).
             #expect(try await silent.nextFrame() == nil)
-            #expect(ContinuousClock.now - started >= .milliseconds(400))
+            #expect(ContinuousClock.now - started >= .milliseconds(2700))
             #expect(try await deviceIDs(hub, group) == ["alive"])
             let metrics = try await http(hub, group, "GET", "/metrics").text
             #expect(metrics.contains(#"torus_hub_router_disconnects_total{reason="heartbeat_timeout"} 1"#))
@@ -305,7 +308,7 @@ struct HubExecutableTests {
     @Test func listensHTTPFirstAndStopsQuiescent() async throws {
         let hub = try ChildProcess(BuiltProducts.path("torus-hub"),
                                    ["--router-port", "0", "--http-port", "0", "--threads", "2",
-                                    "--heartbeat-timeout", "1"])
+                                    "--heartbeat-timeout", "10"])
         guard let httpPort = await hub.listeningPort() else {
             Issue.record("no listening line: \(hub.text)")
             return
