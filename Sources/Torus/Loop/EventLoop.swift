@@ -298,7 +298,11 @@ public final class EventLoop: @unchecked Sendable {
                 if readyToFinish() { break }
             }
             flushWrites()
-            for receiveRing in receiveRings { receiveRing.commit() }
+            var r = 0
+            while r < receiveRings.count {   // not for-in: it allocates in debug builds
+                receiveRings[r].commit()
+                r += 1
+            }
 
             var mustWait = localJobs.isEmpty
             if mustWait {
