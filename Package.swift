@@ -109,7 +109,8 @@ let package = Package(
         .executableTarget(
             name: "torus-soak",
             dependencies: ["Torus", "TorusHTTP", "TorusWebSocket", "TorusHub", "DemoSupport",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "HTTPTypes", package: "swift-http-types")],
             path: "Demos/torus-soak",
             swiftSettings: strict
         ),

@@ -3,6 +3,7 @@ import DemoSupport
 import Foundation
 import Torus
 import TorusHub
+import TorusWebSocket
 
 /// Runs torus-hub under a realistic, churning load for a while and proves its
 /// memory stays flat and its ledger ends quiescent.
@@ -10,13 +11,15 @@ import TorusHub
 struct TorusSoak: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "torus-soak",
-        abstract: "Memory soak test of torus-hub: routers, HTTP commands, event subscribers; flat RSS or fail.",
+        abstract: "Memory soak test of torus-hub: routers, HTTP commands, WebSocket subscribers; flat RSS or fail.",
         discussion: """
             Starts the hub from --hub (or attaches to --attach PID with --url and --router), then \
             simulates routers (stable ones, one mute one, and churning ones that vanish without \
             closing, say BYE, reset, or reconnect over their live link), HTTP callers sending \
-            commands (keep-alive and one-shot), and event subscribers (server-sent events until \
-            the WebSocket faces land: all events, filtered, slow, churning). Samples the hub's \
+            commands through TorusHTTP's HTTPClient (keep-alive and one-shot), and WebSocket \
+            subscribers on /app (chosen routers, swapped now and then) and /web (every event): \
+            steady readers, slow readers, clients that stop reading (the hub must remove them by \
+            ping timeout), clients that reset, and clients that close and come back. Samples the hub's \
             VmRSS and ledger every --sample-interval seconds. Writes samples.csv, report.md and \
             memory.png (via scripts/soak-plot.py when matplotlib is present) to --out.
 
@@ -43,7 +46,7 @@ struct TorusSoak: AsyncParsableCommand {
     @Option(help: "Simulated routers.")
     var routers: Int = 200
 
-    @Option(help: "Event subscribers (SSE streams until the WebSocket faces land).")
+    @Option(help: "WebSocket subscribers (/app and /web).")
     var wsClients: Int = 100
 
     @Option(help: "Commands per second over HTTP, all callers together.")
@@ -82,8 +85,17 @@ struct TorusSoak: AsyncParsableCommand {
     @Option(help: "HTTP callers (a quarter of them one-shot: a new connection per request).")
     var callers: Int = 12
 
-    @Option(help: "Ping interval of the hub's event streams, seconds (passed to a launched hub).")
+    @Option(help: "Ping interval of the hub's server-sent-event streams, seconds (passed to a launched hub).")
     var pingInterval: Double = 2
+
+    @Option(help: "WebSocket ping interval of the hub, seconds (passed to a launched hub; with --attach, give the hub's).")
+    var wsPingInterval: Double = 2
+
+    @Option(help: "WebSocket ping timeout of the hub, seconds.")
+    var wsPingTimeout: Double = 2
+
+    @Option(help: "WebSocket close timeout of the hub, seconds.")
+    var wsCloseTimeout: Double = 2
 
     func validate() throws {
         if hub == nil && attach == nil { throw ValidationError("give --hub PATH or --attach PID") }
@@ -99,7 +111,8 @@ struct TorusSoak: AsyncParsableCommand {
         if let path = hub {
             hubProcess = try HubProcess(launch: path, arguments: [
                 "--threads", "\(hubThreads)", "--heartbeat-timeout", "\(heartbeatTimeout)",
-                "--ping-interval", "\(pingInterval)",
+                "--ping-interval", "\(pingInterval)", "--ws-ping-interval", "\(wsPingInterval)",
+                "--ws-ping-timeout", "\(wsPingTimeout)", "--ws-close-timeout", "\(wsCloseTimeout)",
             ])
         } else {
             guard let attach, let url, let http = HubProcess.parse(hostPort: url),
@@ -114,7 +127,11 @@ struct TorusSoak: AsyncParsableCommand {
 
         let group = try EventLoopGroup(loops: threads)
         let stats = SoakStats()
-        let streams = OpenStreams()
+        let sockets = OpenSockets()
+        let endpoint = HubEndpoint(hubProcess.httpAddress)
+        let timing = FaceTiming(pingInterval: .milliseconds(Int(wsPingInterval * 1000)),
+                                pingTimeout: .milliseconds(Int(wsPingTimeout * 1000)),
+                                closeTimeout: .milliseconds(Int(wsCloseTimeout * 1000)))
 
         // Roles.
         let ids = (0..<routers).map { String(format: "r-%04d", $0) }
@@ -138,19 +155,21 @@ struct TorusSoak: AsyncParsableCommand {
         for i in 0..<callers {
             let caller = CommandCaller(index: i, oneShot: i % 4 == 3,
                                        interval: .milliseconds(Int(Double(callers) / rate * 1000)),
-                                       address: hubProcess.httpAddress, loop: group.loops[i % group.loops.count],
+                                       endpoint: endpoint, loop: group.loops[i % group.loops.count],
                                        targets: targets, stats: stats, checksDevices: i == 0)
             tasks.append(Task(executorPreference: caller.loop) { await caller.run() })
         }
         for i in 0..<wsClients {
             let mode: Subscriber.Mode = switch i % 10 {
             case 0: .slow
-            case 1, 2: .churn
-            case 3, 4, 5: .filtered
-            default: .all
+            case 1: .frozen
+            case 2: .reset
+            case 3: .churn
+            case 4, 5, 6: .app
+            default: .web
             }
-            let sub = Subscriber(index: i, mode: mode, address: hubProcess.httpAddress,
-                                 loop: group.loops[i % group.loops.count], targets: targets, stats: stats, open: streams)
+            let sub = Subscriber(index: i, mode: mode, endpoint: endpoint, loop: group.loops[i % group.loops.count],
+                                 targets: targets, stats: stats, open: sockets, timing: timing)
             tasks.append(Task(executorPreference: sub.loop) { await sub.run() })
         }
 
@@ -171,10 +190,11 @@ struct TorusSoak: AsyncParsableCommand {
         samples.append(lastLoad)
         progress(lastLoad, stats.current)
 
-        // Wind down: routers say BYE, streams close, callers finish their request.
+        // Wind down: routers say BYE, WebSocket clients close (1001), callers finish
+        // their request.
         say("stopping the load")
         stats.stop()
-        await streams.closeAll()
+        sockets.closeAll()
         let windDown = Task {
             for t in tasks { await t.value }
         }
@@ -187,11 +207,10 @@ struct TorusSoak: AsyncParsableCommand {
         }
         if !allDone { say("warning: some simulated clients were still busy after 20 s") }
         // The hub must come back to idle: no router, no subscriber, only the sampler's
-        // own connection. A stream whose client left is noticed when a write fails:
-        // the HTTP server keeps a half-closed connection open while its response
-        // streams, so that takes up to three ping intervals after the last event.
+        // own connection. Every client closed (or reset) its socket, so this is quick;
+        // the bound allows a ping round for anything that went silent.
         var idle = await Sampler.take(hubProcess, loop: group.loops[0], started: started, counts: stats.current)
-        let idleDeadline = ContinuousClock.now + .milliseconds(Int((3 * pingInterval + 5) * 1000))
+        let idleDeadline = ContinuousClock.now + .milliseconds(Int((3 * max(pingInterval, wsPingInterval) + 5) * 1000))
         while (idle.routers != 0 || idle.subscribers != 0 || idle.connections > 1) && ContinuousClock.now < idleDeadline {
             try? await Task.sleep(for: .milliseconds(250))
             idle = await Sampler.take(hubProcess, loop: group.loops[0], started: started, counts: stats.current)
@@ -278,11 +297,14 @@ struct TorusSoak: AsyncParsableCommand {
             commands: \(c.stableOK) ok to stable routers, \(c.stableFailed) failed; \(c.expected404OK) expected 404, \
             \(c.expected504OK) expected 504; to churning routers {\(churn)}; \(c.keepAliveRequests) keep-alive and \
             \(c.oneShotRequests) one-shot requests; slowest \(c.latencyMaxMs) ms; /devices checked \(c.devicesChecks) times
-            subscribers: \(c.subscriberSessions) streams, \(c.subscriberEvents) events and \(c.subscriberPings) pings read, \
-            \(c.subscriberResets) resets, \(c.slowSubscribers) slow streams ended by the hub
+            WebSocket subscribers: \(c.subscriberSessions) sessions, \(c.subscriberEvents) events read, \
+            \(c.subscriptionChanges) /app subscription swaps acknowledged, \(c.subscriberResets) resets, \
+            \(c.subscriberCloses) normal closes, \(c.slowSubscribers) slow readers closed by the hub, \
+            \(c.frozenRemoved) frozen clients removed by ping timeout
             failures: \(c.failures) (connect \(c.connectFailures), not reaped \(c.reapFailures), not replaced \(c.replaceFailures), \
             stable dropped \(c.stableDropped), 404 \(c.expected404Failed), 504 \(c.expected504Failed), devices \(c.devicesFailed), \
-            subscribers \(c.subscriberFailures), http errors \(c.httpErrors))
+            subscribers \(c.subscriberFailures), frozen not removed \(c.frozenNotRemoved), \
+            filter violations \(c.filterViolations), http errors \(c.httpErrors))
             """
     }
 
