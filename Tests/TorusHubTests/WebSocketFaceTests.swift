@@ -205,11 +205,11 @@ struct WebSocketFaceTests {
                 }
             }
             // Far more than the socket buffers and the high water mark hold.
-            let payload = [UInt8](repeating: UInt8(ascii: "x"), count: 4000)
+            let payload = [UInt8](repeating: UInt8(ascii: "x"), count: 16_000)
             var sent = 0
-            while hub.webSocketClients != (0, 0) && sent < 20_000 {
-                for _ in 0..<100 { try await router.send(.event(payload)) }
-                sent += 100
+            while hub.webSocketClients != (0, 0) && sent < 5_000 {
+                for _ in 0..<25 { try await router.send(.event(payload)) }
+                sent += 25
                 try await Task.sleep(for: .milliseconds(5))
             }
             #expect(await eventually { hub.webSocketClients == (0, 0) }, "sent \(sent) events")
