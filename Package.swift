@@ -93,7 +93,8 @@ let package = Package(
         ),
         .target(
             name: "TorusHub",
-            dependencies: ["Torus", "TorusHTTP", "CHubMalloc", .product(name: "HTTPTypes", package: "swift-http-types")],
+            dependencies: ["Torus", "TorusHTTP", "TorusWebSocket", "CHubMalloc",
+                           .product(name: "HTTPTypes", package: "swift-http-types")],
             path: "Sources/TorusHub",
             swiftSettings: strict
         ),
@@ -107,8 +108,9 @@ let package = Package(
         ),
         .executableTarget(
             name: "torus-soak",
-            dependencies: ["Torus", "TorusHub", "DemoSupport",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Torus", "TorusHTTP", "TorusWebSocket", "TorusHub", "DemoSupport",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "HTTPTypes", package: "swift-http-types")],
             path: "Demos/torus-soak",
             swiftSettings: strict
         ),
@@ -152,7 +154,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TorusHubTests",
-            dependencies: ["TorusHub", "TorusTestSupport", "torus-hub"],
+            dependencies: ["TorusHub", "TorusHTTP", "TorusWebSocket", "TorusTestSupport", "torus-hub"],
             path: "Tests/TorusHubTests",
             swiftSettings: strict
         ),

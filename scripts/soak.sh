@@ -25,8 +25,8 @@ swift build -c release --product torus-soak
 bin="$(swift build -c release --show-bin-path)"
 
 mkdir -p soak-out
-# Subscribers are SSE streams until the WebSocket faces land (then WebSocket
-# clients on /app and /web).
+# Subscribers are WebSocket clients on /app and /web; HTTP callers use TorusHTTP's
+# HTTPClient (keep-alive and one-shot).
 "$bin/torus-soak" --hub "$bin/torus-hub" --duration "$seconds" \
   --routers 200 --ws-clients 100 --rate 50 --sample-interval 5 \
   --out soak-out "$@" 2>&1 | tee soak-out/torus-soak.log

@@ -4,6 +4,8 @@
 # Usage: scripts/test.sh            (everything, with Autobahn in ci mode)
 #        TORUS_QUICK=1 scripts/test.sh   (the Swift suite only)
 #        TORUS_SKIP_AUTOBAHN=1 scripts/test.sh   (everything but Autobahn)
+#        TORUS_SKIP_SOAK=1 scripts/test.sh       (everything but the 2-minute hub soak)
+#        TORUS_SOAK_SECONDS=N scripts/test.sh    (soak length, default 120)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
@@ -24,9 +26,9 @@ if [ "${TORUS_ASAN:-1}" = "1" ]; then
   grep -q "Test run with .* passed" /tmp/torus-asan.log
 fi
 
-echo "== dead-peer harness (network namespaces, a real cut link)"
+echo "== dead-peer harness (network namespaces, a real cut link): torus-echo, then torus-hub"
 rc=0
-scripts/deadpeer/harness.sh --server .build/debug/torus-echo || rc=$?
+scripts/deadpeer/harness.sh --server .build/debug/torus-echo --hub .build/debug/torus-hub || rc=$?
 if [ "$rc" -eq 77 ]; then
   echo "dead-peer harness SKIPPED: this machine does not allow network namespaces"
 elif [ "$rc" -ne 0 ]; then
@@ -37,4 +39,9 @@ fi
 if [ "${TORUS_SKIP_AUTOBAHN:-0}" != "1" ]; then
   echo "== Autobahn|Testsuite against torus-ws (ci mode; scripts/autobahn.sh full for all 517 cases)"
   scripts/autobahn.sh ci
+fi
+
+if [ "${TORUS_SKIP_SOAK:-0}" != "1" ]; then
+  echo "== torus-hub memory soak (${TORUS_SOAK_SECONDS:-120} s, release; fails on the verdict)"
+  scripts/soak.sh "${TORUS_SOAK_SECONDS:-120}"
 fi

@@ -8,16 +8,18 @@ import TorusHub
 struct TorusHubCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "torus-hub",
-        abstract: "Smart-home gateway on Torus: router links, HTTP API, event streams.",
+        abstract: "Smart-home gateway on Torus: router links, HTTP API, event streams, WebSocket faces.",
         discussion: """
             Prints one "listening on HOST:PORT" line per face that accepts, in this order: \
-            first the HTTP port (API, event streams, and the WebSocket /app and /web faces \
-            once they land), then the router port. SIGINT or SIGTERM stops gracefully and \
-            prints the ledger; the exit status is 0 only when it is quiescent.
+            first the HTTP port (API, event streams, and the WebSocket /app and /web faces), \
+            then the router port. SIGINT or SIGTERM stops gracefully (WebSocket clients get \
+            close 1001) and prints the ledger; the exit status is 0 only when it is quiescent.
 
             HTTP API: GET /healthz, GET /devices, GET /devices/{id}, \
             POST /devices/{id}/commands[?timeout=MS], GET /events[?routers=a,b] \
-            (server-sent events), GET /metrics (Prometheus), GET /debug/ledger (JSON).
+            (server-sent events), GET /metrics (Prometheus), GET /debug/ledger (JSON). \
+            WebSocket: /app[?routers=a,b] (send {"subscribe":[...]} / {"unsubscribe":[...]}), \
+            /web (every event).
             """)
 
     @OptionGroup var common: CommonOptions
@@ -40,8 +42,23 @@ struct TorusHubCommand: ParsableCommand {
     @Option(help: "Events queued per subscriber before the oldest are dropped.")
     var subscriberQueue: Int = 256
 
-    @Option(help: "Seconds between pings on idle event streams.")
+    @Option(help: "Seconds between pings on idle server-sent-event streams (/events).")
     var pingInterval: Double = 15
+
+    @Option(help: "WebSocket faces: seconds without anything from a client before a ping (0: no pings).")
+    var wsPingInterval: Double = 15
+
+    @Option(help: "WebSocket faces: seconds to wait for any sign of life after a ping before closing the client.")
+    var wsPingTimeout: Double = 10
+
+    @Option(help: "WebSocket faces: seconds a closing handshake may take before the socket is closed anyway.")
+    var wsCloseTimeout: Double = 5
+
+    @Option(help: "WebSocket faces: what to do with a subscriber whose write queue is above the high water mark (drop: it misses events; disconnect: close 1008).")
+    var wsSlowSubscribers: String = "drop"
+
+    @Option(help: "Bytes queued for one HTTP/WebSocket client above which it counts as slow (the write queue's high water mark; the low one is a quarter).")
+    var subscriberHighWater: Int = 256 << 10
 
     @Option(help: "Bytes per provided receive buffer. One page by default: router frames, HTTP requests and events are small, and a page-sized buffer is resident after its first use, so RSS reaches its plateau within seconds instead of creeping as rare large reads touch more pages of 16 KiB buffers.")
     var receiveBufferSize: Int = 4096
@@ -50,9 +67,14 @@ struct TorusHubCommand: ParsableCommand {
     var outboundChunkSize: Int = 4096
 
     func validate() throws {
-        guard heartbeatTimeout > 0, commandTimeout > 0, pingInterval > 0 else {
+        guard heartbeatTimeout > 0, commandTimeout > 0, pingInterval > 0, wsPingTimeout > 0, wsCloseTimeout > 0 else {
             throw ValidationError("timeouts and intervals must be positive")
         }
+        guard wsPingInterval >= 0 else { throw ValidationError("--ws-ping-interval must be 0 or positive") }
+        guard ["drop", "disconnect"].contains(wsSlowSubscribers) else {
+            throw ValidationError("--ws-slow-subscribers must be drop or disconnect")
+        }
+        guard subscriberHighWater >= 4096 else { throw ValidationError("--subscriber-high-water must be at least 4096") }
         guard maxFrame >= 64 else { throw ValidationError("--max-frame must be at least 64") }
         guard receiveBufferSize >= 512, outboundChunkSize >= 512 else {
             throw ValidationError("buffer sizes must be at least 512 bytes")
@@ -75,6 +97,12 @@ struct TorusHubCommand: ParsableCommand {
         configuration.maxFrame = maxFrame
         configuration.subscriberQueueLimit = subscriberQueue
         configuration.pingInterval = .milliseconds(Int(pingInterval * 1000))
+        configuration.webSocket.pingInterval = wsPingInterval > 0 ? .milliseconds(Int(wsPingInterval * 1000)) : nil
+        configuration.webSocket.pingTimeout = .milliseconds(Int(wsPingTimeout * 1000))
+        configuration.webSocket.closeTimeout = .milliseconds(Int(wsCloseTimeout * 1000))
+        configuration.webSocket.slowSubscribers = wsSlowSubscribers == "drop" ? .drop : .disconnect
+        configuration.subscriberWriteHighWater = subscriberHighWater
+        configuration.subscriberWriteLowWater = subscriberHighWater / 4
         configuration.socket = common.socketOptions
         let hub = try Hub.start(on: group, configuration: configuration)
         DemoRuntime.say("listening on \(hub.httpAddress)")

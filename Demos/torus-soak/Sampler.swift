@@ -1,5 +1,7 @@
 import Foundation
+import HTTPTypes
 import Torus
+import TorusHTTP
 import TorusHub
 
 /// One look at the hub from outside.
@@ -23,8 +25,8 @@ struct Sample: Sendable {
 }
 
 enum Sampler {
-    /// RSS from /proc, then the ledger from /debug/ledger and the router count from
-    /// /metrics, each on a fresh connection.
+    /// RSS from /proc, then the ledger from /debug/ledger and the router and
+    /// subscriber counts from /metrics, through TorusHTTP's client.
     static func take(_ hub: HubProcess, loop: EventLoop, started: ContinuousClock.Instant,
                      counts: Counts) async -> Sample {
         let resident = hub.resident
@@ -32,23 +34,35 @@ enum Sampler {
                        anonKiB: resident.anon, heapKiB: -1,
                        inFlight: -1, parked: -1, buffersOut: -1, connections: -1, routers: -1, subscribers: -1,
                        commandsOK: counts.stableOK, failures: counts.failures)
-        if let c = try? await MiniHTTPClient.connect(to: hub.httpAddress, on: loop, timeout: .seconds(5)) {
-            if let r = try? await c.request("GET", "/debug/ledger"), r.status == 200,
-               let json = try? JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any] {
-                s.inFlight = json["in_flight"] as? Int ?? -1
-                s.parked = json["parked"] as? Int ?? -1
-                s.buffersOut = json["buffers_out"] as? Int ?? -1
-                s.connections = json["connections"] as? Int ?? -1
-                s.heapKiB = (json["heap_in_use_bytes"] as? Int).map { $0 / 1024 } ?? -1
-            }
-            if let r = try? await c.request("GET", "/metrics", keepAlive: false), r.status == 200 {
-                for line in r.text.split(separator: "\n") {
-                    if line.hasPrefix("torus_hub_routers ") { s.routers = Int(line.split(separator: " ")[1]) ?? -1 }
-                    if line.hasPrefix("torus_hub_subscribers ") { s.subscribers = Int(line.split(separator: " ")[1]) ?? -1 }
-                }
-            }
-            await c.close()
+        // A fresh client per sample: one keep-alive request, then one that closes the
+        // connection, so the sampler leaves nothing open between samples.
+        var configuration = HTTPClientConfiguration()
+        configuration.connectTimeout = .seconds(5)
+        configuration.requestTimeout = .seconds(10)
+        let client = HTTPClient(loop: loop, configuration: configuration)
+        let endpoint = HubEndpoint(hub.httpAddress)
+        func get(_ target: String, close: Bool) async -> (HTTPResponse.Status, [UInt8])? {
+            let fields: HTTPFields = close ? [.connection: "close"] : [:]
+            guard let r = try? await client.execute(HTTPClientRequest(host: endpoint.host, port: endpoint.port,
+                                                                     target: target, headerFields: fields)),
+                  let body = try? await r.body.collect(upTo: 4 << 20) else { return nil }
+            return (r.status, body)
         }
+        if let (status, body) = await get("/debug/ledger", close: false), status == .ok,
+           let json = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] {
+            s.inFlight = json["in_flight"] as? Int ?? -1
+            s.parked = json["parked"] as? Int ?? -1
+            s.buffersOut = json["buffers_out"] as? Int ?? -1
+            s.connections = json["connections"] as? Int ?? -1
+            s.heapKiB = (json["heap_in_use_bytes"] as? Int).map { $0 / 1024 } ?? -1
+        }
+        if let (status, body) = await get("/metrics", close: true), status == .ok {
+            for line in String(decoding: body, as: UTF8.self).split(separator: "\n") {
+                if line.hasPrefix("torus_hub_routers ") { s.routers = Int(line.split(separator: " ")[1]) ?? -1 }
+                if line.hasPrefix("torus_hub_subscribers ") { s.subscribers = Int(line.split(separator: " ")[1]) ?? -1 }
+            }
+        }
+        await client.shutdown()
         return s
     }
 }

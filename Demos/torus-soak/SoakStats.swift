@@ -34,14 +34,18 @@ struct Counts: Sendable {
     // Subscribers.
     var subscriberSessions = 0
     var subscriberEvents = 0
-    var subscriberPings = 0
     var subscriberResets = 0
+    var subscriberCloses = 0
+    var subscriptionChanges = 0
     var subscriberFailures = 0
     var slowSubscribers = 0
+    var frozenRemoved = 0
+    var frozenNotRemoved = 0
+    var filterViolations = 0
 
     var failures: Int {
         connectFailures + reapFailures + replaceFailures + stableDropped + stableFailed + expected404Failed
-            + expected504Failed + devicesFailed + subscriberFailures + httpErrors
+            + expected504Failed + devicesFailed + subscriberFailures + frozenNotRemoved + filterViolations + httpErrors
     }
 }
 

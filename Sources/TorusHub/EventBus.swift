@@ -1,5 +1,6 @@
 import Synchronization
 import Torus
+import TorusWebSocket
 
 /// One event a router sent, as subscribers receive it.
 public struct HubEvent: Sendable, Equatable {
@@ -8,16 +9,36 @@ public struct HubEvent: Sendable, Equatable {
     public let payload: [UInt8]
     /// Hub-wide sequence number (order of arrival at the hub).
     public let sequence: UInt64
+    /// The WebSocket text frame of the `/app` and `/web` faces, when it was encoded
+    /// at publication (once per event, shared by every WebSocket subscriber).
+    let encodedFrame: WebSocketFrame?
 
     public init(router: String, payload: [UInt8], sequence: UInt64) {
+        self.init(router: router, payload: payload, sequence: sequence, encodeFrame: false)
+    }
+
+    /// `encodeFrame`: encode the WebSocket frame now (when WebSocket subscribers
+    /// exist), so every one of them sends the same bytes.
+    init(router: String, payload: [UInt8], sequence: UInt64, encodeFrame: Bool) {
         self.router = router
         self.payload = payload
         self.sequence = sequence
+        encodedFrame = encodeFrame ? HubEventJSON.frame(router: router, sequence: sequence, payload: payload) : nil
+    }
+
+    /// The event as the WebSocket faces send it: one unmasked text frame carrying
+    /// `{"router":ID,"seq":N,"data":PAYLOAD-AS-A-JSON-STRING}` (see `HubEventJSON`).
+    public var webSocketFrame: WebSocketFrame {
+        encodedFrame ?? HubEventJSON.frame(router: router, sequence: sequence, payload: payload)
+    }
+
+    public static func == (a: HubEvent, b: HubEvent) -> Bool {
+        a.router == b.router && a.payload == b.payload && a.sequence == b.sequence
     }
 }
 
-/// Something that receives router events: a server-sent-events stream today, the
-/// WebSocket `/app` and `/web` faces when they land.
+/// Something that receives router events: a server-sent-events stream or a
+/// WebSocket `/app` client (the `/web` face is one `WebSocketChannel` instead).
 ///
 /// Threading: a subscriber belongs to one loop (`loop`); `wants` and `deliver` are
 /// called on that loop's thread only. `deliver` must not block and must bound what

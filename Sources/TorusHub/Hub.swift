@@ -6,7 +6,7 @@ public struct HubConfiguration: Sendable {
     public var host = "127.0.0.1"
     /// TCP port routers connect to (0: any).
     public var routerPort: UInt16 = 7100
-    /// HTTP API port (0: any). WebSocket faces will live on it too (`/app`, `/web`).
+    /// HTTP API port (0: any). The WebSocket faces (`/app`, `/web`) live on it too.
     public var httpPort: UInt16 = 8080
     /// A router silent for this long is disconnected (routers heartbeat at a third of it).
     public var heartbeatTimeout: Duration = .seconds(30)
@@ -20,8 +20,17 @@ public struct HubConfiguration: Sendable {
     public var maxPendingCommands = 1024
     /// Events queued per subscriber before the oldest are dropped.
     public var subscriberQueueLimit = 256
-    /// Seconds between pings on an idle event stream (liveness of subscribers).
+    /// Seconds between pings on an idle server-sent-events stream (liveness of
+    /// `/events` subscribers; the WebSocket faces have their own, in `webSocket`).
     public var pingInterval: Duration = .seconds(15)
+    /// The WebSocket faces `/app` and `/web`: ping liveness, slow subscribers, limits.
+    public var webSocket = HubWebSocketConfiguration()
+    /// Write queue water marks of the HTTP port's connections (API, event streams,
+    /// WebSockets), overriding `socket`'s: above the high mark a WebSocket subscriber
+    /// counts as slow. The hub's messages are small, so a quarter MiB of backlog
+    /// already means a client that does not keep up.
+    public var subscriberWriteHighWater = 256 << 10
+    public var subscriberWriteLowWater = 64 << 10
     /// Socket options of both faces (keepalive, user timeout, send timeout).
     public var socket = SocketOptions()
     /// The HTTP server's limits and timeouts.
@@ -36,6 +45,7 @@ final class HubCore: Sendable {
     let configuration: HubConfiguration
     let directory = RouterDirectory()
     let events: EventBus
+    let webSockets: HubWebSockets
     let counters: HubCounters
     let group: [EventLoop]
     let startedAt = HubClock.nowNanos()
@@ -46,6 +56,17 @@ final class HubCore: Sendable {
         let counters = HubCounters()
         self.counters = counters
         events = EventBus(loops: loops, counters: counters)
+        webSockets = HubWebSockets(configuration: configuration.webSocket)
+    }
+
+    /// Publishes a router's event to every face (any thread): the bus (event streams,
+    /// `/app`) and the `/web` channel. The WebSocket frame is encoded here, once,
+    /// when any WebSocket client is connected.
+    func publish(router: String, payload: [UInt8]) {
+        let event = HubEvent(router: router, payload: payload, sequence: counters.nextEventSequence(),
+                             encodeFrame: webSockets.hasSubscribers)
+        events.publish(event)
+        webSockets.broadcast(event)
     }
 }
 
@@ -69,6 +90,10 @@ public final class Hub: Sendable {
     public var events: EventBus { core.events }
     public var counters: HubCounters { core.counters }
     public var configuration: HubConfiguration { core.configuration }
+    /// WebSocket clients connected right now, per face (momentary).
+    public var webSocketClients: (app: Int, web: Int) {
+        (core.webSockets.appClients.load(ordering: .relaxed), core.webSockets.webClients.load(ordering: .relaxed))
+    }
 
     /// Starts both faces on every loop of `group`. Call from outside the loops.
     /// `extendRoutes` may add routes (or upgrade hooks) to the HTTP router.
@@ -76,6 +101,7 @@ public final class Hub: Sendable {
                              extendRoutes: (inout HTTPRouter, HubContext) -> Void = { _, _ in }) throws -> Hub {
         let core = HubCore(configuration: configuration, loops: group.loops)
         var router = HubAPI.router(core: core, group: group)
+        core.webSockets.install(into: &router, core: core)
         extendRoutes(&router, HubContext(core: core))
         // Routers' port first: closing a plain server on failure is synchronous.
         var routerOptions = configuration.socket
@@ -86,6 +112,8 @@ public final class Hub: Sendable {
         }
         var http = configuration.http
         http.socket = configuration.socket
+        http.socket.writeHighWater = configuration.subscriberWriteHighWater
+        http.socket.writeLowWater = min(configuration.subscriberWriteLowWater, configuration.subscriberWriteHighWater)
         let httpServer: HTTPServer
         do {
             httpServer = try HTTPServer.start(on: group, address: try .tcp(configuration.host, configuration.httpPort),
@@ -104,20 +132,22 @@ public final class Hub: Sendable {
     }
 
     /// Graceful stop: no new routers or HTTP connections; event streams end; every
-    /// router gets BYE and its link closes (waiting commands fail with 502); HTTP
-    /// requests in progress get up to `grace` to finish. Then shut the group down.
+    /// WebSocket client gets close 1001 (up to `grace` for the closing handshakes);
+    /// every router gets BYE and its link closes (waiting commands fail with 502);
+    /// HTTP requests in progress get up to `grace` to finish. Then shut the group down.
     public func shutdown(grace: Duration = .seconds(5)) async {
         routerServer.close()
         core.events.close()
         for link in core.directory.all() {
             link.loop.execute { link.sayGoodbye(.hubStopping, reason: "hub shutting down") }
         }
+        async let webSockets: Void = core.webSockets.closeAll(grace: grace)
         await httpServer.shutdown(grace: grace)
+        await webSockets
     }
 }
 
-/// What route extensions may use: the directory and the bus (for the WebSocket
-/// faces when they land).
+/// What route extensions may use: the directory and the bus.
 public struct HubContext: Sendable {
     let core: HubCore
     public var directory: RouterDirectory { core.directory }

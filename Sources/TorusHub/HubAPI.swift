@@ -17,6 +17,7 @@ import TorusHTTP
 ///   time, 502 link closed first, 503 too many waiting commands
 /// - `GET /events[?routers=a,b]` — router events as server-sent events, with a ping
 ///   comment every `pingInterval` while idle
+/// - `GET /app`, `GET /web` — the WebSocket faces (see `HubWebSockets`)
 /// - `GET /metrics` — Prometheus text: the ledger plus RSS, routers, events, commands
 /// - `GET /debug/ledger` — the summed ledger as JSON
 ///
@@ -176,12 +177,26 @@ enum HubAPI {
         out += "# TYPE torus_hub_heap_reserved_bytes gauge\ntorus_hub_heap_reserved_bytes \(heap.reserved)\n"
         out += "# TYPE torus_hub_uptime_seconds gauge\ntorus_hub_uptime_seconds \(Double(HubClock.nowNanos() - core.startedAt) / 1e9)\n"
         out += "# TYPE torus_hub_routers gauge\ntorus_hub_routers \(core.directory.count)\n"
-        out += "# TYPE torus_hub_subscribers gauge\ntorus_hub_subscribers \(core.events.subscriberCount)\n"
+        let ws = core.webSockets
+        let webClients = ws.webClients.load(ordering: .relaxed)
+        out += "# TYPE torus_hub_subscribers gauge\ntorus_hub_subscribers \(core.events.subscriberCount + webClients)\n"
+        out += "# TYPE torus_hub_websocket_clients gauge\n"
+        out += "torus_hub_websocket_clients{face=\"app\"} \(ws.appClients.load(ordering: .relaxed))\n"
+        out += "torus_hub_websocket_clients{face=\"web\"} \(webClients)\n"
+        out += "# TYPE torus_hub_websocket_events_dropped_total counter\n"
+        out += "torus_hub_websocket_events_dropped_total{face=\"app\"} \(ws.appDropped.load(ordering: .relaxed))\n"
+        out += "torus_hub_websocket_events_dropped_total{face=\"web\"} \(ws.web.droppedCount)\n"
+        out += "# TYPE torus_hub_websocket_slow_closed_total counter\n"
+        out += "torus_hub_websocket_slow_closed_total{face=\"app\"} \(ws.appSlowClosed.load(ordering: .relaxed))\n"
+        out += "torus_hub_websocket_slow_closed_total{face=\"web\"} \(ws.web.disconnectedCount)\n"
+        out += "# TYPE torus_hub_websocket_bad_requests_total counter\n"
+        out += "torus_hub_websocket_bad_requests_total \(ws.badRequests.load(ordering: .relaxed))\n"
         out += "# TYPE torus_hub_router_links_total counter\ntorus_hub_router_links_total \(c.links)\n"
         out += "# TYPE torus_hub_protocol_errors_total counter\ntorus_hub_protocol_errors_total \(c.malformed)\n"
         out += "# TYPE torus_hub_events_total counter\ntorus_hub_events_total \(c.events)\n"
-        out += "# TYPE torus_hub_events_delivered_total counter\ntorus_hub_events_delivered_total \(c.delivered)\n"
-        out += "# TYPE torus_hub_events_dropped_total counter\ntorus_hub_events_dropped_total \(c.dropped)\n"
+        // Bus subscribers (event streams, /app) plus the /web channel's members.
+        out += "# TYPE torus_hub_events_delivered_total counter\ntorus_hub_events_delivered_total \(c.delivered + ws.web.deliveredCount)\n"
+        out += "# TYPE torus_hub_events_dropped_total counter\ntorus_hub_events_dropped_total \(c.dropped + ws.web.droppedCount)\n"
         out += "# TYPE torus_hub_router_disconnects_total counter\n"
         for (reason, n) in c.disconnectCounts {
             out += "torus_hub_router_disconnects_total{reason=\"\(reason)\"} \(n)\n"

@@ -129,7 +129,7 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
             break
         case .event(let payload):
             stats?.events.add(1, ordering: .relaxed)
-            hub.events.publish(HubEvent(router: id, payload: payload, sequence: hub.counters.nextEventSequence()))
+            hub.publish(router: id, payload: payload)
         case .reply(let requestID, let body):
             stats?.replies.add(1, ordering: .relaxed)
             // A late reply (after its timeout) finds nothing and is dropped.

@@ -137,10 +137,9 @@ struct HubTests {
     }
 
     @Test func heartbeatTimeoutRemovesRouter() async throws {
-        // Generous against load: the full suite runs in parallel on 2 cores.
-        try await withHub({ $0.heartbeatTimeout = .seconds(3) }) { hub, group in
+        try await withHub({ $0.heartbeatTimeout = .milliseconds(1500) }) { hub, group in
             let alive = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "alive")
-            #expect(alive.heartbeatTimeout == .seconds(3))
+            #expect(alive.heartbeatTimeout == .milliseconds(1500))
             let beating = Task {
                 while !Task.isCancelled {
                     try? await alive.send(.heartbeat)
@@ -148,14 +147,14 @@ struct HubTests {
                 }
             }
             // This one says HELLO and then nothing, and never closes (a vanished peer).
+            // Timed from before its HELLO: under a loaded parallel run the listing
+            // below may take a good part of the timeout.
             let started = ContinuousClock.now
             let silent = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[1], id: "silent")
-            let listed = Set(try await deviceIDs(hub, group))
-            if ContinuousClock.now - started < .seconds(2) { #expect(listed == ["alive", "silent"]) }
-            // The hub closes the silent link: the router sees the end of the stream,
-            // not before the timeout (less the liveness sweep's 250 ms resolution).
+            #expect(Set(try await deviceIDs(hub, group)) == ["alive", "silent"])
+            // The hub closes the silent link: the router sees the end of the stream.
             #expect(try await silent.nextFrame() == nil)
-            #expect(ContinuousClock.now - started >= .milliseconds(2700))
+            #expect(ContinuousClock.now - started >= .milliseconds(1400))
             #expect(try await deviceIDs(hub, group) == ["alive"])
             let metrics = try await http(hub, group, "GET", "/metrics").text
             #expect(metrics.contains(#"torus_hub_router_disconnects_total{reason="heartbeat_timeout"} 1"#))

@@ -23,38 +23,58 @@
 # server namespace counts one TCPAbortOnTimeout per connection (the kernel gave
 # up on a timer: keepalive, retransmission or window probe).
 #
-# Usage: scripts/deadpeer/harness.sh --server PATH_TO_torus-echo [--keep-logs]
-#        [--rounds N] [--only A|B]        (see README.md in this directory)
+# With --hub PATH_TO_torus-hub it also runs case h (hub-cases.sh): router links
+# and WebSocket clients of torus-hub, removed by the hub's own heartbeat and ping
+# timeouts once the link is cut.
+#
+# Usage: scripts/deadpeer/harness.sh --server PATH_TO_torus-echo [--hub PATH_TO_torus-hub]
+#        [--keep-logs] [--rounds N] [--hub-rounds N] [--only A|B|H]   (see README.md here)
 # Exit: 0 all cases passed, 1 a case failed, 2 usage error, 77 skipped (cannot
 # create network namespaces here). Last line: "N passed, M failed".
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 --server PATH_TO_torus-echo [--keep-logs] [--rounds N] [--only A|B]" >&2
-    echo "  --rounds N  rounds of 1,000 dead links in case d (default 3, at most 99)" >&2
-    echo "  --only A|B  run only server A's cases (a, c, d) or server B's (b, c)" >&2
+    echo "usage: $0 --server PATH_TO_torus-echo [--hub PATH_TO_torus-hub] [--keep-logs] [--rounds N] [--hub-rounds N] [--only A|B|H]" >&2
+    echo "  --hub PATH      also run case h against torus-hub (routers and WebSocket clients)" >&2
+    echo "  --rounds N      rounds of 1,000 dead links in case d (default 3, at most 99)" >&2
+    echo "  --hub-rounds N  rounds of case h (default 2, at most 99)" >&2
+    echo "  --only A|B|H    run only server A's cases (a, c, d), server B's (b, c) or the hub's (h)" >&2
     exit 2
 }
 
 SERVER=""
+HUB=""
 KEEP_LOGS=0
 D_ROUNDS=3
+H_ROUNDS=2
 ONLY=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --server) [[ $# -ge 2 ]] || usage; SERVER="$2"; shift 2 ;;
+        --hub) [[ $# -ge 2 ]] || usage; HUB="$2"; shift 2 ;;
+        --hub-rounds) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]?$ ]] || usage; H_ROUNDS="$2"; shift 2 ;;
         --keep-logs) KEEP_LOGS=1; shift ;;
         --rounds) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]?$ ]] || usage; D_ROUNDS="$2"; shift 2 ;;
-        --only) [[ $# -ge 2 && "$2" =~ ^(A|B)$ ]] || usage; ONLY="$2"; shift 2 ;;
+        --only) [[ $# -ge 2 && "$2" =~ ^(A|B|H)$ ]] || usage; ONLY="$2"; shift 2 ;;
         -h|--help) usage ;;
         *) echo "unknown argument: $1" >&2; usage ;;
     esac
 done
-[[ -n "$SERVER" ]] || usage
-[[ -x "$SERVER" ]] || { echo "error: server binary not executable: $SERVER" >&2; exit 2; }
-SERVER="$(cd "$(dirname "$SERVER")" && pwd)/$(basename "$SERVER")"
+if [[ "$ONLY" == H ]]; then
+    [[ -n "$HUB" ]] || usage
+else
+    [[ -n "$SERVER" ]] || usage
+    [[ -x "$SERVER" ]] || { echo "error: server binary not executable: $SERVER" >&2; exit 2; }
+    SERVER="$(cd "$(dirname "$SERVER")" && pwd)/$(basename "$SERVER")"
+fi
+if [[ -n "$HUB" ]]; then
+    [[ -x "$HUB" ]] || { echo "error: hub binary not executable: $HUB" >&2; exit 2; }
+    HUB="$(cd "$(dirname "$HUB")" && pwd)/$(basename "$HUB")"
+fi
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CLIENTS="$HERE/clients.py"
+# shellcheck source=hub-cases.sh
+source "$HERE/hub-cases.sh"
 
 skip() { echo "SKIP: $*"; exit 77; }
 
@@ -143,7 +163,7 @@ if [[ "$(ulimit -n)" != unlimited && "$(ulimit -n)" -lt 4096 ]]; then
     ulimit -n 4096 || skip "cannot raise the open-file limit to 4096"
 fi
 
-echo "namespaces $NS_S ($IP_S) <-> $NS_C ($IP_C); server $SERVER; logs $WORK (kept on failure or with --keep-logs)"
+echo "namespaces $NS_S ($IP_S) <-> $NS_C ($IP_C); server ${SERVER:-none}; hub ${HUB:-none}; logs $WORK (kept on failure or with --keep-logs)"
 
 # ---------------------------------------------------------------- helpers
 PASSED=0
@@ -511,10 +531,10 @@ run_case() {  # run_case NAME FUNCTION ARGS...
     restore_link
 }
 
-A_DETECT=""; D_DETECT=""; D_DETECT2=""; B_DETECT=""; D_RSS=""
+A_DETECT=""; D_DETECT=""; D_DETECT2=""; B_DETECT=""; D_RSS=""; H_DETECT=""; H_DETECT_LAST=""; H_RSS=""
 T_START="$(now)"
 
-if [[ "$ONLY" == B ]]; then
+if [[ "$ONLY" == B || "$ONLY" == H ]]; then
     :
 elif start_server A "$PORT_A" "${KA_ARGS[@]}"; then
     run_case a case_a
@@ -525,7 +545,7 @@ else
     result a fail "server A did not start"
 fi
 
-if [[ "$ONLY" == A ]]; then
+if [[ "$ONLY" == A || "$ONLY" == H ]]; then
     :
 elif start_server B "$PORT_B" "${UT_ARGS[@]}"; then
     run_case b case_b
@@ -535,9 +555,16 @@ else
     result b fail "server B did not start"
 fi
 
+if [[ -n "$HUB" && ( -z "$ONLY" || "$ONLY" == H ) ]]; then
+    run_hub_cases
+fi
+
 echo "--- summary ($(elapsed "$T_START" "$(now)") s)"
 echo "detection (cut -> ledger at baseline): a ${A_DETECT:-n/a} s (kernel ${A_KERNEL:-n/a} s), d ${D_DETECT:-n/a} s (kernel ${D_KERNEL:-n/a} s) (last round ${D_DETECT2:-n/a} s, kernel ${D_KERNEL2:-n/a} s), b ${B_DETECT:-n/a} s (kernel ${B_KERNEL:-n/a} s)"
 echo "rss: ${D_RSS:-n/a}"
+if [[ -n "$HUB" ]]; then
+    echo "hub (cut -> ledger at baseline): round 1 ${H_DETECT:-n/a} s (no ESTABLISHED socket at ${H_KERNEL:-n/a} s), last round ${H_DETECT_LAST:-n/a} s; rss: ${H_RSS:-n/a}"
+fi
 for r in "${RESULTS[@]}"; do echo "$r"; done
 echo "$PASSED passed, $FAILED failed"
 [[ $FAILED -eq 0 ]]

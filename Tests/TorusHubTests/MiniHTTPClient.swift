@@ -1,42 +1,42 @@
 import Torus
 
-/// A minimal HTTP/1.1 client over `AsyncConnection`: one request at a time on one
-/// connection, keep-alive, `Content-Length` and chunked responses, and a line reader
-/// for event streams. A stopgap for the tests and torus-soak until the TorusHTTP
-/// client lands; not a general client (no redirects, no pipelining, no TLS).
+/// A minimal HTTP/1.1 client over `AsyncConnection`, kept for the hub tests: one
+/// request at a time on one connection, keep-alive, `Content-Length` and chunked
+/// responses, and a line reader for server-sent-event streams that can drop the
+/// connection mid-stream. Applications (and torus-soak) use TorusHTTP's `HTTPClient`.
 ///
 /// Threading: one task at a time.
-public final class MiniHTTPClient: @unchecked Sendable {
-    public struct Response: Sendable {
-        public var status: Int
-        public var headers: [(String, String)]
-        public var body: [UInt8]
-        public var text: String { String(decoding: body, as: UTF8.self) }
-        public func header(_ name: String) -> String? {
+final class MiniHTTPClient: @unchecked Sendable {
+    struct Response: Sendable {
+        var status: Int
+        var headers: [(String, String)]
+        var body: [UInt8]
+        var text: String { String(decoding: body, as: UTF8.self) }
+        func header(_ name: String) -> String? {
             headers.first { $0.0.lowercased() == name.lowercased() }?.1
         }
     }
 
-    public enum ClientError: Error, Sendable {
+    enum ClientError: Error, Sendable {
         case closed
         case malformed(String)
     }
 
-    public let connection: AsyncConnection
+    let connection: AsyncConnection
     private var buffer: [UInt8] = []
     private var start = 0
     /// False once the server said `Connection: close` (or the response ended at EOF).
-    public private(set) var reusable = true
+    private(set) var reusable = true
 
-    public init(connection: AsyncConnection) { self.connection = connection }
+    init(connection: AsyncConnection) { self.connection = connection }
 
-    public static func connect(to address: SocketAddress, on loop: EventLoop,
+    static func connect(to address: SocketAddress, on loop: EventLoop,
                                timeout: Duration = .seconds(10)) async throws -> MiniHTTPClient {
         MiniHTTPClient(connection: try await AsyncConnection.connect(to: address, on: loop, timeout: timeout))
     }
 
     /// Sends one request and reads the whole response.
-    public func request(_ method: String, _ target: String, body: [UInt8]? = nil,
+    func request(_ method: String, _ target: String, body: [UInt8]? = nil,
                         headers: [(String, String)] = [], keepAlive: Bool = true) async throws -> Response {
         try await send(method, target, body: body, headers: headers, keepAlive: keepAlive)
         let (status, fields) = try await readHead()
@@ -68,7 +68,7 @@ public final class MiniHTTPClient: @unchecked Sendable {
     }
 
     /// Sends a request head (and body) without reading the answer (event streams).
-    public func send(_ method: String, _ target: String, body: [UInt8]? = nil,
+    func send(_ method: String, _ target: String, body: [UInt8]? = nil,
                      headers: [(String, String)] = [], keepAlive: Bool = true) async throws {
         var head = "\(method) \(target) HTTP/1.1\r\nHost: hub\r\n"
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
@@ -81,7 +81,7 @@ public final class MiniHTTPClient: @unchecked Sendable {
     }
 
     /// Reads a response head: status and fields.
-    public func readHead() async throws -> (Int, [(String, String)]) {
+    func readHead() async throws -> (Int, [(String, String)]) {
         let statusLine = try await readLine()
         let parts = statusLine.split(separator: " ", maxSplits: 2)
         guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let status = Int(parts[1]) else {
@@ -99,7 +99,7 @@ public final class MiniHTTPClient: @unchecked Sendable {
     }
 
     /// One CRLF- or LF-terminated line, without the terminator.
-    public func readLine() async throws -> String {
+    func readLine() async throws -> String {
         while true {
             if let nl = buffer[start...].firstIndex(of: 0x0A) {
                 var end = nl
@@ -113,7 +113,7 @@ public final class MiniHTTPClient: @unchecked Sendable {
         }
     }
 
-    public func readBytes(_ count: Int) async throws -> [UInt8] {
+    func readBytes(_ count: Int) async throws -> [UInt8] {
         while buffer.count - start < count { try await fill() }
         let out = Array(buffer[start..<(start + count)])
         start += count
@@ -136,7 +136,7 @@ public final class MiniHTTPClient: @unchecked Sendable {
         }
     }
 
-    public func close(flush: Bool = true) async { await connection.close(flush: flush) }
+    func close(flush: Bool = true) async { await connection.close(flush: flush) }
 }
 
 extension Substring {
