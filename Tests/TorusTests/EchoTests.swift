@@ -11,6 +11,29 @@ final class Echo: ConnectionHandler {
     func writable(_ connection: Connection) { connection.resumeReading() }
 }
 
+/// Runs `count` clients concurrently, spread over `loops`; each writes a distinct
+/// payload while reading its echo, and compares. Returns how many matched byte for byte.
+func echoClients(_ count: Int, payloadSize: Int, to address: SocketAddress, on loops: [EventLoop],
+                 seed: UInt64 = 1) async throws -> Int {
+    try await withThrowingTaskGroup(of: Bool.self) { tasks in
+        for i in 0..<count {
+            let loop = loops[i % loops.count]
+            tasks.addTask(executorPreference: loop) {
+                let payload = testBytes(payloadSize, seed: seed &+ UInt64(i))
+                let client = try await AsyncConnection.connect(to: address, on: loop)
+                async let sent: Void = client.write(payload)
+                let back = try await client.read(exactly: payloadSize)
+                try await sent
+                await client.close()
+                return back == payload
+            }
+        }
+        var ok = 0
+        for try await matched in tasks where matched { ok += 1 }
+        return ok
+    }
+}
+
 @Suite("Echo round trips")
 struct EchoTests {
     @Test("one client, small message")
@@ -31,23 +54,8 @@ struct EchoTests {
         try await withGroup(loops: 2) { group in
             let server = try Server.start(on: group, address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
             let payloadSize = 1 << 20
-            try await withThrowingTaskGroup(of: Bool.self) { tasks in
-                for i in 0..<200 {
-                    let loop = group.loops[i % 2]
-                    tasks.addTask(executorPreference: loop) {
-                        let payload = testBytes(payloadSize, seed: UInt64(i + 1))
-                        let client = try await AsyncConnection.connect(to: server.address, on: loop)
-                        async let sent: Void = client.write(payload)
-                        let back = try await client.read(exactly: payloadSize)
-                        try await sent
-                        await client.close()
-                        return back == payload
-                    }
-                }
-                var ok = 0
-                for try await matched in tasks where matched { ok += 1 }
-                #expect(ok == 200)
-            }
+            let ok = try await echoClients(200, payloadSize: payloadSize, to: server.address, on: group.loops)
+            #expect(ok == 200)
             server.close()
         }
     }

@@ -15,22 +15,8 @@ struct ResourceTests {
         let ledger = try await withLoop(tiny) { serverLoop in
             let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
             let size = 256 * 1024
-            let ok = try await withThrowingTaskGroup(of: Bool.self) { tasks in
-                for i in 0..<32 {
-                    tasks.addTask(executorPreference: clientLoop) {
-                        let payload = testBytes(size, seed: UInt64(i + 7))
-                        let client = try await AsyncConnection.connect(to: server.address, on: clientLoop)
-                        async let sent: Void = client.write(payload)
-                        let back = try await client.read(exactly: size)
-                        try await sent
-                        await client.close()
-                        return back == payload
-                    }
-                }
-                var ok = 0
-                for try await matched in tasks where matched { ok += 1 }
-                return ok
-            }
+            let ok = try await echoClients(32, payloadSize: size, to: server.address,
+                                           on: [clientLoop], seed: 8)
             #expect(ok == 32)
             server.close()
         }
@@ -47,22 +33,8 @@ struct ResourceTests {
         let clientLoop = try EventLoop()
         let ledger = try await withLoop(tiny) { serverLoop in
             let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
-            let ok = try await withThrowingTaskGroup(of: Bool.self) { tasks in
-                for i in 0..<32 {
-                    tasks.addTask(executorPreference: clientLoop) {
-                        let payload = testBytes(128 * 1024, seed: UInt64(i + 3))
-                        let client = try await AsyncConnection.connect(to: server.address, on: clientLoop)
-                        async let sent: Void = client.write(payload)
-                        let back = try await client.read(exactly: payload.count)
-                        try await sent
-                        await client.close()
-                        return back == payload
-                    }
-                }
-                var ok = 0
-                for try await matched in tasks where matched { ok += 1 }
-                return ok
-            }
+            let ok = try await echoClients(32, payloadSize: 128 * 1024, to: server.address,
+                                           on: [clientLoop], seed: 4)
             #expect(ok == 32)
             let grown = await serverLoop.ledgerSnapshot()[.received]
             #expect(grown.pool > 2, "the ring never grew: \(grown)")
@@ -81,22 +53,8 @@ struct ResourceTests {
         let clientLoop = try EventLoop()
         let ledger = try await withLoop(tiny) { serverLoop in
             let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
-            let ok = try await withThrowingTaskGroup(of: Bool.self) { tasks in
-                for i in 0..<64 {
-                    tasks.addTask(executorPreference: clientLoop) {
-                        let payload = testBytes(64 * 1024, seed: UInt64(i + 99))
-                        let client = try await AsyncConnection.connect(to: server.address, on: clientLoop)
-                        async let sent: Void = client.write(payload)
-                        let back = try await client.read(exactly: payload.count)
-                        try await sent
-                        await client.close()
-                        return back == payload
-                    }
-                }
-                var ok = 0
-                for try await matched in tasks where matched { ok += 1 }
-                return ok
-            }
+            let ok = try await echoClients(64, payloadSize: 64 * 1024, to: server.address,
+                                           on: [clientLoop], seed: 100)
             #expect(ok == 64)
             server.close()
         }
