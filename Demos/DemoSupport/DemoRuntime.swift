@@ -105,17 +105,9 @@ public enum DemoRuntime {
         thread.start()
     }
 
-    /// Resident set size of a process in KiB (from /proc/PID/statm; default: self).
+    /// Resident set size of a process in KiB (default: this one).
     public static func residentKiB(pid: String = "self") -> Int {
-        let fd = open("/proc/\(pid)/statm", O_RDONLY)
-        guard fd >= 0 else { return 0 }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 256)
-        let n = read(fd, &buffer, buffer.count)
-        guard n > 0 else { return 0 }
-        let fields = String(decoding: buffer[0..<n], as: UTF8.self).split(separator: " ")
-        guard fields.count >= 2, let pages = Int(fields[1]) else { return 0 }
-        return pages * Int(sysconf(Int32(_SC_PAGESIZE))) / 1024
+        ProcessMemory.residentBytes(pid: pid) / 1024
     }
 
     /// Runs an async graceful-stop step (a server's `shutdown`) from the main thread.

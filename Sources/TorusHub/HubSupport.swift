@@ -29,18 +29,8 @@ extension Duration {
     }
 }
 
-/// Resident set size of this process in bytes (VmRSS, from /proc/self/statm).
-public func residentBytes() -> Int {
-    let fd = open("/proc/self/statm", O_RDONLY)
-    guard fd >= 0 else { return 0 }
-    defer { close(fd) }
-    var buffer = [UInt8](repeating: 0, count: 128)
-    let n = read(fd, &buffer, buffer.count)
-    guard n > 0 else { return 0 }
-    let fields = buffer[0..<n].split(separator: 0x20)
-    guard fields.count >= 2, let pages = Int(String(decoding: fields[1], as: UTF8.self)) else { return 0 }
-    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
-}
+/// Resident set size of this process in bytes (VmRSS).
+public func residentBytes() -> Int { ProcessMemory.residentBytes() }
 
 /// The allocator's view of the heap (glibc `mallinfo2`): bytes the program holds
 /// and bytes the allocator reserved. Comparing their growth with RSS's tells a leak
