@@ -12,7 +12,7 @@ import Torus
 
 final class Echo: ConnectionHandler {
     func received(_ bytes: ReceivedBytes, from connection: Connection) {
-        connection.send(bytes.unsafeBytes)
+        connection.send(bytes)
     }
 }
 

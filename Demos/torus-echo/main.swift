@@ -37,7 +37,7 @@ struct TorusEcho: ParsableCommand {
 /// Sends back what it receives; pauses reading while the peer is not reading.
 final class EchoHandler: ConnectionHandler {
     func received(_ bytes: ReceivedBytes, from connection: Connection) {
-        connection.send(bytes.unsafeBytes)
+        connection.send(bytes)
         if !connection.isWritable { connection.pauseReading() }
     }
 

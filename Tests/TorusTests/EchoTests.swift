@@ -5,7 +5,7 @@ import TorusTestSupport
 /// Sends back what it receives, with backpressure.
 final class Echo: ConnectionHandler {
     func received(_ bytes: ReceivedBytes, from connection: Connection) {
-        connection.send(bytes.unsafeBytes)
+        connection.send(bytes)
         if !connection.isWritable { connection.pauseReading() }
     }
     func writable(_ connection: Connection) { connection.resumeReading() }

@@ -45,6 +45,25 @@ struct ResourceTests {
         expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
+    @Test("an echo sends the received buffer itself: no outbound chunk is taken")
+    func zeroCopyEcho() async throws {
+        let clientLoop = try EventLoop()
+        let seen = Locked((outboundHeld: 0, receivedHeld: 0))
+        try await withLoop { serverLoop in
+            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in
+                ObservingEcho(seen: seen)
+            }
+            let ok = try await echoClients(8, payloadSize: 64 * 1024, to: server.address, on: [clientLoop], seed: 5)
+            #expect(ok == 8)
+            server.close()
+        }
+        // Right after send(ReceivedBytes) the bytes sit in the write queue: as the
+        // receive buffer itself (received, application), never as a copied chunk.
+        #expect(seen.current.outboundHeld == 0)
+        #expect(seen.current.receivedHeld > 0)
+        expectQuiescent(await clientLoop.shutdownGracefully())
+    }
+
     @Test("a tiny completion queue overflows under load; nothing is lost")
     func completionQueueOverflow() async throws {
         var tiny = EventLoop.Configuration()
@@ -190,4 +209,18 @@ final class PooledBufferBox {
     private var buffer: PooledBuffer?
     init(_ buffer: consuming PooledBuffer) { self.buffer = consume buffer }
     func take() -> PooledBuffer? { buffer.take() }
+}
+
+/// Echoes with `send(ReceivedBytes)` and records what the ledger shows just after.
+final class ObservingEcho: ConnectionHandler {
+    let seen: Locked<(outboundHeld: Int, receivedHeld: Int)>
+    init(seen: Locked<(outboundHeld: Int, receivedHeld: Int)>) { self.seen = seen }
+    func received(_ bytes: ReceivedBytes, from connection: Connection) {
+        connection.send(bytes)
+        let ledger = connection.loop.ledgerSnapshot()
+        seen.withLock {
+            $0.outboundHeld = max($0.outboundHeld, ledger[.outbound].application)
+            $0.receivedHeld = max($0.receivedHeld, ledger[.received].application)
+        }
+    }
 }

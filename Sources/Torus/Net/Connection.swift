@@ -47,7 +47,12 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
         var chunk: Int32
         var shared: SharedBytes?
         var lent = false
+        /// A provided receive buffer sent as is (group << 16 | bid), or -1.
+        var received: Int32 = -1
     }
+    /// The provided buffer being delivered to the handler right now.
+    private var delivering: (base: UnsafeRawPointer, count: Int, key: Int32)?
+    private var deliveryRetained = false
     private var queue = RingBuffer<Entry>(capacity: 8)
     /// Bytes queued and not yet acknowledged by a send completion.
     public private(set) var queuedBytes = 0
@@ -141,16 +146,28 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
 
     private func completeRecv(_ c: Completion, final: Bool) {
         if final { recvArmed = false }
+        // The group this receive was armed on (a handler may re-arm on a newer one).
+        let group = recvGroup
         if c.hasBuffer {
             let bid = c.bufferID
+            let key = Int32(group) << 16 | Int32(bid)
+            let ring = loop.receiveRing(group)
+            var retained = false
             if state == .open && c.result > 0 {
                 lastReceive = loop.now
                 let ledger = loop.ledger
-                ledger.move(.received, from: .pool, to: .application, key: Int(recvGroup) << 16 | Int(bid), holder: BufferHolder("recv on fd", Int(fd)))
-                handler?.received(ReceivedBytes(loop.receiveRing(recvGroup).bytes(bid, length: Int(c.result))), from: self)
-                ledger.move(.received, from: .application, to: .pool, key: Int(recvGroup) << 16 | Int(bid), holder: .none)
+                ledger.move(.received, from: .pool, to: .application, key: Int(key), holder: BufferHolder("recv on fd", Int(fd)))
+                let bytes = ring.bytes(bid, length: Int(c.result))
+                delivering = (UnsafeRawPointer(bytes.baseAddress.unsafelyUnwrapped), bytes.count, key)
+                deliveryRetained = false
+                handler?.received(ReceivedBytes(bytes), from: self)
+                delivering = nil
+                retained = deliveryRetained
+                if !retained {
+                    ledger.move(.received, from: .application, to: .pool, key: Int(key), holder: .none)
+                }
             }
-            loop.receiveRing(recvGroup).recycle(bid)
+            if !retained { ring.recycle(bid) }
         }
         if state != .open {
             if final { finishCloseIfIdle() }
@@ -213,6 +230,36 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
         }
         enqueued(bytes.count)
         return true
+    }
+
+    /// Sends received bytes back out. When `bytes` is the buffer being delivered
+    /// right now (an echo, a proxy), the write queue takes the provided buffer itself
+    /// instead of copying it, and returns it to the ring once the kernel has sent it —
+    /// unless more than half the ring is already held that way, then it copies.
+    @discardableResult
+    public func send(_ bytes: ReceivedBytes) -> Bool {
+        let raw = bytes.unsafeBytes
+        guard let base = raw.baseAddress, let current = delivering, !deliveryRetained,
+              base == current.base, raw.count <= current.count,
+              state == .open, !closeWhenFlushed, !shutdownWhenFlushed else {
+            return send(raw)
+        }
+        let ring = loop.receiveRing(UInt16(truncatingIfNeeded: current.key >> 16))
+        guard ring.retained * 2 < ring.count else { return send(raw) }
+        guard raw.count > 0 else { return true }
+        ring.retained += 1
+        deliveryRetained = true
+        queue.append(Entry(base: base, start: 0, end: raw.count, chunk: -1, shared: nil, received: current.key))
+        enqueued(raw.count)
+        return true
+    }
+
+    /// Returns a provided buffer the write queue held (sent, or dropped on close).
+    private func recycleRetained(_ key: Int32) {
+        let ring = loop.receiveRing(UInt16(truncatingIfNeeded: key >> 16))
+        ring.retained -= 1
+        loop.ledger.move(.received, from: .application, to: .pool, key: Int(key), holder: .none)
+        ring.recycle(UInt16(truncatingIfNeeded: key & 0xFFFF))
     }
 
     @discardableResult
@@ -279,9 +326,15 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
         while i < n {
             let e = queue[i]
             iov[i] = iovec(iov_base: UnsafeMutableRawPointer(mutating: e.base + e.start), iov_len: e.end - e.start)
-            if e.chunk >= 0 && !e.lent {
-                pool.lend(e.chunk, holder: BufferHolder("sendmsg on fd", Int(fd)))
-                queue[i].lent = true
+            if !e.lent {
+                if e.chunk >= 0 {
+                    pool.lend(e.chunk, holder: BufferHolder("sendmsg on fd", Int(fd)))
+                    queue[i].lent = true
+                } else if e.received >= 0 {
+                    loop.ledger.move(.received, from: .application, to: .kernel, key: Int(e.received),
+                                     holder: BufferHolder("sendmsg on fd", Int(fd)))
+                    queue[i].lent = true
+                }
             }
             i += 1
         }
@@ -301,7 +354,12 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
         let lentCount = Swift.min(entriesInFlight, queue.count)
         while i < lentCount {
             if queue[i].lent {
-                pool.reclaim(queue[i].chunk, holder: BufferHolder("write queue of fd", Int(fd)))
+                if queue[i].chunk >= 0 {
+                    pool.reclaim(queue[i].chunk, holder: BufferHolder("write queue of fd", Int(fd)))
+                } else {
+                    loop.ledger.move(.received, from: .kernel, to: .application, key: Int(queue[i].received),
+                                     holder: BufferHolder("write queue of fd", Int(fd)))
+                }
                 queue[i].lent = false
             }
             i += 1
@@ -333,7 +391,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
             let len = queue[0].end - queue[0].start
             if n >= len {
                 n -= len
-                if let e = queue.popFirst(), e.chunk >= 0 { loop.outbound.give(e.chunk) }
+                if let e = queue.popFirst() { release(e) }
             } else {
                 queue[0].start += n
                 n = 0
@@ -345,9 +403,19 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
     private func releaseQueue() {
         let keep = sendInFlight ? entriesInFlight : 0
         while queue.count > keep {
-            if let e = queue.popLast(), e.chunk >= 0 { loop.outbound.give(e.chunk) }
+            if let e = queue.popLast() { release(e) }
         }
         if keep == 0 { queuedBytes = 0 }
+    }
+
+    /// Gives back what a dequeued entry held (a pooled chunk or a receive buffer).
+    @inline(__always)
+    private func release(_ e: Entry) {
+        if e.chunk >= 0 {
+            loop.outbound.give(e.chunk)
+        } else if e.received >= 0 {
+            recycleRetained(e.received)
+        }
     }
 
     private func finishWritingIfDone() {
@@ -417,7 +485,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
     private func finishCloseIfIdle() {
         guard state == .closing, !recvArmed, !sendInFlight, !shutdownInFlight else { return }
         state = .closed
-        queue.removeAll()
+        while let e = queue.popFirst() { release(e) }
         queuedBytes = 0
         loop.closeDescriptor(fd)
         loop.ledger.connectionClosed()
