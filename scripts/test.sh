@@ -37,8 +37,10 @@ elif [ "$rc" -ne 0 ]; then
 fi
 
 if [ "${TORUS_SKIP_AUTOBAHN:-0}" != "1" ]; then
-  echo "== Autobahn|Testsuite against torus-ws (ci mode; scripts/autobahn.sh full for all 517 cases)"
-  scripts/autobahn.sh ci
+  # The whole suite (517 cases, ~10 minutes: 12.*/13.* compression cases are paced
+  # by the Python client); TORUS_AUTOBAHN_MODE=ci runs 421 cases in ~80 s.
+  echo "== Autobahn|Testsuite against torus-ws (${TORUS_AUTOBAHN_MODE:-full} mode)"
+  scripts/autobahn.sh "${TORUS_AUTOBAHN_MODE:-full}"
 fi
 
 if [ "${TORUS_SKIP_SOAK:-0}" != "1" ]; then
