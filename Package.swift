@@ -132,7 +132,8 @@ let package = Package(
         ),
         .testTarget(
             name: "TorusTests",
-            dependencies: ["Torus", "TorusTestSupport", "CLiburing", "torus-echo"],
+            dependencies: ["Torus", "TorusTestSupport", "CLiburing", "torus-echo",
+                           .product(name: "MetricsTestKit", package: "swift-metrics")],
             swiftSettings: strict
         ),
         .testTarget(

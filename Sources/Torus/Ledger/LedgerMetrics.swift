@@ -4,21 +4,22 @@ import Metrics
 extension LedgerSnapshot {
     /// Publishes the snapshot through swift-metrics gauges (whatever backend the
     /// process bootstrapped: Prometheus, statsd, …). Call it periodically.
-    public func report(prefix: String = "torus") {
+    public func report(prefix: String = "torus", factory: any MetricsFactory = MetricsSystem.factory) {
         for kind in OperationKind.allCases {
             let c = self[kind]
             let dims = [("op", kind.description)]
-            Gauge(label: "\(prefix)_operations_in_flight", dimensions: dims).record(c.inFlight)
-            Gauge(label: "\(prefix)_operations_submitted", dimensions: dims).record(c.submitted)
-            Gauge(label: "\(prefix)_operations_parked", dimensions: dims).record(c.parked)
+            Gauge(label: "\(prefix)_operations_in_flight", dimensions: dims, factory: factory).record(c.inFlight)
+            Gauge(label: "\(prefix)_operations_submitted", dimensions: dims, factory: factory).record(c.submitted)
+            Gauge(label: "\(prefix)_operations_parked", dimensions: dims, factory: factory).record(c.parked)
         }
         for pool in BufferPoolKind.allCases {
             let b = self[pool]
             for (owner, value) in [("pool", b.pool), ("application", b.application), ("kernel", b.kernel)] {
-                Gauge(label: "\(prefix)_buffers", dimensions: [("pool", pool.description), ("owner", owner)]).record(value)
+                Gauge(label: "\(prefix)_buffers", dimensions: [("pool", pool.description), ("owner", owner)], factory: factory)
+                    .record(value)
             }
         }
-        Gauge(label: "\(prefix)_connections").record(connections)
+        Gauge(label: "\(prefix)_connections", factory: factory).record(connections)
     }
 
     /// The snapshot in Prometheus text exposition format.
