@@ -108,42 +108,40 @@ extension EventLoop {
     /// count (0 at end of file) and the buffer back. Loop thread only.
     public func read(_ file: File, into buffer: consuming PooledBuffer, at offset: UInt64,
                      _ done: @escaping (Result<Int, IOError>, consuming PooledBuffer) -> Void) {
-        assertInLoop()
-        let index = buffer.index
-        let base = buffer.base
-        let capacity = buffer.capacity
-        _ = consume buffer
-        outbound.lend(index, holder: BufferHolder("file read on fd", Int(file.fd)))
-        let op = FileOperation(chunk: index, chunkBase: base) { [self] result, _ in
-            outbound.reclaim(index, holder: BufferHolder("completed file read on fd", Int(file.fd)))
-            var b = PooledBuffer(index: index, base: base, capacity: capacity)
-            if result >= 0 { b.count = Int(result) }
-            done(result >= 0 ? .success(Int(result)) : .failure(IOError(result: result, "read")), b)
-        }
-        submit(.read, target: op) { sqe in
-            io_uring_prep_read(sqe, file.fd, base, UInt32(capacity), offset)
-        }
+        chunkIO(.read, file, buffer, at: offset, done)
     }
 
     /// Writes the buffer's bytes at `offset`; `done` gets the count written and the
     /// buffer back. Loop thread only.
     public func write(_ file: File, from buffer: consuming PooledBuffer, at offset: UInt64,
                       _ done: @escaping (Result<Int, IOError>, consuming PooledBuffer) -> Void) {
+        chunkIO(.write, file, buffer, at: offset, done)
+    }
+
+    /// One read or write of a pooled chunk: the handle is consumed, the chunk is the
+    /// kernel's (in the ledger) until the CQE, then a new handle goes to `done`.
+    private func chunkIO(_ kind: OperationKind, _ file: File, _ buffer: consuming PooledBuffer, at offset: UInt64,
+                         _ done: @escaping (Result<Int, IOError>, consuming PooledBuffer) -> Void) {
         assertInLoop()
         let index = buffer.index
         let base = buffer.base
         let capacity = buffer.capacity
         let count = buffer.count
         _ = consume buffer
-        outbound.lend(index, holder: BufferHolder("file write on fd", Int(file.fd)))
+        let isRead = kind == .read
+        outbound.lend(index, holder: BufferHolder(isRead ? "file read on fd" : "file write on fd", Int(file.fd)))
         let op = FileOperation(chunk: index, chunkBase: base) { [self] result, _ in
-            outbound.reclaim(index, holder: BufferHolder("completed file write on fd", Int(file.fd)))
+            outbound.reclaim(index, holder: BufferHolder("completed file I/O on fd", Int(file.fd)))
             var b = PooledBuffer(index: index, base: base, capacity: capacity)
-            b.count = count
-            done(result >= 0 ? .success(Int(result)) : .failure(IOError(result: result, "write")), b)
+            b.count = isRead ? Int(max(result, 0)) : count
+            done(result >= 0 ? .success(Int(result)) : .failure(IOError(result: result, isRead ? "read" : "write")), b)
         }
-        submit(.write, target: op) { sqe in
-            io_uring_prep_write(sqe, file.fd, base, UInt32(count), offset)
+        submit(kind, target: op) { sqe in
+            if isRead {
+                io_uring_prep_read(sqe, file.fd, base, UInt32(capacity), offset)
+            } else {
+                io_uring_prep_write(sqe, file.fd, base, UInt32(count), offset)
+            }
         }
     }
 
