@@ -90,10 +90,10 @@ final class HTTPClientConnection: @unchecked Sendable {
 
     /// Reads until the final response head has arrived (skipping 1xx).
     func readHead() async throws -> HTTPResponseHead {
-        while head == nil {
+        while true {
+            if let head { return head }
             try await readMore()
         }
-        return head!
     }
 
     /// The next piece of the body, or nil at its end.

@@ -201,8 +201,9 @@ public struct HTTPResponseParser: Sendable {
                 if handler(.end(trailers: t)) == .pause { return i }
                 continue
             }
-            if state == .closed || i >= n { return i }
-            let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            // i < n, so the buffer is non-empty and has a base address.
+            guard state != .closed, i < n, let start = bytes.baseAddress else { return i }
+            let base = start.assumingMemoryBound(to: UInt8.self)
             switch state {
             case .fixedBody, .chunkData, .untilClose:
                 let take = state == .untilClose ? n - i : min(remaining, n - i)

@@ -149,8 +149,9 @@ public struct HTTPRequestParser: Sendable {
                 if finishMessage(handler) == .pause { return i }
                 continue
             }
-            if state == .closed || i >= n { return i }
-            let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            // i < n, so the buffer is non-empty and has a base address.
+            guard state != .closed, i < n, let start = bytes.baseAddress else { return i }
+            let base = start.assumingMemoryBound(to: UInt8.self)
             switch state {
             case .head:
                 let (next, complete) = try scanHead(base, i, n)
