@@ -32,6 +32,35 @@ final class Chatty: ConnectionHandler {
     }
 }
 
+/// On the first bytes: writes `sizes.count` records in place with `send(reserving:)`,
+/// each `size` bytes of its index's low byte (a size above the reservable bytes takes
+/// the copying path; a zero-byte write queues nothing), then one byte more than it
+/// wrote and reserved is never written.
+final class InPlaceWriter: ConnectionHandler {
+    let sizes: [Int]
+    let results: Locked<[Bool]>
+    init(sizes: [Int], results: Locked<[Bool]>) {
+        self.sizes = sizes
+        self.results = results
+    }
+    func received(_ bytes: ReceivedBytes, from connection: Connection) {
+        var ok: [Bool] = []
+        for (i, size) in sizes.enumerated() {
+            ok.append(connection.send(reserving: size + 1) { dst in
+                dst.baseAddress?.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: i), count: size)
+                return size
+            })
+        }
+        connection.closeAfterWriting()
+        // Closing: refused without calling the body.
+        ok.append(!connection.send(reserving: 8) { _ in
+            Issue.record("body called on a closing connection")
+            return 0
+        })
+        results.withLock { $0 = ok }
+    }
+}
+
 /// Streams `total` bytes to the peer as fast as the write queue allows.
 final class Streamer: ConnectionHandler {
     let recorder: Recorder
@@ -86,6 +115,31 @@ struct ConnectionTests {
             // 1000 send() calls in one handler call: one sendmsg (a few if the socket
             // buffer filled up), never one per call.
             #expect(after - before <= 4, "sendmsg operations: \(after - before)")
+            await client.close()
+            server.close()
+        }
+    }
+
+    @Test("send(reserving:) writes in place into the tail chunk, a fresh chunk, or through a copy beyond a chunk")
+    func reservingWrites() async throws {
+        try await withLoop { loop in
+            // 16 KiB chunks: the first records share the tail chunk, 0 writes nothing,
+            // 40,000 is beyond a chunk (the copying path), the last needs a fresh chunk.
+            let sizes = [1, 100, 5000, 10_000, 0, 40_000, 3, 16 * 1024 - 1]
+            let results = Locked<[Bool]>([])
+            let server = try Server.start(on: [loop], address: try .tcp("127.0.0.1", 0)) { _ in
+                InPlaceWriter(sizes: sizes, results: results)
+            }
+            let client = try await AsyncConnection.connect(to: server.address, on: loop)
+            try await client.write("go")
+            let bytes = try await client.read(exactly: sizes.reduce(0, +))
+            var expected: [UInt8] = []
+            for (i, size) in sizes.enumerated() {
+                expected += [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: size)
+            }
+            #expect(bytes == expected)
+            #expect(try await client.read() == nil, "the server closes after writing")
+            #expect(results.current == [Bool](repeating: true, count: sizes.count + 1))
             await client.close()
             server.close()
         }

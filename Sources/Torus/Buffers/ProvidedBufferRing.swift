@@ -46,8 +46,8 @@ final class ProvidedBufferRing {
 
     /// The bytes of buffer `bid`, `length` long.
     @inline(__always)
-    func bytes(_ bid: UInt16, length: Int) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: memory + Int(bid) * size, count: length)
+    func bytes(_ bid: UInt16, length: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: memory + Int(bid) * size, count: length)
     }
 
     /// Posts buffer `bid` back to the kernel (visible after `commit`).

@@ -165,7 +165,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
                 let bytes = ring.bytes(bid, length: Int(c.result))
                 delivering = (UnsafeRawPointer(bytes.baseAddress.unsafelyUnwrapped), bytes.count, key)
                 deliveryRetained = false
-                handler?.received(ReceivedBytes(bytes), from: self)
+                handler?.received(ReceivedBytes(owned: bytes), from: self)
                 delivering = nil
                 retained = deliveryRetained
                 if !retained {
@@ -212,11 +212,11 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
         let chunkSize = pool.chunkSize
         if queue.count > 0 {
             let last = queue.count - 1
-            let tail = queue[last]
-            if tail.chunk >= 0 && tail.end < chunkSize {
-                let n = Swift.min(remaining, chunkSize - tail.end)
-                UnsafeMutableRawPointer(mutating: tail.base + tail.end).copyMemory(from: src, byteCount: n)
-                queue[last].end += n
+            let end = queue[last].end
+            if queue[last].chunk >= 0 && end < chunkSize {
+                let n = Swift.min(remaining, chunkSize - end)
+                UnsafeMutableRawPointer(mutating: queue[last].base + end).copyMemory(from: src, byteCount: n)
+                queue[last].end = end + n
                 src += n
                 remaining -= n
             }
@@ -234,6 +234,57 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
             remaining -= n
         }
         enqueued(bytes.count)
+        return true
+    }
+
+    /// The largest `send(reserving:)` that writes in place (the outbound chunk size).
+    public var reservableBytes: Int { loop.outbound.chunkSize }
+
+    /// Queues bytes that `body` writes straight into the write queue's memory (an
+    /// encoder's output, no intermediate copy). `body` gets at least `maxCount`
+    /// contiguous bytes, valid only during the call, and returns how many it wrote
+    /// (at most `maxCount`). Up to the outbound pool's chunk size this writes into the
+    /// queue's tail chunk (or a fresh one); beyond it, through a temporary copy.
+    /// Returns false, without calling `body`, when the connection is closing, and
+    /// false when the outbound pool is exhausted (the connection is then closed with
+    /// `ENOBUFS`).
+    @discardableResult
+    public func send(reserving maxCount: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Bool {
+        guard state == .open, !closeWhenFlushed, !shutdownWhenFlushed else { return false }
+        let pool = loop.outbound
+        let chunkSize = pool.chunkSize
+        guard maxCount <= chunkSize else {
+            return withUnsafeTemporaryAllocation(byteCount: maxCount, alignment: 8) { tmp in
+                let n = body(tmp)
+                precondition(n >= 0 && n <= maxCount, "send(reserving:) wrote more than it reserved")
+                return send(UnsafeRawBufferPointer(rebasing: tmp[..<n]))
+            }
+        }
+        if queue.count > 0 {
+            let last = queue.count - 1
+            let end = queue[last].end
+            if queue[last].chunk >= 0 && chunkSize - end >= maxCount {
+                let dst = UnsafeMutableRawPointer(mutating: queue[last].base + end)
+                let n = body(UnsafeMutableRawBufferPointer(start: dst, count: maxCount))
+                precondition(n >= 0 && n <= maxCount, "send(reserving:) wrote more than it reserved")
+                queue[last].end = end + n
+                if n > 0 { enqueued(n) }
+                return true
+            }
+        }
+        guard let chunk = pool.take(holder: BufferHolder("write queue of fd", Int(fd))) else {
+            close(error: IOError(errno: ENOBUFS, "send: outbound pool exhausted"))
+            return false
+        }
+        let base = pool.base(chunk)
+        let n = body(UnsafeMutableRawBufferPointer(start: base, count: maxCount))
+        precondition(n >= 0 && n <= maxCount, "send(reserving:) wrote more than it reserved")
+        guard n > 0 else {
+            pool.give(chunk)
+            return true
+        }
+        queue.append(Entry(base: UnsafeRawPointer(base), start: 0, end: n, chunk: chunk, shared: nil))
+        enqueued(n)
         return true
     }
 
@@ -329,14 +380,17 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
         // debug builds, and the allocation check runs in debug too.
         var i = 0
         while i < n {
-            let e = queue[i]
-            iov[i] = iovec(iov_base: UnsafeMutableRawPointer(mutating: e.base + e.start), iov_len: e.end - e.start)
-            if !e.lent {
-                if e.chunk >= 0 {
-                    pool.lend(e.chunk, holder: BufferHolder("sendmsg on fd", Int(fd)))
+            let start = queue[i].start
+            iov[i] = iovec(iov_base: UnsafeMutableRawPointer(mutating: queue[i].base + start),
+                           iov_len: queue[i].end - start)
+            if !queue[i].lent {
+                let chunk = queue[i].chunk
+                let received = queue[i].received
+                if chunk >= 0 {
+                    pool.lend(chunk, holder: BufferHolder("sendmsg on fd", Int(fd)))
                     queue[i].lent = true
-                } else if e.received >= 0 {
-                    loop.ledger.move(.received, from: .application, to: .kernel, key: Int(e.received),
+                } else if received >= 0 {
+                    loop.ledger.move(.received, from: .application, to: .kernel, key: Int(received),
                                      holder: BufferHolder("sendmsg on fd", Int(fd)))
                     queue[i].lent = true
                 }

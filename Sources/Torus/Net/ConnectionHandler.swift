@@ -29,12 +29,31 @@ extension ConnectionHandler {
 
 /// Received bytes, borrowed from the loop's provided buffer ring for the duration of
 /// one `received` call. Do not let it (or `unsafeBytes`) escape the call.
+///
+/// The buffer is the application's during the call: a protocol layer may rewrite it
+/// in place through ``unsafeMutableBytes`` (a WebSocket unmasks frames there) before
+/// it returns to the ring.
 public struct ReceivedBytes: RandomAccessCollection {
     /// The underlying bytes, valid only during the handler call.
     public let unsafeBytes: UnsafeRawBufferPointer
+    /// The same bytes, writable: set for a receive buffer delivered by a `Connection`,
+    /// nil for bytes wrapped by ``init(_:)`` (which may not be the caller's to modify).
+    /// Valid only during the handler call.
+    public let unsafeMutableBytes: UnsafeMutableRawBufferPointer?
 
+    /// Wraps read-only bytes (``unsafeMutableBytes`` is nil).
     @inline(__always)
-    public init(_ bytes: UnsafeRawBufferPointer) { unsafeBytes = bytes }
+    public init(_ bytes: UnsafeRawBufferPointer) {
+        unsafeBytes = bytes
+        unsafeMutableBytes = nil
+    }
+
+    /// Wraps a receive buffer the handler may modify during the call.
+    @inline(__always)
+    init(owned bytes: UnsafeMutableRawBufferPointer) {
+        unsafeBytes = UnsafeRawBufferPointer(bytes)
+        unsafeMutableBytes = bytes
+    }
 
     public var startIndex: Int { 0 }
     public var endIndex: Int { unsafeBytes.count }
