@@ -63,13 +63,11 @@ public struct FrameHeader: Hashable, Sendable {
             i = 4
         } else {
             buffer[1] = maskBit | 127
-            for k in 0..<8 {
-                buffer[2 + k] = UInt8(truncatingIfNeeded: payloadLength >> (56 - 8 * UInt64(k)))
-            }
+            buffer.storeBytes(of: payloadLength.bigEndian, toByteOffset: 2, as: UInt64.self)
             i = 10
         }
         if let key = maskingKey {
-            for k in 0..<4 { buffer[i + k] = key.byte(k) }
+            buffer.storeBytes(of: key.rawValue.bigEndian, toByteOffset: i, as: UInt32.self)
             i += 4
         }
         return i

@@ -51,21 +51,7 @@ public enum Masking {
     /// Masks (or unmasks) `buffer` in place.
     @discardableResult
     public static func apply(_ key: MaskingKey, to buffer: UnsafeMutableRawBufferPointer, offset: Int = 0) -> Int {
-        guard let base = buffer.baseAddress, buffer.count > 0 else { return offset }
-        let count = buffer.count
-        let m = mask64(key, offset: offset)
-        var i = 0
-        while i + 8 <= count {
-            let v = base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-            base.storeBytes(of: v ^ m, toByteOffset: i, as: UInt64.self)
-            i += 8
-        }
-        while i < count {
-            base.storeBytes(of: base.load(fromByteOffset: i, as: UInt8.self) ^ key.byte(offset + i),
-                            toByteOffset: i, as: UInt8.self)
-            i += 1
-        }
-        return offset + count
+        apply(key, from: UnsafeRawBufferPointer(buffer), to: buffer, offset: offset)
     }
 
     /// Copies `source` into the start of `destination` while masking (or

@@ -168,6 +168,63 @@ public struct MessageDecoder {
         return events
     }
 
+    // MARK: Whole frames in place
+
+    /// Fast path for the common case, a whole small message in one frame: when no
+    /// frame or fragmented message is in progress and `input` starts with a complete
+    /// final text or binary frame (uncompressed, no RSV bit, masked as our role
+    /// expects, 7- or 16-bit length, within both size limits), unmasks its payload
+    /// *in place*, validates text, advances `input` past the frame and returns the
+    /// payload, a slice of `input` that is valid as long as the caller's buffer.
+    ///
+    /// Returns nil, with `input` and the decoder unchanged, in every other case:
+    /// the caller then uses ``next(_:)``, which also reports any error (invalid
+    /// UTF-8 is re-masked before returning nil, so `next` sees the original bytes).
+    ///
+    /// `input` must be memory the caller may modify (a receive buffer it owns).
+    public mutating func takeWholeMessage(_ input: inout UnsafeMutableRawBufferPointer)
+        -> (kind: WebSocketMessageKind, payload: UnsafeRawBufferPointer)? {
+        guard case .header = phase, headerCount == 0, messageOpcode == nil,
+              input.count >= 2, let base = input.baseAddress else { return nil }
+        let b0 = base.load(as: UInt8.self)
+        let b1 = base.load(fromByteOffset: 1, as: UInt8.self)
+        // FIN set, RSV1-3 clear, opcode text (1) or binary (2).
+        let kind: WebSocketMessageKind
+        switch b0 {
+        case 0x81: kind = .text
+        case 0x82: kind = .binary
+        default: return nil
+        }
+        let masked = b1 & 0x80 != 0
+        guard masked == (role == .server) else { return nil }
+        var length = Int(b1 & 0x7F)
+        var size = 2
+        if length == 126 {
+            guard input.count >= 4 else { return nil }
+            length = Int(base.load(fromByteOffset: 2, as: UInt8.self)) << 8
+                | Int(base.load(fromByteOffset: 3, as: UInt8.self))
+            size = 4
+        } else if length == 127 {
+            return nil
+        }
+        let keyAt = size
+        if masked { size += 4 }
+        guard length <= configuration.maxFrameSize, length <= configuration.maxMessageSize,
+              input.count - size >= length else { return nil }
+        let payload = UnsafeMutableRawBufferPointer(start: base + size, count: length)
+        var key: MaskingKey?
+        if masked {
+            key = MaskingKey(rawValue: UInt32(bigEndian: base.loadUnaligned(fromByteOffset: keyAt, as: UInt32.self)))
+        }
+        if let key { Masking.apply(key, to: payload) }
+        if kind == .text, !UTF8Validator.isValidUTF8(UnsafeRawBufferPointer(payload)) {
+            if let key { Masking.apply(key, to: payload) }
+            return nil
+        }
+        input = UnsafeMutableRawBufferPointer(rebasing: input[(size + length)...])
+        return (kind, UnsafeRawBufferPointer(payload))
+    }
+
     // MARK: Header
 
     private mutating func takeHeader(_ input: inout UnsafeRawBufferPointer) -> FrameHeader? {

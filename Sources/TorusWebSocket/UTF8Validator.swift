@@ -70,6 +70,11 @@ public struct UTF8Validator: Sendable, Hashable {
         guard let base = bytes.baseAddress else { return true }
         let count = bytes.count
         var i = 0
+        if s == UTF8Validator.accept {
+            // Pure ASCII (the common case) never touches the table.
+            i = UTF8Validator.asciiPrefix(base, count)
+            if i == count { return true }
+        }
         UTF8Validator.transitions.withUnsafeBufferPointer { table in
             while i < count {
                 if s == UTF8Validator.accept {
@@ -87,6 +92,19 @@ public struct UTF8Validator: Sendable, Hashable {
         }
         state = s
         return s != UTF8Validator.reject
+    }
+
+    /// The length of the ASCII run at the start of `base` (8 bytes at a time).
+    @inline(__always)
+    static func asciiPrefix(_ base: UnsafeRawPointer, _ count: Int) -> Int {
+        var i = 0
+        while i + 8 <= count, base.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 == 0 {
+            i += 8
+        }
+        while i < count, base.load(fromByteOffset: i, as: UInt8.self) < 0x80 {
+            i += 1
+        }
+        return i
     }
 
     /// Feeds more bytes from any contiguous byte collection.

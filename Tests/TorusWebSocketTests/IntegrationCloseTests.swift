@@ -53,6 +53,7 @@ import TorusTestSupport
         ("unmasked frame", 1002),
         ("reserved opcode", 1002),
         ("invalid UTF-8", 1007),
+        ("invalid UTF-8 in a whole frame", 1007),
         ("too big", 1009),
         ("bad close code", 1002),
     ])
@@ -76,6 +77,9 @@ import TorusTestSupport
             case "invalid UTF-8":
                 // A bad byte in the first fragment fails at once, before the message ends.
                 try await raw.send(clientFrame(.text, [0x68, 0xC0, 0x80], fin: false))
+            case "invalid UTF-8 in a whole frame":
+                // Unmasked in place on the fast path, found invalid, restored for the decoder.
+                try await raw.send(clientFrame(.text, [0x68, 0xED, 0xA0, 0x80]))
             case "too big": try await raw.send(clientFrame(.binary, testBytes(2000)))
             default: try await raw.send(clientFrame(.close, [0x03, 0xE8 + 4]))  // 1004
             }

@@ -9,12 +9,14 @@ import TorusTestSupport
 @Suite struct IntegrationEchoTests {
     static let sizes = [0, 125, 126, 65535, 65536, 16 << 20]
 
-    @Test(arguments: [false, true])
-    func echoSizes(compression: Bool) async throws {
+    /// Both callback faces: `onText`/`onBinary` (owned copies) and `onMessageBytes`
+    /// (borrowed from the receive buffer, whole frames unmasked in place).
+    @Test(arguments: [false, true], [false, true])
+    func echoSizes(compression: Bool, borrowed: Bool) async throws {
         try await withLoop { loop in
             let server = try startServer(on: [loop]) { router in
                 router.webSocket("/", configuration: WebSocketServerConfiguration(deflate: PerMessageDeflateConfiguration()),
-                                 echo)
+                                 borrowed ? borrowedEcho : echo)
             }
             let ws = try await connectClient(server, on: loop, deflate: compression)
             #expect((ws.deflate != nil) == compression)

@@ -27,6 +27,11 @@ extension HTTPServer {
     ws.onBinary = { ws, bytes in ws.send(binary: bytes) }
 }
 
+/// A server-side echo from borrowed bytes (`onMessageBytes`, nothing allocated).
+@Sendable func borrowedEcho(_ ws: WebSocketConnection) {
+    ws.onMessageBytes = { ws, kind, bytes in ws.send(bytes, as: kind) }
+}
+
 /// Records server-side close infos.
 final class CloseLog: Sendable {
     let infos = Locked<[WebSocketCloseInfo]>([])

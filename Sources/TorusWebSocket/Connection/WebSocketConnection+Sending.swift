@@ -92,10 +92,18 @@ extension WebSocketConnection {
         return sendFrame(opcode: opcode, fin: true, rsv1: false, payload: payload)
     }
 
-    /// Writes one frame into the write queue: the header from the stack, then the
-    /// payload (a server copies it as is; a client masks it through a stack buffer).
+    /// Writes one frame into the write queue. A frame up to half an outbound chunk is
+    /// encoded in place, header and (masked, for a client) payload in one go; a larger
+    /// one is queued as its header, then the payload in pieces (a client masks each
+    /// through a stack buffer).
     func sendFrame(opcode: Opcode, fin: Bool, rsv1: Bool, payload: UnsafeRawBufferPointer) -> Bool {
-        withUnsafeTemporaryAllocation(byteCount: FrameHeader.maxEncodedSize, alignment: 8) { header -> Bool in
+        let size = encoder.frameSize(payloadLength: payload.count)
+        if size <= connection.reservableBytes / 2 {
+            return connection.send(reserving: size) {
+                encoder.writeFrame(opcode: opcode, fin: fin, rsv1: rsv1, payload: payload, into: $0)
+            }
+        }
+        return withUnsafeTemporaryAllocation(byteCount: FrameHeader.maxEncodedSize, alignment: 8) { header -> Bool in
             let (size, key) = encoder.writeHeader(opcode: opcode, fin: fin, rsv1: rsv1,
                                                   payloadLength: payload.count, into: header)
             guard connection.send(UnsafeRawBufferPointer(rebasing: header[..<size])) else { return false }

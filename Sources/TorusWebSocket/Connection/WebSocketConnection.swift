@@ -50,10 +50,17 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
 
     // MARK: Callbacks (loop thread)
 
-    /// A complete text message arrived.
-    public var onText: ((WebSocketConnection, String) -> Void)?
-    /// A complete binary message arrived.
-    public var onBinary: ((WebSocketConnection, [UInt8]) -> Void)?
+    /// A complete data message arrived, borrowed: `bytes` are valid only during the
+    /// call (copy what you keep); text has already been validated as UTF-8. When set,
+    /// it receives every data message instead of ``onText``/``onBinary`` and the async
+    /// ``messages``, and the hot path allocates nothing per message: a whole frame is
+    /// unmasked in place in the receive buffer and handed over from there.
+    @exclusivity(unchecked) public var onMessageBytes: ((WebSocketConnection, WebSocketMessageKind,
+                                                         UnsafeRawBufferPointer) -> Void)?
+    /// A complete text message arrived (a `String` is made for each).
+    @exclusivity(unchecked) public var onText: ((WebSocketConnection, String) -> Void)?
+    /// A complete binary message arrived (an array is made for each).
+    @exclusivity(unchecked) public var onBinary: ((WebSocketConnection, [UInt8]) -> Void)?
     /// A ping arrived (it has already been answered when `autoPong` is on).
     public var onPing: ((WebSocketConnection, [UInt8]) -> Void)?
     /// A pong arrived.
@@ -65,28 +72,31 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
 
     // MARK: State
 
-    var decoder: MessageDecoder
+    // Hot-path state is `@exclusivity(unchecked)`, like the core `Connection`'s: it is
+    // touched on the loop thread only and never through overlapping accesses (the
+    // debug test suite checks every other property dynamically).
+    @exclusivity(unchecked) var decoder: MessageDecoder
     let encoder: FrameEncoder
     let compressor: PerMessageDeflateCompressor?
     var scratch: [UInt8] = []
     /// The opcode of a fragmented message we are sending, between its first and last frame.
-    var sendingFragmented: Opcode?
+    @exclusivity(unchecked) var sendingFragmented: Opcode?
 
-    var closeSent = false
-    var closeReceived = false
+    @exclusivity(unchecked) var closeSent = false
+    @exclusivity(unchecked) var closeReceived = false
     var closedByApplication = false
     var sentCode: CloseCode?
     var receivedCode: CloseCode?
     var receivedReason = ""
-    var failure: (any Error)?
+    @exclusivity(unchecked) var failure: (any Error)?
     /// Set once the socket is released.
     public internal(set) var closeInfo: WebSocketCloseInfo?
 
     private var closeTimer: Timer?
     private var pingTimer: Timer?
     private var pongTimer: Timer?
-    private var receivedSinceTick = false
-    private var awaitingPong = false
+    @exclusivity(unchecked) private var receivedSinceTick = false
+    @exclusivity(unchecked) private var awaitingPong = false
     private var started = false
     private var pausedByApplication = false
     private var onUpgrade: ((WebSocketConnection) -> Void)?
@@ -158,22 +168,33 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
         let upgrade = onUpgrade
         onUpgrade = nil
         upgrade?(self)
-        if !leftover.isEmpty && connection.isOpen { process(leftover) }
+        if !leftover.isEmpty && connection.isOpen { process(leftover, writable: nil) }
     }
 
     // MARK: Receiving
 
     public func received(_ bytes: ReceivedBytes, from connection: Connection) {
-        process(bytes.unsafeBytes)
+        process(bytes.unsafeBytes, writable: bytes.unsafeMutableBytes)
     }
 
-    func process(_ bytes: UnsafeRawBufferPointer) {
+    /// Decodes `bytes`. When `writable` is the same memory and ours to modify (a
+    /// receive buffer), whole small messages are unmasked and delivered in place;
+    /// everything else goes through the decoder's copying path.
+    func process(_ bytes: UnsafeRawBufferPointer, writable: UnsafeMutableRawBufferPointer?) {
         receivedSinceTick = true
         awaitingPong = false
         // After the peer's close frame or our failure, input is discarded.
         guard !closeReceived, failure == nil, connection.isOpen else { return }
         var input = bytes
         while true {
+            if writable != nil, !input.isEmpty {
+                var rest = UnsafeMutableRawBufferPointer(mutating: input)
+                while let (kind, payload) = decoder.takeWholeMessage(&rest) {
+                    deliver(kind, payload)
+                    if closeReceived || failure != nil || !connection.isOpen { return }
+                }
+                input = UnsafeRawBufferPointer(rest)
+            }
             let event: WebSocketEvent?
             do {
                 event = try decoder.next(&input)
@@ -190,9 +211,17 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
     private func handle(_ event: WebSocketEvent) {
         switch event {
         case .text(let bytes):
-            deliverText(bytes)
+            if let onMessageBytes {
+                bytes.withUnsafeBytes { onMessageBytes(self, .text, $0) }
+            } else {
+                deliverText(String(decoding: bytes, as: UTF8.self), size: bytes.count)
+            }
         case .binary(let bytes):
-            if let onBinary { onBinary(self, bytes) } else { enqueue(.binary(bytes), size: bytes.count) }
+            if let onMessageBytes {
+                bytes.withUnsafeBytes { onMessageBytes(self, .binary, $0) }
+            } else {
+                deliverBinary(bytes)
+            }
         case .ping(let payload):
             if configuration.autoPong && !closeSent {
                 payload.withUnsafeBytes { _ = sendFrame(opcode: .pong, fin: true, rsv1: false, payload: $0) }
@@ -205,9 +234,24 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
         }
     }
 
-    private func deliverText(_ bytes: [UInt8]) {
-        let text = String(decoding: bytes, as: UTF8.self)
-        if let onText { onText(self, text) } else { enqueue(.text(text), size: bytes.count) }
+    /// A whole message decoded in place (borrowed from the receive buffer).
+    @inline(__always)
+    private func deliver(_ kind: WebSocketMessageKind, _ payload: UnsafeRawBufferPointer) {
+        if let onMessageBytes {
+            onMessageBytes(self, kind, payload)
+        } else if kind == .text {
+            deliverText(String(decoding: payload, as: UTF8.self), size: payload.count)
+        } else {
+            deliverBinary(Array(payload))
+        }
+    }
+
+    private func deliverText(_ text: String, size: Int) {
+        if let onText { onText(self, text) } else { enqueue(.text(text), size: size) }
+    }
+
+    private func deliverBinary(_ bytes: [UInt8]) {
+        if let onBinary { onBinary(self, bytes) } else { enqueue(.binary(bytes), size: bytes.count) }
     }
 
     public func inputClosed(_ connection: Connection) {
@@ -350,6 +394,7 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
         for (_, m) in groups { m.remove(self) }
         finishAsync(info)
         let callback = onClose
+        onMessageBytes = nil
         onText = nil
         onBinary = nil
         onPing = nil
