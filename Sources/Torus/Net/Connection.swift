@@ -9,9 +9,9 @@ import Glibc
 ///
 /// Outbound: `send` copies bytes into pooled chunks at the tail of the write queue
 /// (or appends a `SharedBytes` reference without copying); the loop flushes each
-/// dirty queue once per iteration as a single `sendmsg` over up to 64 iovecs, so
-/// many small writes become one syscall-free submission. One send is in flight at a
-/// time, which keeps bytes in order.
+/// dirty queue once per iteration as a single `sendmsg` over up to 64 iovecs (a plain
+/// `send` when one entry is queued), so many small writes become one syscall-free
+/// submission. One send is in flight at a time, which keeps bytes in order.
 ///
 /// Closing: `close()` releases the queue, cancels the fd's operations
 /// (`ASYNC_CANCEL_FD | ALL`), parks their slots, and closes the fd only when the last
@@ -400,8 +400,15 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
         msg.pointee.msg_iovlen = n
         entriesInFlight = n
         sendInFlight = true
+        // One entry (a lone reply, an echo): a plain `send` skips the kernel's copy
+        // and import of the msghdr and iovec.
+        let single = n == 1
         sendUserData = loop.submit(.send, target: self, tag: Tag.send.rawValue) { sqe in
-            io_uring_prep_sendmsg(sqe, fd, msg, UInt32(MSG_NOSIGNAL))
+            if single {
+                io_uring_prep_send(sqe, fd, iov[0].iov_base, iov[0].iov_len, Int32(MSG_NOSIGNAL))
+            } else {
+                io_uring_prep_sendmsg(sqe, fd, msg, UInt32(MSG_NOSIGNAL))
+            }
         }
     }
 
