@@ -207,4 +207,39 @@ import TorusTestSupport
             }
         }
     }
+
+    /// The connection's timers (ping, pong, close) hold it strongly; closing cancels
+    /// them, so both sides' connections are freed once closed.
+    @Test func connectionsAreReleasedAfterClose() async throws {
+        try await withLoop { loop in
+            let serverSide = WeakConnection()
+            let server = try startServer(on: [loop]) { router in
+                router.webSocket("/") { ws in
+                    serverSide.set(ws)
+                    borrowedEcho(ws)
+                }
+            }
+            let clientSide = WeakConnection()
+            do {
+                let ws = try await connectClient(server, on: loop)
+                clientSide.set(ws)
+                try await ws.send(text: "x")
+                #expect(try await ws.nextMessage() == .text("x"))
+                #expect(serverSide.isAlive)
+                await ws.close()
+                #expect(await ws.closed().wasClean)
+            }
+            #expect(await eventually { !serverSide.isAlive && !clientSide.isAlive },
+                    "server side alive: \(serverSide.isAlive), client side alive: \(clientSide.isAlive)")
+            await server.shutdown(grace: .seconds(1))
+        }
+    }
+}
+
+/// A weak reference to a connection, readable from the test task.
+final class WeakConnection: @unchecked Sendable {
+    private let lock = NSLock()
+    private weak var value: WebSocketConnection?
+    func set(_ ws: WebSocketConnection) { lock.withLock { value = ws } }
+    var isAlive: Bool { lock.withLock { value != nil } }
 }

@@ -163,7 +163,11 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
         // Ping-based liveness replaces the HTTP keep-alive idle timeout.
         connection.idleTimeoutSuspended = true
         if let interval = configuration.pingInterval {
-            pingTimer = loop.scheduleRepeating(every: interval) { [weak self] _ in self?.pingTick() }
+            // The timers hold the connection strongly (a weak reference would give it a
+            // side table and make every retain on the message path slower); `closed`
+            // cancels them, which drops their closures and breaks the cycle, and every
+            // path ends in `closed`.
+            pingTimer = loop.scheduleRepeating(every: interval) { [self] _ in pingTick() }
         }
         let upgrade = onUpgrade
         onUpgrade = nil
@@ -331,8 +335,7 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
 
     private func armCloseTimer() {
         guard closeTimer == nil else { return }
-        closeTimer = loop.schedule(after: configuration.closeTimeout) { [weak self] in
-            guard let self else { return }
+        closeTimer = loop.schedule(after: configuration.closeTimeout) { [self] in
             self.closeTimer = nil
             if self.failure == nil && !self.closeReceived { self.failure = WebSocketError.closeTimeout }
             self.connection.close(error: self.closeReceived ? nil : WebSocketError.closeTimeout)
@@ -356,8 +359,7 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
         awaitingPong = true
         _ = sendFrame(opcode: .ping, fin: true, rsv1: false, payload: UnsafeRawBufferPointer(start: nil, count: 0))
         pongTimer?.cancel()
-        pongTimer = loop.schedule(after: configuration.pingTimeout) { [weak self] in
-            guard let self else { return }
+        pongTimer = loop.schedule(after: configuration.pingTimeout) { [self] in
             self.pongTimer = nil
             guard self.awaitingPong, !self.readingPaused, self.connection.isOpen else { return }
             self.fail(code: .internalError, reason: "ping timeout", error: WebSocketError.pingTimeout)
