@@ -120,7 +120,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "torus-alloc-check",
-            dependencies: ["Torus", "CAllocCounter"],
+            dependencies: ["Torus", "TorusHTTP", "TorusWebSocket", "CAllocCounter"],
             path: "Benchmarks/torus-alloc-check",
             swiftSettings: strict
         ),
