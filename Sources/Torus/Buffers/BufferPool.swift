@@ -19,7 +19,7 @@ final class BufferPool {
     let initialSlabs: Int
     private var slabs: [UnsafeMutableRawPointer?] = []
     private var freeInSlab: [Int] = []
-    private var free: [Int32] = []
+    @exclusivity(unchecked) private var free: [Int32] = []
     private var liveSlabs = 0
     private var lastTrim: UInt64 = 0
     private let ledger: Ledger

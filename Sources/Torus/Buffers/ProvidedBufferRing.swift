@@ -20,9 +20,9 @@ final class ProvidedBufferRing {
     private let descriptors: UnsafeMutablePointer<io_uring_buf_ring>
     private let memory: UnsafeMutableRawPointer
     private let mask: Int32
-    private var pendingAdds: Int32 = 0
+    @exclusivity(unchecked) private var pendingAdds: Int32 = 0
     /// Buffers held by write queues (sent as they are, see `Connection.send(_: ReceivedBytes)`).
-    var retained = 0
+    @exclusivity(unchecked) var retained = 0
     private(set) var registered = true
 
     init(ring: Ring, groupID: UInt16, count: Int, size: Int) throws(IOError) {

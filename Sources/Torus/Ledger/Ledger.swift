@@ -9,7 +9,9 @@ import CLiburing
 /// Thread confinement: mutated only on the owning loop's thread. Read it from
 /// elsewhere through `EventLoop.ledgerSnapshot()`.
 final class Ledger {
-    private(set) var state = LedgerSnapshot()
+    /// Counted on every operation and buffer move: loop-confined, so without dynamic
+    /// exclusivity checks (see `Connection`).
+    @exclusivity(unchecked) private(set) var state = LedgerSnapshot()
     #if DEBUG
     /// Debug builds: for every buffer away from its pool, the site that took it.
     private var holderSites: [Int: BufferHolder] = [:]

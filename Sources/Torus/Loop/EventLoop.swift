@@ -48,10 +48,11 @@ public final class EventLoop: @unchecked Sendable {
 
     let ring: Ring
     let ledger = Ledger()
-    var ops: OperationTable
+    // Loop-confined hot state: no dynamic exclusivity checks (see `Connection`).
+    @exclusivity(unchecked) var ops: OperationTable
     /// Provided buffer rings, indexed by buffer group id. The last one is where new
     /// receives select from; earlier ones keep serving the receives armed on them.
-    private(set) var receiveRings: [ProvidedBufferRing]
+    @exclusivity(unchecked) private(set) var receiveRings: [ProvidedBufferRing]
     var receiveBuffers: ProvidedBufferRing { receiveRings[receiveRings.count - 1] }
     private var receiveBufferTotal: Int
     let outbound: BufferPool
@@ -73,11 +74,11 @@ public final class EventLoop: @unchecked Sendable {
     private var stopping = false
     private var finalSnapshot: LedgerSnapshot?
     var resources: [ObjectIdentifier: any LoopResource] = [:]
-    var dirtyConnections: [Connection] = []
-    private var flushing: [Connection] = []
+    @exclusivity(unchecked) var dirtyConnections: [Connection] = []
+    @exclusivity(unchecked) private var flushing: [Connection] = []
     var staleCompletions = 0
     /// CLOCK_MONOTONIC nanoseconds, read once per iteration (deadlines use it).
-    private(set) var now: UInt64 = MonotonicClock.now()
+    @exclusivity(unchecked) private(set) var now: UInt64 = MonotonicClock.now()
     var watched: [ObjectIdentifier: Connection] = [:]
     var sweepTimer: Timer?
 
