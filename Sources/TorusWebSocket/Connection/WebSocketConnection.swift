@@ -21,7 +21,8 @@ import TorusHTTP
 /// Liveness: the HTTP idle timeout is suspended after the upgrade; instead, when
 /// nothing arrived for ``WebSocketConfiguration/pingInterval`` a ping goes out, and
 /// if still nothing arrives within ``WebSocketConfiguration/pingTimeout`` the
-/// connection fails with 1011.
+/// connection fails with 1011 and closes as soon as that frame is written (no close
+/// handshake is awaited from a peer presumed gone).
 ///
 /// Backpressure: ``isWritable`` is the write queue's water mark; ``onWritable`` runs
 /// when it drained below the low mark; async senders wait for it.
@@ -362,7 +363,11 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
         pongTimer = loop.schedule(after: configuration.pingTimeout) { [self] in
             self.pongTimer = nil
             guard self.awaitingPong, !self.readingPaused, self.connection.isOpen else { return }
+            // The peer is presumed gone: say 1011 and release the socket as soon as that
+            // is written, rather than wait the close timeout for an answer that will not
+            // come (the close timer still bounds a write that cannot drain).
             self.fail(code: .internalError, reason: "ping timeout", error: WebSocketError.pingTimeout)
+            self.connection.closeAfterWriting()
         }
     }
 
