@@ -78,11 +78,8 @@ public struct UTF8Validator: Sendable, Hashable {
         UTF8Validator.transitions.withUnsafeBufferPointer { table in
             while i < count {
                 if s == UTF8Validator.accept {
-                    // ASCII fast path: 8 bytes at a time while no high bit is set.
-                    while i + 8 <= count,
-                          base.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 == 0 {
-                        i += 8
-                    }
+                    // Between characters: skip the ASCII run.
+                    i += UTF8Validator.asciiPrefix(base + i, count - i)
                     if i == count { break }
                 }
                 s = table[Int(s) << 8 | Int(base.load(fromByteOffset: i, as: UInt8.self))]

@@ -4,11 +4,14 @@ import TorusHTTP
 /// One WebSocket connection (server or client side), driven by the core's
 /// `ConnectionHandler` face: it is the handler of its `Connection`.
 ///
-/// Receiving: received bytes go straight into an incremental ``MessageDecoder``
-/// (which copies what it keeps, so the provided buffer returns to the kernel when
-/// the call ends). Pings are answered with pongs, control frames between fragments
-/// are handled as they come, and complete messages go to the callbacks
-/// (``onText``/``onBinary``) or, when none is set, to the async ``messages`` sequence.
+/// Receiving: a whole unfragmented data frame in a receive buffer is unmasked in
+/// place there (the buffer is ours until the core's `received` call returns) and
+/// delivered from it; everything else goes into the incremental ``MessageDecoder``,
+/// which copies what it keeps. Either way the provided buffer returns to the kernel
+/// when the call ends. Pings are answered with pongs, control frames between
+/// fragments are handled as they come, and complete messages go to
+/// ``onMessageBytes`` (borrowed bytes), else ``onText``/``onBinary``, else the async
+/// ``messages`` sequence.
 ///
 /// Closing: a peer's close frame is answered with the same code; a server then
 /// closes the socket once the answer is sent, a client waits (bounded by
@@ -173,26 +176,26 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
         let upgrade = onUpgrade
         onUpgrade = nil
         upgrade?(self)
-        if !leftover.isEmpty && connection.isOpen { process(leftover, writable: nil) }
+        if !leftover.isEmpty && connection.isOpen { process(leftover, inPlace: false) }
     }
 
     // MARK: Receiving
 
     public func received(_ bytes: ReceivedBytes, from connection: Connection) {
-        process(bytes.unsafeBytes, writable: bytes.unsafeMutableBytes)
+        process(bytes.unsafeBytes, inPlace: bytes.unsafeMutableBytes != nil)
     }
 
-    /// Decodes `bytes`. When `writable` is the same memory and ours to modify (a
-    /// receive buffer), whole small messages are unmasked and delivered in place;
+    /// Decodes `bytes`. With `inPlace` (the bytes are a receive buffer that is ours to
+    /// modify), whole small messages are unmasked and delivered where they lie;
     /// everything else goes through the decoder's copying path.
-    func process(_ bytes: UnsafeRawBufferPointer, writable: UnsafeMutableRawBufferPointer?) {
+    func process(_ bytes: UnsafeRawBufferPointer, inPlace: Bool) {
         receivedSinceTick = true
         awaitingPong = false
         // After the peer's close frame or our failure, input is discarded.
         guard !closeReceived, failure == nil, connection.isOpen else { return }
         var input = bytes
         while true {
-            if writable != nil, !input.isEmpty {
+            if inPlace, !input.isEmpty {
                 var rest = UnsafeMutableRawBufferPointer(mutating: input)
                 while let (kind, payload) = decoder.takeWholeMessage(&rest) {
                     deliver(kind, payload)
