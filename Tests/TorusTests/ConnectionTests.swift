@@ -61,6 +61,31 @@ final class InPlaceWriter: ConnectionHandler {
     }
 }
 
+/// On the first bytes: a `send(reserving:)` body that closes the connection, writing
+/// into a fresh chunk or (after a first record) into the tail chunk; records results.
+final class CloseInsideReservation: ConnectionHandler {
+    let inTail: Bool
+    let results: Locked<[Bool]>
+    init(inTail: Bool, results: Locked<[Bool]>) {
+        self.inTail = inTail
+        self.results = results
+    }
+    func received(_ bytes: ReceivedBytes, from connection: Connection) {
+        var ok: [Bool] = []
+        if inTail {
+            ok.append(connection.send(reserving: 8) { dst in
+                dst.storeBytes(of: 0x6F6B_6F6B_6F6B_6F6B as UInt64, as: UInt64.self)
+                return 8
+            })
+        }
+        ok.append(connection.send(reserving: 64) { _ in
+            connection.close()
+            return 64
+        })
+        results.withLock { $0 = ok }
+    }
+}
+
 /// Streams `total` bytes to the peer as fast as the write queue allows.
 final class Streamer: ConnectionHandler {
     let recorder: Recorder
@@ -140,6 +165,25 @@ struct ConnectionTests {
             #expect(bytes == expected)
             #expect(try await client.read() == nil, "the server closes after writing")
             #expect(results.current == [Bool](repeating: true, count: sizes.count + 1))
+            await client.close()
+            server.close()
+        }
+    }
+
+    @Test("a send(reserving:) body that closes the connection loses nothing: its chunk goes back to the pool",
+          arguments: [false, true])
+    func reservingBodyCloses(inTail: Bool) async throws {
+        try await withLoop { loop in
+            let results = Locked<[Bool]>([])
+            let server = try Server.start(on: [loop], address: try .tcp("127.0.0.1", 0)) { _ in
+                CloseInsideReservation(inTail: inTail, results: results)
+            }
+            let client = try await AsyncConnection.connect(to: server.address, on: loop)
+            try await client.write("go")
+            // The close dropped what was queued: EOF (or a reset), no bytes.
+            let got = try? await client.read()
+            #expect(got == nil || got == [])
+            #expect(results.current == (inTail ? [true, false] : [false]))
             await client.close()
             server.close()
         }

@@ -247,7 +247,8 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
     /// queue's tail chunk (or a fresh one); beyond it, through a temporary copy.
     /// Returns false, without calling `body`, when the connection is closing, and
     /// false when the outbound pool is exhausted (the connection is then closed with
-    /// `ENOBUFS`).
+    /// `ENOBUFS`). `body` should only write: if it closes the connection, what it
+    /// wrote is dropped (its chunk back in the pool) and the call returns false.
     @discardableResult
     public func send(reserving maxCount: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Bool {
         guard state == .open, !closeWhenFlushed, !shutdownWhenFlushed else { return false }
@@ -267,6 +268,8 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
                 let dst = UnsafeMutableRawPointer(mutating: queue[last].base + end)
                 let n = body(UnsafeMutableRawBufferPointer(start: dst, count: maxCount))
                 precondition(n >= 0 && n <= maxCount, "send(reserving:) wrote more than it reserved")
+                // A body that closed the connection has already had the queue released.
+                guard state == .open, queue.count > last else { return false }
                 queue[last].end = end + n
                 if n > 0 { enqueued(n) }
                 return true
@@ -279,9 +282,9 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
         let base = pool.base(chunk)
         let n = body(UnsafeMutableRawBufferPointer(start: base, count: maxCount))
         precondition(n >= 0 && n <= maxCount, "send(reserving:) wrote more than it reserved")
-        guard n > 0 else {
+        guard n > 0, state == .open else {
             pool.give(chunk)
-            return true
+            return state == .open
         }
         queue.append(Entry(base: UnsafeRawPointer(base), start: 0, end: n, chunk: chunk, shared: nil))
         enqueued(n)
