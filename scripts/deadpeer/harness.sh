@@ -208,23 +208,33 @@ SRV_PID=""
 SRV_LOG=""
 SRV_PORT=""
 BASE_INFLIGHT=""
-start_server() {  # start_server NAME PORT ARGS...
-    local name=$1 port=$2; shift 2
-    SRV_LOG="$WORK/server-$name.log"
-    SRV_PORT=$port
-    ip netns exec "$NS_S" "$SERVER" --host "$IP_S" --port "$port" --stats-interval 1 "$@" >"$SRV_LOG" 2>&1 &
+# launch_and_baseline WHAT LOG READY_REGEX CMD...: runs CMD in the server namespace
+# with its output in LOG (SRV_LOG), waits for READY_REGEX, then takes the baseline
+# from the stats lines: sets SRV_PID and BASE_INFLIGHT. Used by the echo and hub cases.
+launch_and_baseline() {
+    local what=$1 ready=$3
+    SRV_LOG=$2
+    shift 3
+    ip netns exec "$NS_S" "$@" >"$SRV_LOG" 2>&1 &
     SRV_PID=$!
     PIDS+=("$SRV_PID")
-    if ! wait_for_line "$SRV_LOG" '^listening on ' 20; then
-        echo "server $name did not report 'listening on' within 20 s:" >&2
+    if ! wait_for_line "$SRV_LOG" "$ready" 20; then
+        echo "$what did not print '$ready' within 20 s:" >&2
         sed 's/^/  | /' "$SRV_LOG" >&2
         return 1
     fi
     # Two stats lines with no connection give the baseline (the listener's accept
     # and each loop's wake-up operation stay in flight).
-    wait_for_line "$SRV_LOG" '^stats: ' 10 || { echo "server $name prints no stats lines" >&2; return 1; }
+    wait_for_line "$SRV_LOG" '^stats: ' 10 || { echo "$what prints no stats lines" >&2; return 1; }
     sleep 1.2
     BASE_INFLIGHT="$(stat_field "$(last_stats 0)" in_flight)"
+}
+
+start_server() {  # start_server NAME PORT ARGS...
+    local name=$1 port=$2; shift 2
+    SRV_PORT=$port
+    launch_and_baseline "server $name" "$WORK/server-$name.log" '^listening on ' \
+        "$SERVER" --host "$IP_S" --port "$port" --stats-interval 1 "$@" || return 1
     note "server $name pid $SRV_PID on $IP_S:$port ($*); baseline: $(last_stats 0)"
 }
 

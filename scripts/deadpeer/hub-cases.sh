@@ -34,19 +34,10 @@ H_ROUTERS=100
 H_WS=100
 
 start_hub() {
-    SRV_LOG="$WORK/hub.log"
-    ip netns exec "$NS_S" "$HUB" --host "$IP_S" --http-port "$HUB_HTTP_PORT" --router-port "$HUB_ROUTER_PORT" \
-        --stats-interval 1 "${HUB_ARGS[@]}" >"$SRV_LOG" 2>&1 &
-    SRV_PID=$!
-    PIDS+=("$SRV_PID")
-    if ! wait_for_line "$SRV_LOG" "^listening on .*:$HUB_ROUTER_PORT\$" 20; then
-        echo "torus-hub did not report both 'listening on' lines within 20 s:" >&2
-        sed 's/^/  | /' "$SRV_LOG" >&2
-        return 1
-    fi
-    wait_for_line "$SRV_LOG" '^stats: ' 10 || { echo "torus-hub prints no stats lines" >&2; return 1; }
-    sleep 1.2
-    BASE_INFLIGHT="$(stat_field "$(last_stats 0)" in_flight)"
+    # The router port's 'listening on' line comes second: both faces are up.
+    launch_and_baseline torus-hub "$WORK/hub.log" "^listening on .*:$HUB_ROUTER_PORT\$" \
+        "$HUB" --host "$IP_S" --http-port "$HUB_HTTP_PORT" --router-port "$HUB_ROUTER_PORT" \
+        --stats-interval 1 "${HUB_ARGS[@]}" || return 1
     H_BASE_RSS="$(stat_field "$(last_stats 0)" rss_kib)"
     heap_note
     note "torus-hub baseline memory: $HEAP_NOTE"
