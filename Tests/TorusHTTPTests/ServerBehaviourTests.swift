@@ -88,9 +88,11 @@ struct ServerBehaviourTests {
             #expect(received == payload)
             await client.shutdown()
         }
-        // Over the body limit (1 MiB here, 8 MiB by default) the upload is refused: the
-        // echo has started its response, so the server closes mid-response and the
-        // client reports it.
+        // Over the body limit (1 MiB here, 8 MiB by default) the upload is refused. When
+        // the echo has started its response, the server closes mid-response and the
+        // client reports it; when the limit is reached before the handler's task has
+        // answered (a busy machine: the suite runs tests in parallel), the refusal is a
+        // whole 413 instead. Either way nothing of the excess is echoed as a success.
         try await withServer({ $0.limits.maxBodyBytes = 1 << 20 }) { server, loop, _ in
             let client = HTTPClient(loop: loop)
             let payload = testBytes(2 << 20, seed: 98)
@@ -102,10 +104,18 @@ struct ServerBehaviourTests {
                     offset += 65536
                 }
             })
-            await #expect(throws: HTTPClientError.connectionClosed) {
+            var outcome = ""
+            do {
                 let response = try await client.execute(request)
+                if response.head.status.code == 413 {
+                    outcome = "413"
+                }
                 for try await _ in response.body {}
+                if outcome.isEmpty { outcome = "complete \(response.head.status.code)" }
+            } catch let error as HTTPClientError where error == .connectionClosed {
+                outcome = outcome.isEmpty ? "closed" : outcome
             }
+            #expect(outcome == "closed" || outcome == "413", "over the limit: \(outcome)")
             await client.shutdown()
         }
     }
