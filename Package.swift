@@ -7,11 +7,11 @@ let strict: [SwiftSetting] = [
 
 let package = Package(
     name: "Torus",
-    platforms: [.macOS(.v15)],
     products: [
         .library(name: "Torus", targets: ["Torus"]),
         .library(name: "TorusHTTP", targets: ["TorusHTTP"]),
         .library(name: "TorusWebSocket", targets: ["TorusWebSocket"]),
+        .library(name: "TorusTLS", targets: ["TorusTLS"]),
         .executable(name: "torus-echo", targets: ["torus-echo"]),
         .executable(name: "torus-http", targets: ["torus-http"]),
         .executable(name: "torus-ws", targets: ["torus-ws"]),
@@ -20,10 +20,13 @@ let package = Package(
         .executable(name: "torus-soak", targets: ["torus-soak"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         .systemLibrary(
@@ -35,8 +38,9 @@ let package = Package(
             name: "Torus",
             dependencies: [
                 "CLiburing",
-                .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -45,6 +49,8 @@ let package = Package(
             dependencies: [
                 "Torus",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/TorusHTTP",
             swiftSettings: strict
@@ -56,19 +62,33 @@ let package = Package(
         ),
         .target(
             name: "TorusWebSocket",
-            dependencies: ["CZlib", "Torus", "TorusHTTP"],
+            dependencies: ["CZlib", "Torus", "TorusHTTP", .product(name: "Logging", package: "swift-log")],
             path: "Sources/TorusWebSocket",
+            swiftSettings: strict
+        ),
+        .systemLibrary(
+            name: "COpenSSL",
+            path: "Sources/COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .target(
+            name: "TorusTLS",
+            dependencies: ["COpenSSL", "Torus"],
+            path: "Sources/TorusTLS",
             swiftSettings: strict
         ),
         .target(
             name: "DemoSupport",
-            dependencies: ["Torus", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Torus", "TorusTLS", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Demos/DemoSupport",
             swiftSettings: strict
         ),
         .executableTarget(
             name: "torus-echo",
-            dependencies: ["Torus", "DemoSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Torus", "TorusTLS", "DemoSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Demos/torus-echo",
             swiftSettings: strict
         ),
@@ -94,16 +114,22 @@ let package = Package(
         .target(
             name: "TorusHub",
             dependencies: ["Torus", "TorusHTTP", "TorusWebSocket", "CHubMalloc",
-                           .product(name: "HTTPTypes", package: "swift-http-types")],
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "HTTPTypes", package: "swift-http-types"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Sources/TorusHub",
             swiftSettings: strict
         ),
         .executableTarget(
             name: "torus-hub",
             dependencies: ["Torus", "TorusHub", "DemoSupport",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                           .product(name: "Logging", package: "swift-log")],
             path: "Demos/torus-hub",
-            exclude: ["README.md"],
+            exclude: ["README.md", "handshake_cost.py"],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -124,9 +150,19 @@ let package = Package(
             path: "Benchmarks/torus-alloc-check",
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "http-parse-bench",
+            dependencies: ["TorusHTTP"],
+            path: "Benchmarks/http-parse-bench",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "CChildProcess",
+            path: "Tests/CChildProcess"
+        ),
         .target(
             name: "TorusTestSupport",
-            dependencies: ["Torus"],
+            dependencies: ["Torus", "CChildProcess"],
             path: "Tests/TorusTestSupport",
             swiftSettings: strict
         ),
@@ -151,6 +187,12 @@ let package = Package(
             name: "TorusWebSocketTests",
             dependencies: ["TorusWebSocket", "CZlib", "TorusTestSupport", "torus-ws"],
             path: "Tests/TorusWebSocketTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TorusTLSTests",
+            dependencies: ["TorusTLS", "COpenSSL", "Torus", "TorusTestSupport", "torus-echo"],
+            path: "Tests/TorusTLSTests",
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,94 +1,46 @@
-import ArgumentParser
 import Glibc
+import Logging
+import ServiceLifecycle
 import Torus
 
-/// Options every demo takes: where to listen and how many loops to run.
-public struct CommonOptions: ParsableArguments, Sendable {
-    @Option(help: "Address to listen on.")
-    public var host = "127.0.0.1"
-
-    @Option(help: "Number of event loops (one thread each). Default: one per CPU.")
-    public var threads: Int = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-
-    @Option(help: "Provided receive buffers per loop (a power of two).")
-    public var receiveBuffers: Int = 1024
-
-    @Option(help: "Lower the open-file limit (RLIMIT_NOFILE) first; for resource-exhaustion tests.")
-    public var nofile: Int?
-
-    @Option(help: "TCP keepalive: seconds idle before the first probe (0: keepalive off).")
-    public var keepaliveIdle: Int32 = 60
-
-    @Option(help: "TCP keepalive: seconds between probes.")
-    public var keepaliveInterval: Int32 = 10
-
-    @Option(help: "TCP keepalive: unanswered probes before the link is declared dead.")
-    public var keepaliveCount: Int32 = 5
-
-    @Option(help: "TCP_USER_TIMEOUT in milliseconds: how long sent data may stay unacknowledged (0: kernel default).")
-    public var userTimeoutMs: Int = 60_000
-
-    @Option(help: "Close a connection whose queued output makes no progress for this many seconds (0: never).")
-    public var sendTimeout: Int = 60
-
-    @Option(help: "Print a one-line ledger summary every N seconds (0: never).")
-    public var statsInterval: Int = 0
-
-    public init() {}
-
-    /// The loop configuration these options describe.
-    public var configuration: EventLoop.Configuration {
-        var c = EventLoop.Configuration()
-        c.receiveBufferCount = receiveBuffers
-        return c
-    }
-
-    /// Socket options from the liveness flags (idle timeout is per demo).
-    public var socketOptions: SocketOptions {
-        var o = SocketOptions()
-        o.keepAlive = keepaliveIdle > 0
-            ? SocketOptions.KeepAlive(idle: keepaliveIdle, interval: keepaliveInterval, count: keepaliveCount)
-            : nil
-        o.userTimeout = userTimeoutMs > 0 ? .milliseconds(userTimeoutMs) : nil
-        o.sendTimeout = sendTimeout > 0 ? .seconds(sendTimeout) : nil
-        return o
-    }
-
-    /// Applies `--nofile` to this process.
-    public func applyLimits() throws {
-        guard let nofile else { return }
-        var limit = rlimit()
-        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        limit.rlim_cur = rlim_t(nofile)
-        guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
-            throw ValidationError("setrlimit(RLIMIT_NOFILE, \(nofile)) failed")
-        }
-    }
-}
-
-/// The demos' process life cycle: block SIGINT/SIGTERM before any loop thread
-/// exists (so only the main thread sees them), run, wait for a signal, then stop
-/// gracefully and print the ledger.
+/// The demos' process life cycle: the servers run as services of one `ServiceGroup`
+/// that turns SIGTERM and SIGINT into a graceful shutdown; once the group returns,
+/// the loops stop (from outside them), the final ledger is printed and the exit
+/// status says whether it is quiescent.
+///
+/// Stdout carries the lines scripts and tests read, each flushed at once:
+/// `listening on HOST:PORT` (once the signals are trapped and the servers accept),
+/// `stats: …` (with `--stats-interval`), `received signal, shutting down`, and the
+/// ledger (`ledger: quiescent` first when it is). Log lines go to stderr.
 public enum DemoRuntime {
-    /// Blocks SIGINT and SIGTERM in the calling (main) thread and every thread it
-    /// creates afterwards. Call first.
-    public static func blockSignals() {
-        var set = sigset_t()
-        sigemptyset(&set)
-        sigaddset(&set, SIGINT)
-        sigaddset(&set, SIGTERM)
-        pthread_sigmask(SIG_BLOCK, &set, nil)
-    }
-
-    /// Waits until SIGINT or SIGTERM arrives; returns its number.
-    public static func waitForSignal() -> Int32 {
-        var set = sigset_t()
-        sigemptyset(&set)
-        sigaddset(&set, SIGINT)
-        sigaddset(&set, SIGTERM)
-        var sig: Int32 = 0
-        sigwait(&set, &sig)
-        return sig
+    /// Runs `services` (already bound and accepting) until SIGTERM or SIGINT, then
+    /// stops them gracefully, last one first; then shuts `group` down, prints its
+    /// ledger and exits: 0 when it is quiescent and no service failed. `label` names
+    /// the process's logger (the group logs through it).
+    public static func serve(_ services: [any Service], listeningOn addresses: [SocketAddress],
+                             group: EventLoopGroup, options: CommonOptions, label: String) async -> Never {
+        let logger = Logger(label: label)
+        var all = services
+        if options.statsInterval > 0 {
+            all.append(LedgerStatsPrinter(group: group, interval: .seconds(options.statsInterval)))
+        }
+        // Last, so it is the first to hear of the shutdown.
+        all.append(ListeningNotice(addresses: addresses))
+        var configuration = ServiceGroupConfiguration(services: all, gracefulShutdownSignals: [.sigterm, .sigint],
+                                                      logger: logger)
+        // A stop that hangs is escalated to cancellation: the servers then close
+        // every connection at once.
+        configuration.maximumGracefulShutdownDuration = .seconds(12)
+        var failed = false
+        do {
+            try await ServiceGroup(configuration: configuration).run()
+        } catch {
+            logger.error("a service failed; stopping", metadata: ["error": "\(error)"])
+            failed = true
+        }
+        let ledger = await group.shutdownGracefully()
+        say(ledger.description)
+        exit(ledger.isQuiescent && !failed ? 0 : 1)
     }
 
     /// Prints a line and flushes stdout (scripts wait for these lines).
@@ -97,82 +49,59 @@ public enum DemoRuntime {
         fflush(nil)
     }
 
-    /// Starts the `--stats-interval` printer: one line per interval with the summed
-    /// ledger and the process RSS (for scripts that watch a server from outside).
-    public static func startStats(_ group: EventLoopGroup, every seconds: Int) {
-        guard seconds > 0 else { return }
-        let thread = StatsThread(group: group, seconds: seconds)
-        thread.start()
-    }
-
     /// Resident set size of a process in KiB (default: this one).
-    public static func residentKiB(pid: String = "self") -> Int {
+    static func residentKiB(pid: String = "self") -> Int {
         ProcessMemory.residentBytes(pid: pid) / 1024
     }
+}
 
-    /// Runs an async graceful-stop step (a server's `shutdown`) from the main thread.
-    public static func stopGracefully(_ stop: @escaping @Sendable (Duration) async -> Void,
-                                      grace: Duration = .seconds(5)) {
-        let done = DispatchSemaphoreLite()
-        Task.detached {
-            await stop(grace)
-            done.signal()
-        }
-        done.wait()
+/// A stop step as a service: waits for graceful shutdown, then runs `stop` (closing
+/// what a server's own shutdown does not, such as upgraded WebSocket connections).
+public struct AtGracefulShutdown: Service {
+    let stop: @Sendable () async -> Void
+
+    public init(_ stop: @escaping @Sendable () async -> Void) {
+        self.stop = stop
     }
 
-    /// Stops `group`, prints the final ledger, and exits 0 when it is quiescent.
-    public static func shutdown(_ group: EventLoopGroup, signal: Int32) -> Never {
-        say("received signal \(signal), shutting down")
-        let ledger = group.shutdown()
-        say(ledger.description)
-        exit(ledger.isQuiescent ? 0 : 1)
+    public func run() async throws {
+        try await gracefulShutdown()
+        await stop()
     }
 }
 
-/// Prints `stats: …` lines from a plain thread (the loops stay undisturbed but for
-/// the snapshot job).
-final class StatsThread: @unchecked Sendable {
+/// Prints the `listening on` lines when the group starts (its signal handlers are
+/// in place by then), and a line when the graceful shutdown begins.
+struct ListeningNotice: Service {
+    let addresses: [SocketAddress]
+
+    func run() async throws {
+        for address in addresses { DemoRuntime.say("listening on \(address)") }
+        try await gracefulShutdown()
+        DemoRuntime.say("received signal, shutting down")
+    }
+}
+
+/// Prints `stats: …` every interval until graceful shutdown: the summed ledger and
+/// the process RSS (for scripts that watch a server from outside).
+struct LedgerStatsPrinter: Service {
     let group: EventLoopGroup
-    let seconds: Int
-    init(group: EventLoopGroup, seconds: Int) {
-        self.group = group
-        self.seconds = seconds
-    }
-    func start() {
-        var tid = pthread_t()
-        let box = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&tid, nil, { arg in
-            guard let arg else { return nil }
-            let me = Unmanaged<StatsThread>.fromOpaque(arg).takeRetainedValue()
-            while true {
-                sleep(UInt32(me.seconds))
-                let l = me.group.ledgerSnapshot()
-                DemoRuntime.say("stats: connections=\(l.connections) in_flight=\(l.inFlight) parked=\(l.parked) buffers_out=\(l.buffersOut) rss_kib=\(DemoRuntime.residentKiB())")
-            }
-        }, box)
-        pthread_detach(tid)
-    }
-}
+    let interval: Duration
 
-/// A one-shot semaphore for the main thread (no Dispatch dependency).
-final class DispatchSemaphoreLite: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
-    private var done = false
-    init() {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&cond, nil)
-    }
-    func signal() {
-        pthread_mutex_lock(&mutex)
-        done = true
-        pthread_cond_signal(&cond)
-        pthread_mutex_unlock(&mutex)
-    }
-    func wait() {
-        pthread_mutex_lock(&mutex)
-        while !done { pthread_cond_wait(&cond, &mutex) }
-        pthread_mutex_unlock(&mutex)
+    func run() async throws {
+        let group = group
+        let interval = interval
+        do {
+            try await cancelWhenGracefulShutdown {
+                while true {
+                    try await Task.sleep(for: interval)
+                    let l = await group.ledgerSnapshot()
+                    DemoRuntime.say("stats: connections=\(l.connections) in_flight=\(l.inFlight) parked=\(l.parked) buffers_out=\(l.buffersOut) rss_kib=\(DemoRuntime.residentKiB())")
+                }
+            }
+        } catch is CancellationError {
+            // Graceful shutdown (or the group's cancellation) ends the printing.
+            return
+        }
     }
 }

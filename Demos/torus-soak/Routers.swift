@@ -5,6 +5,8 @@ import TorusHub
 /// How simulated routers behave.
 struct FleetSettings: Sendable {
     var address: SocketAddress
+    /// Router id → secret (from the credential file the hub was given).
+    var secrets: [String: [UInt8]] = [:]
     var eventInterval: Duration
     var eventSize: Int
     /// Churn routers end each session after this many seconds (random in range).
@@ -66,7 +68,8 @@ struct RouterSim: Sendable {
     /// Connects, says HELLO, starts the reader.
     func open() async -> (HubRouterClient, SessionFlags, Task<SessionEnd, Never>)? {
         do {
-            let client = try await HubRouterClient.connect(to: settings.address, on: loop, id: id)
+            let client = try await HubRouterClient.connect(to: settings.address, on: loop, id: id,
+                                                           secret: settings.secrets[id] ?? [])
             stats.update { $0.routerSessions += 1 }
             let flags = SessionFlags()
             let reader = Task(executorPreference: loop) { await read(client, flags) }
@@ -89,6 +92,11 @@ struct RouterSim: Sendable {
                     stats.update { $0.commandsAnswered += 1 }
                 case .bye(let reason):
                     end.bye = reason
+                    // Only a churn router reconnects over its own live link; any
+                    // other router replaced means someone else got in as it.
+                    if role != .churn, reason.contains("replaced") {
+                        stats.fail("router \(id) was displaced: \(reason)") { $0.displaced += 1 }
+                    }
                 default:
                     break
                 }

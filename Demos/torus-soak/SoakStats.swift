@@ -6,6 +6,12 @@ import Synchronization
 struct Counts: Sendable {
     // Routers.
     var routerSessions = 0
+    /// Attacks tried (wrong secret, replayed proof, stolen-id HELLO) and refused;
+    /// attackers let in and real routers displaced (both must stay 0).
+    var attacks = 0
+    var attacksRefused = 0
+    var intrusions = 0
+    var displaced = 0
     var connectFailures = 0
     var eventsSent = 0
     var commandsAnswered = 0

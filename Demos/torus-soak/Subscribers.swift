@@ -137,9 +137,8 @@ struct Subscriber: Sendable {
             // socket ends quickly.
             await onLoop(ws) { $0.resumeReading() }
             let ended = await within(.seconds(10)) {
-                do {
-                    while try await ws.nextMessage() != nil {}
-                } catch {}
+                // Ends when the hub closed us, cleanly or by an error (a reset): both count.
+                while (try? await ws.nextMessage()) != nil {}
             }
             if ended {
                 stats.update { $0.frozenRemoved += 1 }

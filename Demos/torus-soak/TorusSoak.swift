@@ -29,6 +29,8 @@ struct TorusSoak: AsyncParsableCommand {
             any request that should have succeeded failed.
             """)
 
+    @OptionGroup var logging: LoggingOptions
+
     @Option(help: "Path of the torus-hub executable to start.")
     var hub: String?
 
@@ -40,6 +42,12 @@ struct TorusSoak: AsyncParsableCommand {
 
     @Option(help: "With --attach: the hub's router address (HOST:PORT).")
     var router: String?
+
+    @Option(help: "Credential file with the simulated routers' secrets: written (mode 0600, in a temporary folder) and passed to a launched hub when not given; with --attach, the attached hub's file, which must hold secrets for r-0000… r-NNNN.")
+    var credentials: String?
+
+    @Option(help: "Attacks per second on the router port (wrong secret, replayed proof, stolen-id HELLO against the stable routers); any that gets in, or any real router displaced, fails the soak.")
+    var attackRate: Double = 2
 
     @Option(help: "Seconds of load.")
     var duration: Double = 60
@@ -119,10 +127,32 @@ struct TorusSoak: AsyncParsableCommand {
     }
 
     func run() async throws {
+        logging.bootstrap()
         signal(SIGPIPE, SIG_IGN)
+        let ids = (0..<routers).map { String(format: "r-%04d", $0) }
+        let credentialFile: String
+        let store: HubCredentials
+        if let credentials {
+            credentialFile = credentials
+            store = try HubCredentials.load(path: credentials)
+        } else {
+            credentialFile = NSTemporaryDirectory() + "torus-soak-credentials-\(getpid()).json"
+            store = HubCredentials(routers: Dictionary(uniqueKeysWithValues: ids.map { ($0, HubCredentials.newSecret()) }))
+            unlink(credentialFile)
+            try store.write(path: credentialFile, exclusive: true)
+        }
+        defer { if credentials == nil { unlink(credentialFile) } }
         let hubProcess: HubProcess
         if let path = hub {
             hubProcess = try HubProcess(launch: path, arguments: [
+                "--credentials", credentialFile,
+                // Attackers share 127.0.0.1 with the real routers: a bucket that
+                // refills faster than they fail keeps the real routers admitted.
+                "--auth-failure-burst", "100", "--auth-failure-rate", "\(max(10, attackRate * 4))",
+                // Every soak router connects from 127.0.0.1, all of them at the start
+                // (routers behind one NAT would look the same): the per-source cap on
+                // links still authenticating must hold them all at once.
+                "--max-unauthenticated", "\(routers + 64)",
                 "--threads", "\(hubThreads)", "--heartbeat-timeout", "\(heartbeatTimeout)",
                 "--ping-interval", "\(pingInterval)", "--ws-ping-interval", "\(wsPingInterval)",
                 "--ws-ping-timeout", "\(wsPingTimeout)", "--ws-close-timeout", "\(wsCloseTimeout)",
@@ -147,13 +177,12 @@ struct TorusSoak: AsyncParsableCommand {
                                 closeTimeout: .milliseconds(Int(wsCloseTimeout * 1000)))
 
         // Roles.
-        let ids = (0..<routers).map { String(format: "r-%04d", $0) }
         let churnCount = min(routers - 2, Int(Double(routers) * churn))
         let churnIDs = Array(ids.suffix(churnCount))
         let muteID = ids[0]
         let stableIDs = Array(ids.dropFirst().dropLast(churnCount))
         let targets = Targets(stable: stableIDs, churn: churnIDs, mute: muteID)
-        let settings = FleetSettings(address: hubProcess.routerAddress,
+        let settings = FleetSettings(address: hubProcess.routerAddress, secrets: store.routers,
                                      eventInterval: .milliseconds(Int(eventInterval * 1000)), eventSize: eventSize)
 
         var tasks: [Task<Void, Never>] = []
@@ -161,6 +190,11 @@ struct TorusSoak: AsyncParsableCommand {
             let role: RouterRole = id == muteID ? .mute : (churnIDs.contains(id) ? .churn : .stable)
             let sim = RouterSim(id: id, role: role, loop: group.loops[i % group.loops.count], settings: settings, stats: stats)
             tasks.append(Task(executorPreference: sim.loop) { await sim.run() })
+        }
+        if attackRate > 0 {
+            let attacker = Attacker(victims: stableIDs, secrets: store.routers, address: hubProcess.routerAddress,
+                                    loop: group.loops[0], interval: .milliseconds(Int(1000 / attackRate)), stats: stats)
+            tasks.append(Task(executorPreference: attacker.loop) { await attacker.run() })
         }
         // Let the routers connect before the callers start.
         let started = ContinuousClock.now
@@ -291,6 +325,9 @@ struct TorusSoak: AsyncParsableCommand {
         if !backToIdle { verdicts.append("hub did not return to idle after the load") }
         if counts.failures > 0 { verdicts.append("\(counts.failures) requests or sessions that should have succeeded failed") }
         if counts.stableOK == 0 { verdicts.append("no command succeeded") }
+        if attackRate > 0 && counts.attacksRefused == 0 { verdicts.append("no attack was tried and refused") }
+        if counts.intrusions > 0 { verdicts.append("\(counts.intrusions) attackers got in") }
+        if counts.displaced > 0 { verdicts.append("\(counts.displaced) real routers displaced") }
         report += "\nverdict: " + (verdicts.isEmpty ? "PASS" : "FAIL: " + verdicts.joined(separator: "; ")) + "\n"
         try report.write(toFile: out + "/report.md", atomically: true, encoding: .utf8)
         say("")
@@ -318,6 +355,7 @@ struct TorusSoak: AsyncParsableCommand {
             \(c.subscriptionChanges) /app subscription swaps acknowledged, \(c.subscriberResets) resets, \
             \(c.subscriberCloses) normal closes, \(c.slowSubscribers) slow readers closed by the hub, \
             \(c.frozenRemoved) frozen clients removed by ping timeout
+            attacks: \(c.attacks) tried, \(c.attacksRefused) refused, \(c.intrusions) got in, \(c.displaced) real routers displaced
             failures: \(c.failures) (connect \(c.connectFailures), not reaped \(c.reapFailures), not replaced \(c.replaceFailures), \
             stable dropped \(c.stableDropped), 404 \(c.expected404Failed), 504 \(c.expected504Failed), devices \(c.devicesFailed), \
             subscribers \(c.subscriberFailures), frozen not removed \(c.frozenNotRemoved), \

@@ -1,17 +1,19 @@
-// libFuzzer harness for HTTPRequestParser. Compiled together with
-// Sources/TorusHTTP/Parser/*.swift (minus the swift-http-types bridge) by
+// libFuzzer harness for HTTPRequestParser and HTTPResponseParser. Compiled together
+// with Sources/TorusHTTP/Parser/*.swift against swift-http-types by
 // scripts/fuzz-http.sh; not part of the SwiftPM package.
 //
-// For every input it parses (1) the whole buffer, (2) the buffer split at two positions
-// derived from the input, (3) byte by byte for short inputs, and (4) the whole buffer
-// pausing after every event and resuming with a copy of the unconsumed rest. All runs
-// must report identical events (bodies merged) and the identical error; any mismatch
-// crashes. Each piece lives in its own exact-size allocation, which is poisoned after
+// For every input the request parser parses (1) the whole buffer, (2) the buffer split
+// at two positions derived from the input, (3) byte by byte for short inputs, and (4)
+// the whole buffer pausing after every event and resuming with a copy of the unconsumed
+// rest; the response parser parses (1) to (3), then the end of input. All runs of a
+// parser must report identical events (bodies merged) and the identical error; any
+// mismatch crashes. Each piece lives in its own exact-size allocation, which is poisoned after
 // the call, so AddressSanitizer catches reads past a piece or pointers kept into input.
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import HTTPTypes
 
 struct OwnedHead: Equatable {
     var method: [UInt8]
@@ -23,7 +25,7 @@ struct OwnedHead: Equatable {
     var keepAlive: Bool
     var expectContinue: Bool
     var isUpgrade: Bool
-    var framing: RequestBodyFraming
+    var framing: HTTPBodyFraming
     var form: RequestTargetForm
 
     init(_ h: RequestHead) {
@@ -74,10 +76,10 @@ struct Outcome: Equatable {
     }
 }
 
-/// Parses `input` in pieces ending at `cuts`, each copied into its own allocation.
-func run(_ input: UnsafeRawBufferPointer, cuts: [Int], limits: HTTPLimits) -> Outcome {
-    var parser = HTTPRequestParser(limits: limits)
-    var outcome = Outcome()
+/// Feeds `input` to `parse` in pieces ending at `cuts`, each copied into its own
+/// allocation that is poisoned after the call; returns the error that stopped it.
+func feedPieces(_ input: UnsafeRawBufferPointer, cuts: [Int],
+                _ parse: (UnsafeRawBufferPointer) throws(HTTPParseError) -> Void) -> HTTPParseError? {
     var start = 0
     for end in cuts + [input.count] where end >= start {
         let count = end - start
@@ -88,18 +90,89 @@ func run(_ input: UnsafeRawBufferPointer, cuts: [Int], limits: HTTPLimits) -> Ou
             piece.deallocate()
         }
         do {
-            let consumed = try parser.parse(UnsafeRawBufferPointer(piece)) { event in
-                outcome.record(event)
-                return .proceed
-            }
-            precondition(consumed == count || parser.isClosed, "short consume without pause")
+            try parse(UnsafeRawBufferPointer(piece))
         } catch {
-            precondition(parser.error == error)
-            outcome.error = error
-            return outcome
+            return error
         }
         start = end
     }
+    return nil
+}
+
+/// Parses `input` as requests in pieces ending at `cuts`.
+func run(_ input: UnsafeRawBufferPointer, cuts: [Int], limits: HTTPLimits) -> Outcome {
+    var parser = HTTPRequestParser(limits: limits)
+    var outcome = Outcome()
+    outcome.error = feedPieces(input, cuts: cuts) { piece throws(HTTPParseError) in
+        let consumed = try parser.parse(piece) { event in
+            outcome.record(event)
+            return .proceed
+        }
+        precondition(consumed == piece.count || parser.isClosed, "short consume without pause")
+    }
+    if let error = outcome.error { precondition(parser.error == error) }
+    return outcome
+}
+
+/// What the response parser reported, in an owned, comparable form.
+struct ResponseOutcome: Equatable {
+    enum Event: Equatable {
+        case informational(String)
+        case head(String)
+        case body([UInt8])
+        case end([String])
+    }
+
+    var events: [Event] = []
+    var error: HTTPParseError?
+
+    static func describe(_ h: HTTPResponseHead) -> String {
+        let fields = h.headerFields.map { "\($0.name.rawName): \($0.value)" }.joined(separator: "|")
+        return "\(h.version) \(h.status.code) \(h.status.reasonPhrase) ka=\(h.keepAlive) \(h.framing) \(fields)"
+    }
+
+    mutating func record(_ event: HTTPResponseParser.Event) {
+        switch event {
+        case .informational(let h):
+            events.append(.informational(Self.describe(h)))
+        case .head(let h):
+            if case .contentLength(let n) = h.framing { precondition(n >= 0) }
+            events.append(.head(Self.describe(h)))
+        case .body(let b):
+            precondition(!b.isEmpty, "empty body event")
+            if case .body(let prev)? = events.last {
+                events[events.count - 1] = .body(prev + Array(b))
+            } else {
+                events.append(.body(Array(b)))
+            }
+        case .end(let trailers):
+            events.append(.end(trailers.map { "\($0.name.rawName): \($0.value)" }))
+        }
+    }
+}
+
+/// Parses `input` as responses in pieces ending at `cuts`, then the end of input.
+func runResponses(_ input: UnsafeRawBufferPointer, cuts: [Int], limits: HTTPLimits) -> ResponseOutcome {
+    var parser = HTTPResponseParser(limits: limits)
+    var outcome = ResponseOutcome()
+    outcome.error = feedPieces(input, cuts: cuts) { piece throws(HTTPParseError) in
+        let consumed = try parser.parse(piece) { event in
+            outcome.record(event)
+            return .proceed
+        }
+        precondition(consumed == piece.count || parser.isClosed, "short consume without pause")
+    }
+    if outcome.error == nil {
+        do {
+            try parser.finish { event in
+                outcome.record(event)
+                return .proceed
+            }
+        } catch {
+            outcome.error = error
+        }
+    }
+    if let error = outcome.error { precondition(parser.error == error) }
     return outcome
 }
 
@@ -160,5 +233,20 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     }
     let paused = runPausing(input, limits: limits)
     if paused != whole { fatalError("pause/resume mismatch:\nwhole \(whole)\npaused \(paused)") }
+
+    let responseLimits = input[0] & 1 == 0
+        ? HTTPLimits.response
+        : HTTPLimits(maxHeadBytes: 300, maxHeaderCount: 6, maxBodyBytes: 200, maxChunkLineLength: 24)
+    let wholeResponses = runResponses(input, cuts: [], limits: responseLimits)
+    let splitResponses = runResponses(input, cuts: [min(a, b), max(a, b)], limits: responseLimits)
+    if splitResponses != wholeResponses {
+        fatalError("response split mismatch at \(min(a, b)),\(max(a, b)):\nwhole \(wholeResponses)\nsplit \(splitResponses)")
+    }
+    if size <= 512 {
+        let bytewise = runResponses(input, cuts: Array(0..<size), limits: responseLimits)
+        if bytewise != wholeResponses {
+            fatalError("response byte-by-byte mismatch:\nwhole \(wholeResponses)\nbytes \(bytewise)")
+        }
+    }
     return 0
 }

@@ -17,6 +17,8 @@
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <malloc.h>
+#include <dlfcn.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/resource.h>
@@ -83,6 +85,70 @@ torus_free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br,
 #define AT_EMPTY_PATH 0x1000
 #endif
 static const int TORUS_AT_EMPTY_PATH = AT_EMPTY_PATH;
+
+/*
+ * openat2(2) path resolution (<linux/openat2.h>, already included by liburing's
+ * compat.h): `struct open_how` imports as is; the RESOLVE_* bits are given typed.
+ * RESOLVE_BENEATH refuses (EXDEV) any resolution that leaves the directory fd,
+ * through "..", an absolute path or a symlink's target; RESOLVE_NO_SYMLINKS refuses
+ * (ELOOP) every symlink on the path, the last component included;
+ * RESOLVE_NO_MAGICLINKS refuses /proc-style magic links.
+ */
+#include <linux/openat2.h>
+static const unsigned long long TORUS_RESOLVE_BENEATH = RESOLVE_BENEATH;
+static const unsigned long long TORUS_RESOLVE_NO_SYMLINKS = RESOLVE_NO_SYMLINKS;
+static const unsigned long long TORUS_RESOLVE_NO_MAGICLINKS = RESOLVE_NO_MAGICLINKS;
+
+/* A directory handle to resolve paths beneath (O_PATH: not for reading). open(2) is
+ * variadic, so Swift gets this fixed form; -1 with errno set on failure. */
+static inline int torus_open_directory_handle(const char *path) {
+#ifdef O_PATH
+    return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+#else
+    return open(path, __O_PATH | O_DIRECTORY | O_CLOEXEC);
+#endif
+}
+
+/* Whether this kernel's io_uring has IORING_OP_OPENAT2 (probed on a throwaway ring;
+ * -1 when the probe itself is refused). */
+static inline int torus_ring_supports_openat2(void) {
+    struct io_uring_probe *probe = io_uring_get_probe();
+    if (!probe) return -1;
+    int ok = io_uring_opcode_supported(probe, IORING_OP_OPENAT2);
+    io_uring_free_probe(probe);
+    return ok ? 1 : 0;
+}
+
+/*
+ * Whether `malloc` is glibc's own. A sanitizer runtime (ASan, TSan) or a preloaded
+ * allocator (jemalloc, tcmalloc) interposes `malloc`; glibc's arenas are then never
+ * set up and `malloc_trim` would walk uninitialized state (it crashes under TSan).
+ * Decided once per process, by comparing the `malloc` the program binds to with
+ * the one libc.so.6 exports.
+ */
+static inline int torus_malloc_is_glibc(void) {
+    static int state; /* 0 unknown, 1 glibc, 2 interposed */
+    int known = __atomic_load_n(&state, __ATOMIC_RELAXED);
+    if (known == 0) {
+        void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+        void *own = libc ? dlsym(libc, "malloc") : NULL;
+        void *bound = dlsym(RTLD_DEFAULT, "malloc");
+        known = (own != NULL && own == bound) ? 1 : 2;
+        if (libc) dlclose(libc);
+        __atomic_store_n(&state, known, __ATOMIC_RELAXED);
+    }
+    return known == 1;
+}
+
+/*
+ * Asks the allocator to return free memory to the kernel (every arena; glibc
+ * madvises the free pages inside its heaps, not only the top). Called by a loop's
+ * memory housekeeping after a burst has been given back, at most once a second.
+ * Does nothing (returns 0) when `malloc` is not glibc's (see above).
+ */
+static inline int torus_malloc_trim(void) {
+    return torus_malloc_is_glibc() ? malloc_trim(0) : 0;
+}
 
 /* Wakes a loop sleeping on its eventfd. */
 static inline void torus_eventfd_signal(int fd) {

@@ -60,35 +60,27 @@ public protocol HubSubscriber: AnyObject, Sendable {
 /// subscriber); that job hands the event to the loop's subscribers in turn. The
 /// event's payload array is shared by all of them.
 public final class EventBus: Sendable {
-    private let lanes: [Lane]
+    private let lanes = LoopShards<Lane> { Lane() }
     private let closed = Atomic<Bool>(false)
     private let counters: HubCounters
 
     /// Subscribers of one loop. `subscribers` is confined to that loop's thread;
     /// `count` is read by publishers on any thread.
     final class Lane: @unchecked Sendable {
-        let loop: EventLoop
         var subscribers: [ObjectIdentifier: any HubSubscriber] = [:]
         let count = Atomic<Int>(0)
-        init(loop: EventLoop) { self.loop = loop }
     }
 
     init(loops: [EventLoop], counters: HubCounters) {
         self.counters = counters
-        let maxIndex = loops.map(\.index).max() ?? 0
-        var lanes: [Lane?] = Array(repeating: nil, count: maxIndex + 1)
-        for loop in loops { lanes[loop.index] = Lane(loop: loop) }
-        self.lanes = lanes.compactMap { $0 }
-    }
-
-    private func lane(for loop: EventLoop) -> Lane? {
-        lanes.first { $0.loop === loop }
+        for loop in loops { _ = lanes.shard(for: loop) }
     }
 
     /// Adds `subscriber` (on its loop). Returns false when the bus has closed.
     @discardableResult
     public func subscribe(_ subscriber: any HubSubscriber) -> Bool {
-        guard !closed.load(ordering: .acquiring), let lane = lane(for: subscriber.loop) else { return false }
+        guard !closed.load(ordering: .acquiring) else { return false }
+        let lane = lanes.shard(for: subscriber.loop).value
         lane.subscribers[ObjectIdentifier(subscriber)] = subscriber
         lane.count.store(lane.subscribers.count, ordering: .releasing)
         return true
@@ -96,19 +88,20 @@ public final class EventBus: Sendable {
 
     /// Removes `subscriber` (on its loop). Idempotent.
     public func unsubscribe(_ subscriber: any HubSubscriber) {
-        guard let lane = lane(for: subscriber.loop) else { return }
+        let lane = lanes.shard(for: subscriber.loop).value
         lane.subscribers[ObjectIdentifier(subscriber)] = nil
         lane.count.store(lane.subscribers.count, ordering: .releasing)
     }
 
     /// Subscribers on all loops (momentary).
-    public var subscriberCount: Int { lanes.reduce(0) { $0 + $1.count.load(ordering: .relaxed) } }
+    public var subscriberCount: Int { lanes.shards.reduce(0) { $0 + $1.object.count.load(ordering: .relaxed) } }
 
     /// Publishes `event` to every interested subscriber. Any thread.
     public func publish(_ event: HubEvent) {
         guard !closed.load(ordering: .relaxed) else { return }
-        for lane in lanes where lane.count.load(ordering: .acquiring) > 0 {
-            lane.loop.execute { [counters] in
+        for shard in lanes.shards where shard.object.count.load(ordering: .acquiring) > 0 {
+            shard.loop.execute { [counters] in
+                let lane = shard.value
                 var delivered = 0
                 var dropped = 0
                 for subscriber in lane.subscribers.values where subscriber.wants(event.router) {
@@ -123,13 +116,12 @@ public final class EventBus: Sendable {
     /// Closes the bus: no new subscribers, every current one is told to finish.
     public func close() {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        for lane in lanes {
-            lane.loop.execute {
-                let all = Array(lane.subscribers.values)
-                lane.subscribers.removeAll()
-                lane.count.store(0, ordering: .releasing)
-                for s in all { s.busClosed() }
-            }
+        lanes.forEachShard { shard in
+            let lane = shard.value
+            let all = Array(lane.subscribers.values)
+            lane.subscribers.removeAll()
+            lane.count.store(0, ordering: .releasing)
+            for s in all { s.busClosed() }
         }
     }
 }

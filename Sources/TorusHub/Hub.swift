@@ -1,3 +1,4 @@
+import Logging
 import Torus
 import TorusHTTP
 
@@ -35,6 +36,19 @@ public struct HubConfiguration: Sendable {
     public var socket = SocketOptions()
     /// The HTTP server's limits and timeouts.
     public var http = HTTPServerConfiguration()
+    /// How long WebSocket closing handshakes and HTTP requests in progress may take
+    /// once a graceful shutdown begins (`run()` under a service group).
+    public var shutdownGrace: Duration = .seconds(5)
+    /// Router secrets (and API tokens) the hub checks proofs against; replace them
+    /// at run time with `Hub.reloadCredentials`.
+    public var credentials = HubCredentials()
+    /// Router authentication: the insecure version 1, the auth timeout, and the
+    /// per-source limits on failed proofs and unauthenticated links.
+    public var auth = RouterAuthConfiguration()
+    /// Where operational events go: router links opened and closed (with the reason),
+    /// protocol errors, command timeouts, bad requests, slow subscribers. Nothing is
+    /// logged per event or per command at the default level.
+    public var logger = Logger(label: "torus.hub")
 
     public init() {}
 }
@@ -47,16 +61,20 @@ final class HubCore: Sendable {
     let events: EventBus
     let webSockets: HubWebSockets
     let counters: HubCounters
+    let credentials: CredentialStore
+    let authLimits: RouterAuthLimits
     let group: [EventLoop]
-    let startedAt = HubClock.nowNanos()
+    let startedAt = MonotonicClock.now()
 
     init(configuration: HubConfiguration, loops: [EventLoop]) {
         self.configuration = configuration
         group = loops
         let counters = HubCounters()
         self.counters = counters
+        credentials = CredentialStore(configuration.credentials)
+        authLimits = RouterAuthLimits(configuration.auth)
         events = EventBus(loops: loops, counters: counters)
-        webSockets = HubWebSockets(configuration: configuration.webSocket)
+        webSockets = HubWebSockets(configuration: configuration.webSocket, logger: configuration.logger)
     }
 
     /// Publishes a router's event to every face (any thread): the bus (event streams,
@@ -131,11 +149,27 @@ public final class Hub: Sendable {
         self.httpServer = httpServer
     }
 
+    /// Replaces the credential store (any thread; the demo calls it on SIGHUP).
+    /// Authenticated links whose router's secret is unchanged are kept; those whose
+    /// secret was removed or changed get BYE and close.
+    public func reloadCredentials(_ credentials: HubCredentials) {
+        core.credentials.replace(with: credentials)
+        core.configuration.logger.info("credentials reloaded", metadata: [
+            "routers": "\(credentials.routers.count)", "tokens": "\(credentials.tokens.count)",
+        ])
+        for link in core.directory.all() {
+            link.loop.execute { link.recheckCredentials() }
+        }
+    }
+
     /// Graceful stop: no new routers or HTTP connections; event streams end; every
     /// WebSocket client gets close 1001 (up to `grace` for the closing handshakes);
     /// every router gets BYE and its link closes (waiting commands fail with 502);
     /// HTTP requests in progress get up to `grace` to finish. Then shut the group down.
     public func shutdown(grace: Duration = .seconds(5)) async {
+        core.configuration.logger.info("hub shutting down", metadata: [
+            "routers": "\(core.directory.count)", "grace": "\(grace)",
+        ])
         routerServer.close()
         core.events.close()
         for link in core.directory.all() {

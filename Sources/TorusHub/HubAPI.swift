@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import HTTPTypes
+import Logging
 import Torus
 import TorusHTTP
 
@@ -119,7 +120,8 @@ enum HubAPI {
                     }
                 }
             } catch {
-                // The client went away: fall through and unsubscribe.
+                // The client went away: unsubscribe below.
+                core.configuration.logger.debug("event stream ended", metadata: ["error": "\(error)"])
             }
             loop.runOnLoop {
                 core.events.unsubscribe(subscriber)
@@ -169,43 +171,47 @@ enum HubAPI {
     }
 
     static func metrics(_ ledger: LedgerSnapshot, core: HubCore) -> String {
-        var out = ledger.prometheusText()
+        var out = PrometheusText()
+        ledger.write(to: &out)
         let c = core.counters
-        out += "# TYPE torus_hub_resident_bytes gauge\ntorus_hub_resident_bytes \(residentBytes())\n"
         let heap = heapBytes()
-        out += "# TYPE torus_hub_heap_in_use_bytes gauge\ntorus_hub_heap_in_use_bytes \(heap.inUse)\n"
-        out += "# TYPE torus_hub_heap_reserved_bytes gauge\ntorus_hub_heap_reserved_bytes \(heap.reserved)\n"
-        out += "# TYPE torus_hub_uptime_seconds gauge\ntorus_hub_uptime_seconds \(Double(HubClock.nowNanos() - core.startedAt) / 1e9)\n"
-        out += "# TYPE torus_hub_routers gauge\ntorus_hub_routers \(core.directory.count)\n"
+        out.single("torus_hub_resident_bytes", .gauge, residentBytes())
+        out.single("torus_hub_heap_in_use_bytes", .gauge, heap.inUse)
+        out.single("torus_hub_heap_reserved_bytes", .gauge, heap.reserved)
+        out.single("torus_hub_uptime_seconds", .gauge, Double(MonotonicClock.now() - core.startedAt) / 1e9)
+        out.single("torus_hub_routers", .gauge, core.directory.count)
         let ws = core.webSockets
         let webClients = ws.webClients.load(ordering: .relaxed)
-        out += "# TYPE torus_hub_subscribers gauge\ntorus_hub_subscribers \(core.events.subscriberCount + webClients)\n"
-        out += "# TYPE torus_hub_websocket_clients gauge\n"
-        out += "torus_hub_websocket_clients{face=\"app\"} \(ws.appClients.load(ordering: .relaxed))\n"
-        out += "torus_hub_websocket_clients{face=\"web\"} \(webClients)\n"
-        out += "# TYPE torus_hub_websocket_events_dropped_total counter\n"
-        out += "torus_hub_websocket_events_dropped_total{face=\"app\"} \(ws.appDropped.load(ordering: .relaxed))\n"
-        out += "torus_hub_websocket_events_dropped_total{face=\"web\"} \(ws.web.droppedCount)\n"
-        out += "# TYPE torus_hub_websocket_slow_closed_total counter\n"
-        out += "torus_hub_websocket_slow_closed_total{face=\"app\"} \(ws.appSlowClosed.load(ordering: .relaxed))\n"
-        out += "torus_hub_websocket_slow_closed_total{face=\"web\"} \(ws.web.disconnectedCount)\n"
-        out += "# TYPE torus_hub_websocket_bad_requests_total counter\n"
-        out += "torus_hub_websocket_bad_requests_total \(ws.badRequests.load(ordering: .relaxed))\n"
-        out += "# TYPE torus_hub_router_links_total counter\ntorus_hub_router_links_total \(c.links)\n"
-        out += "# TYPE torus_hub_protocol_errors_total counter\ntorus_hub_protocol_errors_total \(c.malformed)\n"
-        out += "# TYPE torus_hub_events_total counter\ntorus_hub_events_total \(c.events)\n"
+        out.single("torus_hub_subscribers", .gauge, core.events.subscriberCount + webClients)
+        out.family("torus_hub_websocket_clients", .gauge)
+        out.sample("torus_hub_websocket_clients", ["face": "app"], ws.appClients.load(ordering: .relaxed))
+        out.sample("torus_hub_websocket_clients", ["face": "web"], webClients)
+        out.family("torus_hub_websocket_events_dropped_total", .counter)
+        out.sample("torus_hub_websocket_events_dropped_total", ["face": "app"], ws.appDropped.load(ordering: .relaxed))
+        out.sample("torus_hub_websocket_events_dropped_total", ["face": "web"], ws.web.droppedCount)
+        out.family("torus_hub_websocket_slow_closed_total", .counter)
+        out.sample("torus_hub_websocket_slow_closed_total", ["face": "app"], ws.appSlowClosed.load(ordering: .relaxed))
+        out.sample("torus_hub_websocket_slow_closed_total", ["face": "web"], ws.web.disconnectedCount)
+        out.single("torus_hub_websocket_bad_requests_total", .counter, ws.badRequests.load(ordering: .relaxed))
+        out.single("torus_hub_router_links_total", .counter, c.links)
+        out.single("torus_hub_protocol_errors_total", .counter, c.malformed)
+        out.single("torus_hub_events_total", .counter, c.events)
         // Bus subscribers (event streams, /app) plus the /web channel's members.
-        out += "# TYPE torus_hub_events_delivered_total counter\ntorus_hub_events_delivered_total \(c.delivered + ws.web.deliveredCount)\n"
-        out += "# TYPE torus_hub_events_dropped_total counter\ntorus_hub_events_dropped_total \(c.dropped + ws.web.droppedCount)\n"
-        out += "# TYPE torus_hub_router_disconnects_total counter\n"
+        out.single("torus_hub_events_delivered_total", .counter, c.delivered + ws.web.deliveredCount)
+        out.single("torus_hub_events_dropped_total", .counter, c.dropped + ws.web.droppedCount)
+        out.family("torus_hub_router_disconnects_total", .counter)
         for (reason, n) in c.disconnectCounts {
-            out += "torus_hub_router_disconnects_total{reason=\"\(reason)\"} \(n)\n"
+            out.sample("torus_hub_router_disconnects_total", ["reason": reason.description], n)
         }
-        out += "# TYPE torus_hub_commands_total counter\n"
+        out.family("torus_hub_router_auth_total", .counter)
+        for (outcome, n) in c.authCounts {
+            out.sample("torus_hub_router_auth_total", ["outcome": outcome.description], n)
+        }
+        out.family("torus_hub_commands_total", .counter)
         for (outcome, n) in c.commandCounts.sorted(by: { $0.key < $1.key }) {
-            out += "torus_hub_commands_total{outcome=\"\(outcome)\"} \(n)\n"
+            out.sample("torus_hub_commands_total", ["outcome": outcome], n)
         }
-        return out
+        return out.text
     }
 
     static func queryValue(_ query: String?, _ name: String) -> String? {

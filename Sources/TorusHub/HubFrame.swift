@@ -6,11 +6,21 @@
 ///
 /// A plain value type; encoding and decoding never touch a loop.
 public enum HubFrame: Sendable, Equatable {
-    /// Router → hub, first frame: the router's id (1–64 bytes of `[A-Za-z0-9._:-]`).
-    case hello(id: String)
-    /// Hub → router, answer to HELLO: the heartbeat timeout in milliseconds. A router
-    /// sends something (HEARTBEAT if nothing else) at least every third of it.
-    case welcome(heartbeatTimeoutMs: UInt32)
+    /// Router → hub, first frame: the protocol version and the router's id (1–64
+    /// bytes of `[A-Za-z0-9._:-]`). Version 2 (the default) puts one version byte
+    /// before the id; version 1's payload is the id alone (only accepted by a hub
+    /// started with `insecureRouters`).
+    case hello(id: String, version: UInt8 = HubFrame.protocolVersion)
+    /// Hub → router, answer to HELLO: the heartbeat timeout in milliseconds (a router
+    /// sends something, HEARTBEAT if nothing else, at least every third of it) and,
+    /// in version 2, the link's challenge: a fresh `nonceSize`-byte nonce.
+    case welcome(heartbeatTimeoutMs: UInt32, nonce: [UInt8] = [])
+    /// Router → hub (version 2), answer to WELCOME: HMAC-SHA256(secret, nonce ‖ id).
+    case auth(proof: [UInt8])
+    /// Hub → router (version 2): the proof is valid; the router is online.
+    case authOK
+    /// Hub → router: the hub will not take this link (UTF-8 reason); it closes after it.
+    case refused(reason: String)
     /// Router → hub: "still here" (empty payload). Any frame counts as a heartbeat.
     case heartbeat
     /// Router → hub: an event for subscribers (opaque bytes; JSON by convention).
@@ -26,6 +36,7 @@ public enum HubFrame: Sendable, Equatable {
     /// The type byte of each frame.
     public enum Kind: UInt8, Sendable, CaseIterable {
         case hello = 1, welcome = 2, heartbeat = 3, event = 4, command = 5, reply = 6, bye = 7
+        case auth = 8, authOK = 9, refused = 10
     }
 
     public var kind: Kind {
@@ -37,8 +48,18 @@ public enum HubFrame: Sendable, Equatable {
         case .command: .command
         case .reply: .reply
         case .bye: .bye
+        case .auth: .auth
+        case .authOK: .authOK
+        case .refused: .refused
         }
     }
+
+    /// The protocol version this hub and `HubRouterClient` speak.
+    public static let protocolVersion: UInt8 = 2
+    /// Bytes of WELCOME's nonce.
+    public static let nonceSize = 32
+    /// Bytes of AUTH's proof (an HMAC-SHA256).
+    public static let proofSize = 32
 
     /// Bytes of the length prefix.
     public static let headerSize = 4
@@ -60,8 +81,12 @@ public enum HubFrame: Sendable, Equatable {
     /// Appends the frame's wire form to `out`.
     public func encode(into out: inout [UInt8]) {
         switch self {
-        case .hello(let id): Self.append(.hello, Array(id.utf8), into: &out)
-        case .welcome(let ms): Self.append(.welcome, Self.be32(ms), into: &out)
+        case .hello(let id, let version):
+            Self.append(.hello, version <= 1 ? Array(id.utf8) : [version] + Array(id.utf8), into: &out)
+        case .welcome(let ms, let nonce): Self.append(.welcome, Self.be32(ms) + nonce, into: &out)
+        case .auth(let proof): Self.append(.auth, proof, into: &out)
+        case .authOK: Self.append(.authOK, [], into: &out)
+        case .refused(let reason): Self.append(.refused, Array(reason.utf8), into: &out)
         case .heartbeat: Self.append(.heartbeat, [], into: &out)
         case .event(let body): Self.append(.event, body, into: &out)
         case .command(let id, let body): Self.append(.command, Self.be32(id) + body, into: &out)
@@ -78,6 +103,9 @@ public enum HubFrame: Sendable, Equatable {
     }
 
     static func append(_ kind: Kind, _ payload: [UInt8], into out: inout [UInt8]) {
+        // Not from input: what the hub encodes from received bytes (event bodies,
+        // command bodies) is bounded by `maxFrame`; only an application encoding a
+        // payload of 4 GiB or more would trap here.
         out += be32(UInt32(payload.count + 1))
         out.append(kind.rawValue)
         out += payload
@@ -98,12 +126,30 @@ public enum HubFrame: Sendable, Equatable {
         let payload = UnsafeRawBufferPointer(rebasing: body[1...])
         switch kind {
         case .hello:
-            let id = String(decoding: payload, as: UTF8.self)
-            guard isValidID(id), id.utf8.elementsEqual(payload) else { throw .invalidID }
-            return .hello(id: id)
+            // A leading byte below 0x20 is a version (no id character is that low);
+            // without one the frame is version 1's.
+            var version: UInt8 = 1
+            var idBytes = payload
+            if let first = payload.first, first < 0x20 {
+                guard first >= 2 else { throw .badPayload(kind) }
+                version = first
+                idBytes = UnsafeRawBufferPointer(rebasing: payload[1...])
+            }
+            let id = String(decoding: idBytes, as: UTF8.self)
+            guard isValidID(id), id.utf8.elementsEqual(idBytes) else { throw .invalidID }
+            return .hello(id: id, version: version)
         case .welcome:
-            guard payload.count == 4 else { throw .badPayload(kind) }
-            return .welcome(heartbeatTimeoutMs: readBE32(payload, at: 0))
+            guard payload.count == 4 || payload.count == 4 + nonceSize else { throw .badPayload(kind) }
+            return .welcome(heartbeatTimeoutMs: readBE32(payload, at: 0),
+                            nonce: Array(UnsafeRawBufferPointer(rebasing: payload[4...])))
+        case .auth:
+            guard payload.count == proofSize else { throw .badPayload(kind) }
+            return .auth(proof: Array(payload))
+        case .authOK:
+            guard payload.isEmpty else { throw .badPayload(kind) }
+            return .authOK
+        case .refused:
+            return .refused(reason: String(decoding: payload, as: UTF8.self))
         case .heartbeat:
             guard payload.isEmpty else { throw .badPayload(kind) }
             return .heartbeat
@@ -128,6 +174,7 @@ public enum HubProtocolError: Error, Sendable, Equatable, CustomStringConvertibl
     case badPayload(HubFrame.Kind)
     case invalidID
     case helloExpected
+    case authExpected
     case unexpected(HubFrame.Kind)
 
     public var description: String {
@@ -138,6 +185,7 @@ public enum HubProtocolError: Error, Sendable, Equatable, CustomStringConvertibl
         case .badPayload(let k): "malformed \(k) payload"
         case .invalidID: "invalid router id"
         case .helloExpected: "first frame must be HELLO"
+        case .authExpected: "AUTH expected after WELCOME"
         case .unexpected(let k): "unexpected \(k) frame"
         }
     }
@@ -176,6 +224,7 @@ public struct HubFrameDecoder: Sendable {
             let length = try pending.withUnsafeBytes { p in
                 Result { () throws(HubProtocolError) in try checkedLength(p) }
             }.get()
+            // 4 ≤ pending.count ≤ 4 + length, and length ≤ maxFrame: no overflow, need ≥ 0.
             let need = HubFrame.headerSize + length - pending.count
             let n = min(need, input.count)
             pending += input[0..<n]

@@ -1,7 +1,8 @@
 import Torus
 
 /// The router's side of the protocol over Torus's async client API: connect, HELLO,
-/// then send frames and read them. Used by the tests and by torus-soak's simulated
+/// prove the router's identity (AUTH over WELCOME's nonce), then send frames and
+/// read them. Used by the tests and by torus-soak's simulated
 /// routers; a reference for router firmware.
 ///
 /// Threading: `send` is safe from any task; `nextFrame` must be called by one task
@@ -20,24 +21,40 @@ public final class HubRouterClient: @unchecked Sendable {
         decoder = HubFrameDecoder(maxFrame: maxFrame)
     }
 
-    /// Connects to the hub's router port, sends HELLO and waits for WELCOME.
-    public static func connect(to address: SocketAddress, on loop: EventLoop, id: String,
+    /// Connects to the hub's router port and authenticates: HELLO (version 2),
+    /// WELCOME with the nonce, AUTH with HMAC-SHA256(secret, nonce ‖ id), AUTHOK.
+    /// With `secret` nil it speaks version 1 (HELLO, WELCOME; accepted only by a hub
+    /// with insecure routers). Throws `HubRouterClient.Refused` when the hub refuses.
+    public static func connect(to address: SocketAddress, on loop: EventLoop, id: String, secret: [UInt8]?,
                                maxFrame: Int = HubFrame.defaultMaxFrame,
                                options: SocketOptions = SocketOptions(),
                                timeout: Duration = .seconds(10)) async throws -> HubRouterClient {
         let connection = try await AsyncConnection.connect(to: address, on: loop, options: options, timeout: timeout)
         let client = HubRouterClient(id: id, connection: connection, maxFrame: maxFrame)
         do {
-            try await client.send(.hello(id: id))
-            guard case .welcome(let ms)? = try await client.nextFrame() else {
-                throw HubProtocolError.unexpected(.hello)
+            try await client.send(.hello(id: id, version: secret == nil ? 1 : HubFrame.protocolVersion))
+            let welcome = try await client.nextFrame()
+            if case .refused(let reason)? = welcome { throw Refused(reason: reason) }
+            guard case .welcome(let ms, let nonce)? = welcome else {
+                throw HubProtocolError.unexpected(welcome?.kind ?? .bye)
             }
             client.heartbeatTimeout = .milliseconds(Int(ms))
+            if let secret {
+                try await client.send(.auth(proof: HubCredentials.proof(secret: secret, nonce: nonce, id: id)))
+                let answer = try await client.nextFrame()
+                if case .refused(let reason)? = answer { throw Refused(reason: reason) }
+                guard case .authOK? = answer else { throw HubProtocolError.unexpected(answer?.kind ?? .bye) }
+            }
         } catch {
             await connection.close(flush: false)
             throw error
         }
         return client
+    }
+
+    /// The hub refused the link (REFUSED frame, with its reason).
+    public struct Refused: Error, Sendable, Equatable {
+        public let reason: String
     }
 
     public func send(_ frame: HubFrame) async throws {

@@ -3,29 +3,14 @@ import Glibc
 import Synchronization
 import Torus
 
-/// Clocks the hub reads from any thread.
+/// The wall clock, for timestamps shown to people (`connected_at`); durations and
+/// deadlines use the core's `MonotonicClock`. Any thread.
 enum HubClock {
-    /// CLOCK_MONOTONIC in nanoseconds.
-    static func nowNanos() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-    }
-
     /// Seconds since the Unix epoch.
     static func wallSeconds() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-}
-
-extension Duration {
-    /// Whole milliseconds (saturating at zero).
-    var milliseconds: Int {
-        let (s, a) = components
-        if s < 0 { return 0 }
-        return Int(s) * 1000 + Int(a / 1_000_000_000_000_000)
     }
 }
 
@@ -48,6 +33,7 @@ public final class HubCounters: Sendable {
     let eventsDelivered = Atomic<Int>(0)
     let eventsDropped = Atomic<Int>(0)
     private let disconnects = Mutex<[Int]>(Array(repeating: 0, count: DisconnectReason.allCases.count))
+    private let authOutcomes = Mutex<[Int]>(Array(repeating: 0, count: RouterAuthOutcome.allCases.count))
     private let outcomes = Mutex<[String: Int]>([:])
 
     init() {}
@@ -55,6 +41,14 @@ public final class HubCounters: Sendable {
     func nextEventSequence() -> UInt64 { eventSequence.add(1, ordering: .relaxed).newValue }
 
     func disconnected(_ reason: DisconnectReason) { disconnects.withLock { $0[reason.rawValue] += 1 } }
+
+    func authenticated(_ outcome: RouterAuthOutcome) { authOutcomes.withLock { $0[outcome.rawValue] += 1 } }
+
+    /// Router authentications so far, by outcome (accepted, and each reason to refuse).
+    public var authCounts: [(RouterAuthOutcome, Int)] {
+        let a = authOutcomes.withLock { $0 }
+        return RouterAuthOutcome.allCases.map { ($0, a[$0.rawValue]) }
+    }
 
     func commandFinished(_ outcome: CommandOutcome) {
         outcomes.withLock { $0[outcome.metricName, default: 0] += 1 }

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Logging
 import Synchronization
 import Torus
 import TorusHTTP
@@ -55,9 +56,11 @@ final class HubWebSockets: Sendable {
     let appDropped = Atomic<Int>(0)
     let appSlowClosed = Atomic<Int>(0)
     let badRequests = Atomic<Int>(0)
+    let logger: Logger
 
-    init(configuration: HubWebSocketConfiguration) {
+    init(configuration: HubWebSocketConfiguration, logger: Logger) {
         self.configuration = configuration
+        self.logger = logger
         web = WebSocketChannel(policy: configuration.slowSubscribers)
     }
 
@@ -81,6 +84,7 @@ final class HubWebSockets: Sendable {
         c.maxMessageSize = configuration.maxMessageSize
         c.maxFrameSize = configuration.maxMessageSize
         c.inboundBufferLimit = configuration.maxMessageSize
+        c.logger = logger
         return WebSocketServerConfiguration(connection: c)
     }
 
@@ -133,6 +137,8 @@ final class AppSubscriber: HubSubscriber, @unchecked Sendable {
     var loop: EventLoop { ws.loop }
     private var routers: Set<String> = []
     private var everything = false
+    /// Missing events because the client does not keep up (logged once per episode).
+    private var dropping = false
 
     init(ws: WebSocketConnection, faces: HubWebSockets, bus: EventBus) {
         self.ws = ws
@@ -144,12 +150,22 @@ final class AppSubscriber: HubSubscriber, @unchecked Sendable {
 
     func deliver(_ event: HubEvent) -> Bool {
         guard ws.isOpen else { return false }
-        if ws.isWritable { return ws.send(event.webSocketFrame) }
+        if ws.isWritable {
+            if dropping {
+                dropping = false
+                faces.logger.info("slow /app subscriber caught up", metadata: ws.hubLogMetadata(face: "/app"))
+            }
+            return ws.send(event.webSocketFrame)
+        }
         faces.appDropped.add(1, ordering: .relaxed)
         if faces.configuration.slowSubscribers == .disconnect {
             faces.appSlowClosed.add(1, ordering: .relaxed)
+            faces.logger.info("slow /app subscriber disconnected (close 1008)", metadata: ws.hubLogMetadata(face: "/app"))
             bus.unsubscribe(self)
             ws.close(code: .policyViolation, reason: "slow consumer")
+        } else if !dropping {
+            dropping = true
+            faces.logger.info("slow /app subscriber: dropping events until it catches up", metadata: ws.hubLogMetadata(face: "/app"))
         }
         return false
     }
@@ -208,7 +224,16 @@ final class AppSubscriber: HubSubscriber, @unchecked Sendable {
 
     private func reply(error: String) {
         faces.badRequests.add(1, ordering: .relaxed)
+        faces.logger.info("bad /app request", metadata: ws.hubLogMetadata(face: "/app").merging(["error": "\(error)"]) { $1 })
         ws.send(text: #"{"error":"# + String(decoding: HubEventJSON.quoted(Array(error.utf8)), as: UTF8.self) + "}")
+    }
+}
+
+extension WebSocketConnection {
+    /// Log metadata naming a hub WebSocket client: its peer, socket and face (the
+    /// route's path: connections do not keep their upgrade request).
+    func hubLogMetadata(face: String) -> Logger.Metadata {
+        ["peer": "\(connection.remoteAddress?.description ?? "?")", "fd": "\(connection.fd)", "face": "\(face)"]
     }
 }
 
@@ -258,6 +283,7 @@ public enum HubEventJSON {
             case 0x0D: out += [0x5C, UInt8(ascii: "r")]
             case 0x09: out += [0x5C, UInt8(ascii: "t")]
             case 0..<0x20, 0x7F:
+                // b < 0x80: both indices are within the 16 hex digits.
                 out += Array(#"\u00"#.utf8)
                 out.append(hex[Int(b >> 4)])
                 out.append(hex[Int(b & 0xF)])

@@ -1,3 +1,4 @@
+import Logging
 import Synchronization
 import Torus
 
@@ -35,32 +36,61 @@ public final class RouterStats: Sendable {
     /// Milliseconds since the router last sent anything.
     public var silentForMs: Int {
         let last = lastSeen.load(ordering: .relaxed)
-        let now = HubClock.nowNanos()
+        let now = MonotonicClock.now()
         return now > last ? Int((now - last) / 1_000_000) : 0
     }
 }
 
-/// The hub's side of one router's TCP link: decodes frames, registers the router
-/// in the directory on HELLO, publishes its events, and matches REPLYs to commands.
+/// The hub's side of one router's TCP link: challenges the router to prove who it
+/// is, registers it in the directory once it has, publishes its events, and matches
+/// REPLYs to commands.
+///
+/// Authentication (protocol version 2): HELLO(version, id) → WELCOME(heartbeat,
+/// nonce) → AUTH(HMAC-SHA256(secret, nonce ‖ id)) → AUTHOK. The nonce is fresh per
+/// link and consumed by the first AUTH, so a recorded proof is worth nothing on
+/// another link. Only a valid proof enters the directory (and so may replace the
+/// router's older link); anything else gets REFUSED and the link closes, leaving the
+/// router's existing link alone. Version 1's HELLO (no proof) is accepted only with
+/// `RouterAuthConfiguration.insecureRouters`.
 ///
 /// Threading: every method runs on the link's loop thread (it is the connection's
 /// handler); other threads reach it only through `loop.execute`, which is why it is
-/// `@unchecked Sendable`. `id`, `loop`, `stats` and `remote` are immutable after
-/// HELLO and readable anywhere.
+/// `@unchecked Sendable`. `id`, `loop`, `stats` and `remote` are immutable once the
+/// router is online and readable anywhere.
 ///
 /// Liveness: the router port's sockets carry the heartbeat timeout as the core's
 /// idle timeout, so a router that stops sending (power cut, vanished peer) is closed
-/// by the loop's sweep through the connection's one close path, like any other
-/// connection. Any frame counts as a heartbeat.
+/// by the loop's deadline wheel through the connection's one close path, like any other
+/// connection. Any frame counts as a heartbeat. Until it is online, the link's own
+/// `checkLiveness` enforces the (shorter) authentication timeout.
 public final class RouterLink: ConnectionHandler, @unchecked Sendable {
     let hub: HubCore
     public let connection: Connection
     public var loop: EventLoop { connection.loop }
-    /// Set by HELLO, then constant.
+    /// Set once the router is online (authenticated), then constant.
     public private(set) var id: String?
     public private(set) var stats: RouterStats?
     public private(set) var remote: String = "?"
 
+    /// Where a link stands in the handshake.
+    enum AuthState {
+        /// Connected; HELLO not yet received.
+        case awaitingHello
+        /// WELCOME sent with `nonce`; waiting for the AUTH over it.
+        case challenged(id: String, nonce: [UInt8])
+        /// In the directory. `secret` is what the router proved it holds (nil for an
+        /// insecure version 1 link), checked again when the credentials are reloaded.
+        case online(secret: [UInt8]?)
+        /// REFUSED sent (or refused at accept); closing.
+        case refused
+    }
+
+    private var auth: AuthState = .awaitingHello
+    /// The source address without the port: what the abuse limits count by.
+    private var source = "?"
+    /// Admitted by the per-source limits and not yet settled.
+    private var countedUnauthenticated = false
+    private var acceptedAt: UInt64 = 0
     private var decoder: HubFrameDecoder
     private var pending: [UInt32: PendingCommand] = [:]
     private var nextRequestID: UInt32 = 1
@@ -79,19 +109,42 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
 
     public func connected(_ connection: Connection) {
         remote = connection.remoteAddress?.description ?? "?"
+        source = connection.remoteAddress.map(Self.sourceHost) ?? "?"
+        acceptedAt = MonotonicClock.now()
         hub.counters.linksOpened.add(1, ordering: .relaxed)
+        logger.debug("router connection accepted", metadata: logMetadata())
+        let admission = hub.authLimits.admit(source)
+        guard admission == .accepted else {
+            return refuse(admission, reason: admission == .rateLimited
+                ? "too many failed authentications from this address" : "too many unauthenticated links from this address")
+        }
+        countedUnauthenticated = true
+        connection.watchLiveness()
+    }
+
+    public func checkLiveness(_ connection: Connection, now: UInt64) -> UInt64? {
+        switch auth {
+        case .awaitingHello, .challenged:
+            let deadline = acceptedAt &+ UInt64(hub.configuration.auth.authTimeout.nanoseconds)
+            guard now < deadline else {
+                refuse(.timeout, reason: "authentication timeout")
+                return nil
+            }
+            return deadline
+        case .online, .refused:
+            return nil
+        }
     }
 
     public func received(_ bytes: ReceivedBytes, from connection: Connection) {
-        stats?.lastSeen.store(HubClock.nowNanos(), ordering: .relaxed)
+        stats?.lastSeen.store(MonotonicClock.now(), ordering: .relaxed)
         do {
             try decoder.feed(bytes.unsafeBytes) { frame in
                 handle(frame)
                 return connection.isOpen && goodbye == nil
             }
         } catch {
-            hub.counters.protocolErrors.add(1, ordering: .relaxed)
-            sayGoodbye(.protocolError, reason: "protocol error: \(error)")
+            protocolError("\(error)")
         }
     }
 
@@ -101,6 +154,7 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
     }
 
     public func closed(_ connection: Connection, error: (any Error)?) {
+        settleUnauthenticated()
         let reason: DisconnectReason
         if let goodbye {
             reason = goodbye
@@ -110,6 +164,10 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
             reason = .error
         }
         hub.counters.disconnected(reason)
+        logger.info("router link closed", metadata: logMetadata([
+            "reason": "\(reason)", "error": "\(error.map { "\($0)" } ?? "none")",
+            "pending_commands": "\(pending.count)",
+        ]))
         if let id { hub.directory.remove(id, self) }
         failPending(.disconnected)
     }
@@ -117,13 +175,23 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
     // MARK: Frames
 
     private func handle(_ frame: HubFrame) {
-        guard let id else {
-            guard case .hello(let newID) = frame else {
-                hub.counters.protocolErrors.add(1, ordering: .relaxed)
-                return sayGoodbye(.protocolError, reason: "protocol error: \(HubProtocolError.helloExpected)")
+        switch auth {
+        case .awaitingHello:
+            guard case .hello(let newID, let version) = frame else {
+                return protocolError("\(HubProtocolError.helloExpected)")
             }
-            return hello(newID)
+            return hello(newID, version: version)
+        case .challenged(let claimed, let nonce):
+            guard case .auth(let proof) = frame else {
+                return protocolError("\(HubProtocolError.authExpected)")
+            }
+            return authenticate(claimed, nonce: nonce, proof: proof)
+        case .refused:
+            return
+        case .online:
+            break
         }
+        guard let id else { return }
         switch frame {
         case .heartbeat:
             break
@@ -140,21 +208,111 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
         case .bye:
             goodbye = .closedByRouter
             connection.closeAfterWriting()
-        case .hello, .welcome, .command:
-            hub.counters.protocolErrors.add(1, ordering: .relaxed)
-            sayGoodbye(.protocolError, reason: "protocol error: \(HubProtocolError.unexpected(frame.kind))")
+        case .hello, .welcome, .command, .auth, .authOK, .refused:
+            protocolError("\(HubProtocolError.unexpected(frame.kind))")
         }
     }
 
-    private func hello(_ newID: String) {
+    /// Counts and logs a protocol violation, then says BYE (REFUSED before the
+    /// router is online) and closes.
+    private func protocolError(_ detail: String) {
+        hub.counters.protocolErrors.add(1, ordering: .relaxed)
+        logger.notice("router protocol error; closing the link", metadata: logMetadata(["error": "\(detail)"]))
+        if case .online = auth {
+            sayGoodbye(.protocolError, reason: "protocol error: \(detail)")
+        } else {
+            closeRefused(.protocolError, reason: "protocol error: \(detail)")
+        }
+    }
+
+    private var heartbeatMs: UInt32 {
+        UInt32(clamping: hub.configuration.heartbeatTimeout.nanoseconds / 1_000_000)
+    }
+
+    private func hello(_ claimed: String, version: UInt8) {
+        guard version >= 2 else {
+            guard hub.configuration.auth.insecureRouters else {
+                return refuse(.insecureRefused, reason: "protocol version 1 (HELLO without proof) is not accepted")
+            }
+            send(.welcome(heartbeatTimeoutMs: heartbeatMs))
+            return goOnline(claimed, secret: nil)
+        }
+        let nonce = HubCredentials.randomBytes(HubFrame.nonceSize)
+        auth = .challenged(id: claimed, nonce: nonce)
+        send(.welcome(heartbeatTimeoutMs: heartbeatMs, nonce: nonce))
+    }
+
+    private func authenticate(_ claimed: String, nonce: [UInt8], proof: [UInt8]) {
+        guard let secret = hub.credentials.secret(for: claimed) else {
+            hub.authLimits.failed(source)
+            return refuse(.unknownRouter, reason: "authentication failed", claimed: claimed)
+        }
+        guard ConstantTime.equals(HubCredentials.proof(secret: secret, nonce: nonce, id: claimed), proof) else {
+            hub.authLimits.failed(source)
+            return refuse(.badProof, reason: "authentication failed", claimed: claimed)
+        }
+        send(.authOK)
+        goOnline(claimed, secret: secret)
+    }
+
+    private func goOnline(_ newID: String, secret: [UInt8]?) {
+        settleUnauthenticated()
+        hub.counters.authenticated(.accepted)
+        auth = .online(secret: secret)
         id = newID
-        stats = RouterStats(connectedAt: HubClock.wallSeconds(), now: HubClock.nowNanos())
+        stats = RouterStats(connectedAt: HubClock.wallSeconds(), now: MonotonicClock.now())
+        logger.info("router link opened", metadata: logMetadata(["authenticated": "\(secret != nil)"]))
         if let old = hub.directory.register(newID, self) {
-            // A router that reconnects replaces its old link; the old one closes on
-            // its own loop through the ordinary close path.
+            // A router that reconnects (and has proven it is that router) replaces
+            // its old link; the old one closes on its own loop through the ordinary
+            // close path.
+            logger.info("router reconnected; replacing its old link", metadata: logMetadata([
+                "old_peer": "\(old.remote)", "old_loop": "\(old.loop.index)",
+            ]))
             old.loop.execute { old.sayGoodbye(.replaced, reason: "replaced by a newer connection") }
         }
-        send(.welcome(heartbeatTimeoutMs: UInt32(clamping: hub.configuration.heartbeatTimeout.milliseconds)))
+    }
+
+    /// Refuses the link before it is online: counts `outcome`, sends REFUSED and closes.
+    private func refuse(_ outcome: RouterAuthOutcome, reason: String, claimed: String? = nil) {
+        hub.counters.authenticated(outcome)
+        logger.notice("router link refused", metadata: logMetadata([
+            "outcome": "\(outcome)", "claimed_id": "\(claimed ?? "?")",
+        ]))
+        closeRefused(.refused, reason: reason)
+    }
+
+    private func closeRefused(_ why: DisconnectReason, reason: String) {
+        auth = .refused
+        settleUnauthenticated()
+        guard connection.isOpen, goodbye == nil else { return }
+        goodbye = why
+        send(.refused(reason: reason))
+        connection.closeAfterWriting()
+    }
+
+    private func settleUnauthenticated() {
+        guard countedUnauthenticated else { return }
+        countedUnauthenticated = false
+        hub.authLimits.settled(source)
+    }
+
+    /// After a credential reload: closes the link if its router's secret was removed
+    /// or changed. Loop thread only.
+    func recheckCredentials() {
+        guard case .online(let proven?) = auth, let id else { return }
+        let current = hub.credentials.secret(for: id)
+        if let current, ConstantTime.equals(current, proven) { return }
+        logger.notice("router credentials revoked; closing its link", metadata: logMetadata())
+        sayGoodbye(.credentialsRevoked, reason: "credentials revoked")
+    }
+
+    /// The address part of a peer address (what per-source limits count by).
+    static func sourceHost(_ address: SocketAddress) -> String {
+        switch address {
+        case .ipv4(let host, _), .ipv6(let host, _): host
+        case .unix(let path): path
+        }
     }
 
     private func send(_ frame: HubFrame) {
@@ -175,7 +333,11 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
         nextRequestID = requestID &+ 1
         stats?.commands.add(1, ordering: .relaxed)
         let timer = loop.schedule(after: timeout) { [self] in
-            pending.removeValue(forKey: requestID)?.done(.timedOut)
+            guard let command = pending.removeValue(forKey: requestID) else { return }
+            logger.notice("command timed out", metadata: logMetadata([
+                "request_id": "\(requestID)", "timeout": "\(timeout)",
+            ]))
+            command.done(.timedOut)
         }
         pending[requestID] = PendingCommand(timer: timer, done: done)
         send(.command(requestID: requestID, body: body))
@@ -201,9 +363,26 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
     }
 }
 
+extension RouterLink {
+    var logger: Logger { hub.configuration.logger }
+
+    /// Log metadata naming this link (router id once known, peer, loop), plus `extra`.
+    func logMetadata(_ extra: Logger.Metadata = [:]) -> Logger.Metadata {
+        var metadata = extra
+        metadata["router"] = "\(id ?? "?")"
+        metadata["peer"] = "\(remote)"
+        metadata["loop"] = "\(loop.index)"
+        return metadata
+    }
+}
+
 /// Why a router link ended (counted in /metrics).
 public enum DisconnectReason: Int, Sendable, CaseIterable, CustomStringConvertible {
     case closedByRouter, heartbeatTimeout, replaced, protocolError, hubStopping, error
+    /// Refused before it was online (bad or missing proof, limits, auth timeout).
+    case refused
+    /// The router's secret was removed or changed by a credential reload.
+    case credentialsRevoked
 
     public var description: String {
         switch self {
@@ -213,6 +392,8 @@ public enum DisconnectReason: Int, Sendable, CaseIterable, CustomStringConvertib
         case .protocolError: "protocol_error"
         case .hubStopping: "hub_stopping"
         case .error: "error"
+        case .refused: "refused"
+        case .credentialsRevoked: "credentials_revoked"
         }
     }
 }

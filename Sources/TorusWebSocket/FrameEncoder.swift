@@ -78,12 +78,10 @@ public struct FrameEncoder: Sendable {
             let n = header.write(to: tmp)
             output.append(contentsOf: UnsafeRawBufferPointer(rebasing: tmp[0..<n]))
         }
-        let payloadStart = output.count
-        output.append(contentsOf: payload)
         if let key = header.maskingKey {
-            output.withUnsafeMutableBytes { all in
-                _ = Masking.apply(key, to: UnsafeMutableRawBufferPointer(rebasing: all[payloadStart...]))
-            }
+            Masking.append(key, payload, to: &output)
+        } else {
+            output.append(contentsOf: payload)
         }
     }
 

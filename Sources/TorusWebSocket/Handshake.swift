@@ -77,6 +77,8 @@ extension WebSocketHandshake {
     /// - Parameters:
     ///   - method: the request method, e.g. `GET` (case-sensitive).
     ///   - httpVersion: e.g. `HTTP/1.1`; HTTP/1.1 or a later 1.x is required.
+    ///   - headers: the request's header fields.
+    ///   - configuration: the subprotocols and permessage-deflate settings we accept.
     public static func acceptUpgrade(method: String, httpVersion: String,
                                      headers: some WebSocketHandshakeHeaders,
                                      configuration: ServerHandshakeConfiguration = .init())

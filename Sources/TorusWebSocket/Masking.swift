@@ -77,4 +77,35 @@ public enum Masking {
         }
         return offset + count
     }
+
+    /// Appends `source` to `output`, masked (or unmasked). Returns the offset after it.
+    @discardableResult
+    static func append(_ key: MaskingKey, _ source: UnsafeRawBufferPointer, to output: inout [UInt8],
+                       offset: Int = 0) -> Int {
+        let start = output.count
+        output.append(contentsOf: source)
+        return output.withUnsafeMutableBytes {
+            apply(key, to: UnsafeMutableRawBufferPointer(rebasing: $0[start...]), offset: offset)
+        }
+    }
+
+    /// Masks (or unmasks) `source`, which is not ours to modify, through a stack
+    /// buffer of at most `pieceSize` bytes, handing each masked piece to `body` in
+    /// order; stops when `body` returns false. Returns whether every piece was taken.
+    @inline(__always)
+    static func forEachPiece(_ key: MaskingKey, of source: UnsafeRawBufferPointer, offset: Int = 0,
+                             pieceSize: Int, _ body: (UnsafeRawBufferPointer) -> Bool) -> Bool {
+        withUnsafeTemporaryAllocation(byteCount: min(pieceSize, source.count), alignment: 8) { tmp -> Bool in
+            var done = 0
+            while done < source.count {
+                let n = min(pieceSize, source.count - done)
+                let piece = UnsafeMutableRawBufferPointer(rebasing: tmp[..<n])
+                apply(key, from: UnsafeRawBufferPointer(rebasing: source[done ..< done + n]), to: piece,
+                      offset: offset + done)
+                guard body(UnsafeRawBufferPointer(piece)) else { return false }
+                done += n
+            }
+            return true
+        }
+    }
 }

@@ -53,41 +53,48 @@ public struct MessageDecoderConfiguration: Hashable, Sendable {
 /// Threading: a value type with a reference to a non-`Sendable` decompressor;
 /// confine it to the connection's loop.
 public struct MessageDecoder {
-    public let role: WebSocketRole
+    // Stored properties are ordered by size (words, then the partial header, then
+    // bytes) so the decoder, kept inline in every connection, has little padding.
     public let configuration: MessageDecoderConfiguration
     private let decompressor: PerMessageDeflateDecompressor?
+
+    // Current frame.
+    private var frameRemaining = 0
+    private var frameOffset = 0
+
+    // Current data message.
+    private var message: [UInt8] = []
+
+    // Current control frame.
+    private var control: [UInt8] = []
+
+    // Partial header (only used when a header straddles two inputs).
+    private var partialHeader = PartialFrameHeader()
+
+    public let role: WebSocketRole
+    private var frameOpcode = Opcode.continuation
+    private var frameFin = false
+    private var messageOpcode: Opcode?
+    private var messageCompressed = false
+    /// permessage-deflate was agreed but zlib refused the decompressor's stream (out
+    /// of memory): a compressed message fails with 1011, not 1002.
+    var compressionUnavailable = false
+    private var validator = UTF8Validator()
 
     private enum Phase {
         case header
         case payload
         case closed
-        case failed(WebSocketProtocolError)
+        /// Terminal; the error (rare) is boxed so the phase stays one word.
+        indirect case failed(WebSocketProtocolError)
     }
 
     private var phase: Phase = .header
-
-    // Partial header (only used when a header straddles two inputs).
-    private var headerBytes = [UInt8](repeating: 0, count: FrameHeader.maxEncodedSize)
-    private var headerCount = 0
-
-    // Current frame.
-    private var frameOpcode = Opcode.continuation
-    private var frameFin = false
     private var frameKey: MaskingKey?
-    private var frameRemaining = 0
-    private var frameOffset = 0
-
-    // Current data message.
-    private var messageOpcode: Opcode?
-    private var messageCompressed = false
-    private var message: [UInt8] = []
-    private var validator = UTF8Validator()
-
-    // Current control frame.
-    private var control: [UInt8] = []
 
     /// - Parameters:
     ///   - role: our role; a server expects masked frames, a client unmasked ones.
+    ///   - configuration: the frame and message size limits.
     ///   - decompressor: pass one (from ``PerMessageDeflateAgreement/makeDecompressor(role:)``)
     ///     iff permessage-deflate was negotiated; it allows RSV1 on data messages.
     public init(role: WebSocketRole, configuration: MessageDecoderConfiguration = .init(),
@@ -95,7 +102,6 @@ public struct MessageDecoder {
         self.role = role
         self.configuration = configuration
         self.decompressor = decompressor
-        control.reserveCapacity(FrameEncoder.maxControlPayload)
     }
 
     /// True between the first and the last frame of a fragmented data message.
@@ -184,7 +190,7 @@ public struct MessageDecoder {
     /// `input` must be memory the caller may modify (a receive buffer it owns).
     public mutating func takeWholeMessage(_ input: inout UnsafeMutableRawBufferPointer)
         -> (kind: WebSocketMessageKind, payload: UnsafeRawBufferPointer)? {
-        guard case .header = phase, headerCount == 0, messageOpcode == nil,
+        guard case .header = phase, partialHeader.count == 0, messageOpcode == nil,
               input.count >= 2, let base = input.baseAddress else { return nil }
         let b0 = base.load(as: UInt8.self)
         let b1 = base.load(fromByteOffset: 1, as: UInt8.self)
@@ -228,20 +234,20 @@ public struct MessageDecoder {
     // MARK: Header
 
     private mutating func takeHeader(_ input: inout UnsafeRawBufferPointer) -> FrameHeader? {
-        if headerCount == 0, let (header, size) = FrameHeader.parse(input) {
+        if partialHeader.count == 0, let (header, size) = FrameHeader.parse(input) {
             input = UnsafeRawBufferPointer(rebasing: input[size...])
             return header
         }
         while true {
-            let needed = headerCount < 2 ? 2 : FrameHeader.sizeFromFirstTwoBytes(headerBytes[1])
-            if headerCount == needed {
-                headerCount = 0
-                return headerBytes.withUnsafeBytes { FrameHeader.parse(UnsafeRawBufferPointer(rebasing: $0[..<needed]))!.header }
+            let count = partialHeader.count
+            let needed = count < 2 ? 2 : FrameHeader.sizeFromFirstTwoBytes(partialHeader.secondByte)
+            if count == needed {
+                // `needed` bytes make a whole header (its size was read from them).
+                return partialHeader.take()
             }
             guard !input.isEmpty else { return nil }
-            let n = min(needed - headerCount, input.count)
-            for k in 0..<n { headerBytes[headerCount + k] = input[k] }
-            headerCount += n
+            let n = min(needed - count, input.count)
+            partialHeader.append(UnsafeRawBufferPointer(rebasing: input[..<n]))
             input = UnsafeRawBufferPointer(rebasing: input[n...])
         }
     }
@@ -251,6 +257,9 @@ public struct MessageDecoder {
         if h.rsv2 || h.rsv3 { throw .protocolError("reserved bits set") }
         if op.isReserved { throw .protocolError("reserved opcode \(op.rawValue)") }
         if h.rsv1 && !(decompressor != nil && (op == .text || op == .binary)) {
+            if compressionUnavailable && (op == .text || op == .binary) {
+                throw WebSocketProtocolError(closeCode: .internalError, reason: "cannot decompress: zlib refused its stream")
+            }
             throw .protocolError("RSV1 set without permessage-deflate on a first data frame")
         }
         switch role {
@@ -279,6 +288,9 @@ public struct MessageDecoder {
         frameOffset = 0
 
         if op.isControl {
+            // Reserved at the first control frame (not up front: most connections stay
+            // idle for long and an idle one should hold nothing), then kept.
+            if control.capacity == 0 { control.reserveCapacity(FrameEncoder.maxControlPayload) }
             control.removeAll(keepingCapacity: true)
             return
         }
@@ -319,13 +331,10 @@ public struct MessageDecoder {
 
     private static func appendUnmasked(_ chunk: UnsafeRawBufferPointer, to buffer: inout [UInt8],
                                        key: MaskingKey?, offset: inout Int) {
-        let start = buffer.count
-        buffer.append(contentsOf: chunk)
         if let key {
-            let from = offset
-            offset = buffer.withUnsafeMutableBytes {
-                Masking.apply(key, to: UnsafeMutableRawBufferPointer(rebasing: $0[start...]), offset: from)
-            }
+            offset = Masking.append(key, chunk, to: &buffer, offset: offset)
+        } else {
+            buffer.append(contentsOf: chunk)
         }
     }
 
@@ -349,22 +358,16 @@ public struct MessageDecoder {
         var offset = frameOffset
         if let key = frameKey {
             // Unmask through a small stack buffer: the input is not ours to modify.
-            let piece = 4096
-            withUnsafeTemporaryAllocation(byteCount: min(piece, chunk.count), alignment: 8) { tmp in
-                var done = 0
-                while done < chunk.count, failure == nil {
-                    let n = min(piece, chunk.count - done)
-                    let src = UnsafeRawBufferPointer(rebasing: chunk[done ..< done + n])
-                    let dst = UnsafeMutableRawBufferPointer(rebasing: tmp[..<n])
-                    offset = Masking.apply(key, from: src, to: dst, offset: offset)
-                    do throws(WebSocketProtocolError) {
-                        try decompressor.decompress(UnsafeRawBufferPointer(dst), into: &output, limit: limit)
-                    } catch {
-                        failure = error
-                    }
-                    done += n
+            _ = Masking.forEachPiece(key, of: chunk, offset: offset, pieceSize: 4096) { piece in
+                do throws(WebSocketProtocolError) {
+                    try decompressor.decompress(piece, into: &output, limit: limit)
+                    return true
+                } catch {
+                    failure = error
+                    return false
                 }
             }
+            offset += chunk.count
         } else {
             do throws(WebSocketProtocolError) {
                 try decompressor.decompress(chunk, into: &output, limit: limit)
@@ -429,3 +432,34 @@ public struct MessageDecoder {
 
 @available(*, unavailable)
 extension MessageDecoder: Sendable {}
+
+/// The bytes of a frame header that straddles two inputs (at most
+/// `FrameHeader.maxEncodedSize`, 14), kept inline in the decoder: no heap storage for
+/// the rare split header. Plain value.
+struct PartialFrameHeader {
+    private var storage: (UInt64, UInt64) = (0, 0)
+    private var held: UInt8 = 0
+
+    /// Bytes held.
+    var count: Int { Int(held) }
+
+    /// The second byte (valid once two are held): it tells the header's size.
+    var secondByte: UInt8 { withUnsafeBytes(of: storage) { $0[1] } }
+
+    /// Appends `bytes`; the total stays within the header's size.
+    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        precondition(count + bytes.count <= FrameHeader.maxEncodedSize)
+        let at = count
+        withUnsafeMutableBytes(of: &storage) { dst in
+            for k in 0..<bytes.count { dst[at + k] = bytes[k] }
+        }
+        held += UInt8(bytes.count)
+    }
+
+    /// The header held (nil if the bytes do not make one) and empties the storage.
+    mutating func take() -> FrameHeader? {
+        let n = count
+        held = 0
+        return withUnsafeBytes(of: storage) { FrameHeader.parse(UnsafeRawBufferPointer(rebasing: $0[..<n]))?.header }
+    }
+}

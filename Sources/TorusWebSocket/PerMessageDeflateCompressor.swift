@@ -23,19 +23,51 @@ public final class PerMessageDeflateCompressor {
     /// The window the peer allows us (8...15).
     public let windowBits: Int
 
-    public init(windowBits: Int = 15, noContextTakeover: Bool = false, level: Int32 = -1, memoryLevel: Int32 = 8) {
-        precondition((8...15).contains(windowBits))
+    /// A compressor; traps when zlib refuses its stream (out of memory, or a `level` or
+    /// `memoryLevel` zlib does not accept). Where that must not trap (a connection),
+    /// use ``make(windowBits:noContextTakeover:level:memoryLevel:)``.
+    public convenience init(windowBits: Int = 15, noContextTakeover: Bool = false, level: Int32 = -1,
+                            memoryLevel: Int32 = 8) {
+        guard let stream = Self.openStream(windowBits: windowBits, level: level, memoryLevel: memoryLevel) else {
+            preconditionFailure("zlib refused a deflate stream (level \(level), memory level \(memoryLevel))")
+        }
+        self.init(stream: stream, windowBits: windowBits, noContextTakeover: noContextTakeover)
+    }
+
+    /// A compressor, or nil when zlib refuses its stream (out of memory, or a `level`
+    /// or `memoryLevel` it does not accept): the caller then sends uncompressed,
+    /// which RFC 7692 allows for any message.
+    public static func make(windowBits: Int = 15, noContextTakeover: Bool = false, level: Int32 = -1,
+                            memoryLevel: Int32 = 8) -> PerMessageDeflateCompressor? {
+        openStream(windowBits: windowBits, level: level, memoryLevel: memoryLevel).map {
+            PerMessageDeflateCompressor(stream: $0, windowBits: windowBits, noContextTakeover: noContextTakeover)
+        }
+    }
+
+    private init(stream: UnsafeMutablePointer<z_stream>, windowBits: Int, noContextTakeover: Bool) {
+        self.stream = stream
         self.windowBits = windowBits
         self.noContextTakeover = noContextTakeover
-        stream = .allocate(capacity: 1)
+    }
+
+    /// A raw-deflate stream for `windowBits` (8...15, the negotiation's range), or nil
+    /// when zlib refuses it (nothing is left allocated then).
+    private static func openStream(windowBits: Int, level: Int32, memoryLevel: Int32) -> UnsafeMutablePointer<z_stream>? {
+        precondition((8...15).contains(windowBits), "window bits \(windowBits) outside 8...15")
+        let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
         stream.initialize(to: z_stream())
         let zlibBits = Int32(max(windowBits, 9))
         var rc = torus_deflateInit2(stream, level, -zlibBits, memoryLevel)
-        precondition(rc == Z_OK, "deflateInit2 failed: \(rc)")
-        if windowBits == 8 {
+        if rc == Z_OK && windowBits == 8 {
             rc = deflateParams(stream, level, Z_RLE)
-            precondition(rc == Z_OK, "deflateParams failed: \(rc)")
+            if rc != Z_OK { deflateEnd(stream) }
         }
+        guard rc == Z_OK else {
+            stream.deinitialize(count: 1)
+            stream.deallocate()
+            return nil
+        }
+        return stream
     }
 
     deinit {
@@ -47,21 +79,22 @@ public final class PerMessageDeflateCompressor {
     /// Compresses one whole message and appends the payload to send (with
     /// RSV1 set on its first frame) to `output`.
     public func compress(_ message: UnsafeRawBufferPointer, into output: inout [UInt8]) {
+        if message.isEmpty {
+            // zlib makes no progress on a sync flush right after another one (Z_BUF_ERROR,
+            // no output), so an empty message after any other would have no 00 00 ff ff to
+            // strip. Send the empty stored block whose tail is removed: 0x00 (RFC 7692 7.2.3.6).
+            output.append(0)
+            if noContextTakeover { deflateReset(stream) }
+            return
+        }
         let start = output.count
         stream.pointee.next_in = message.baseAddress.map { UnsafeMutablePointer(mutating: $0.assumingMemoryBound(to: Bytef.self)) }
         stream.pointee.avail_in = uInt(message.count)
         while true {
-            let zeros = PerMessageDeflateDecompressor.zeros
-            let room = min(max(64, message.count / 2 + 64), zeros.count)
-            let used = output.count
-            output.append(contentsOf: zeros[..<room])  // contiguous: a memcpy
-            let rc = output.withUnsafeMutableBytes { all -> Int32 in
-                stream.pointee.next_out = all.baseAddress!.advanced(by: used).assumingMemoryBound(to: Bytef.self)
-                stream.pointee.avail_out = uInt(room)
-                return deflate(stream, Z_SYNC_FLUSH)
+            let room = min(max(64, message.count / 2 + 64), PerMessageDeflateDecompressor.zeros.count)
+            let (rc, unused) = PerMessageDeflateDecompressor.step(stream, into: &output, room: room) {
+                deflate($0, Z_SYNC_FLUSH)
             }
-            let unused = Int(stream.pointee.avail_out)
-            output.removeLast(unused)
             precondition(rc == Z_OK || rc == Z_BUF_ERROR, "deflate failed: \(rc)")
             if stream.pointee.avail_in == 0 && unused > 0 { break }
         }

@@ -27,12 +27,40 @@ public final class PerMessageDeflateDecompressor {
     /// Source for extending the output array before zlib overwrites it.
     static let zeros = [UInt8](repeating: 0, count: 256 * 1024)
 
-    public init(noContextTakeover: Bool = false) {
+    /// A decompressor; traps when zlib refuses its stream (out of memory). Where that
+    /// must not trap (a connection), use ``make(noContextTakeover:)``.
+    public convenience init(noContextTakeover: Bool = false) {
+        guard let stream = Self.openStream(windowBits: 15) else {
+            preconditionFailure("zlib refused an inflate stream")
+        }
+        self.init(stream: stream, noContextTakeover: noContextTakeover)
+    }
+
+    /// A decompressor, or nil when zlib refuses its stream (out of memory): the
+    /// connection then fails a compressed message with 1011 instead of trapping.
+    public static func make(noContextTakeover: Bool = false) -> PerMessageDeflateDecompressor? {
+        make(noContextTakeover: noContextTakeover, windowBits: 15)
+    }
+
+    /// `make` with the window zlib is asked for (tests ask for one it refuses).
+    static func make(noContextTakeover: Bool, windowBits: Int32) -> PerMessageDeflateDecompressor? {
+        openStream(windowBits: windowBits).map { PerMessageDeflateDecompressor(stream: $0, noContextTakeover: noContextTakeover) }
+    }
+
+    private init(stream: UnsafeMutablePointer<z_stream>, noContextTakeover: Bool) {
+        self.stream = stream
         self.noContextTakeover = noContextTakeover
-        stream = .allocate(capacity: 1)
+    }
+
+    private static func openStream(windowBits: Int32) -> UnsafeMutablePointer<z_stream>? {
+        let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
         stream.initialize(to: z_stream())
-        let rc = torus_inflateInit2(stream, -15)
-        precondition(rc == Z_OK, "inflateInit2 failed: \(rc)")
+        guard torus_inflateInit2(stream, -windowBits) == Z_OK else {
+            stream.deinitialize(count: 1)
+            stream.deallocate()
+            return nil
+        }
+        return stream
     }
 
     deinit {
@@ -97,14 +125,7 @@ public final class PerMessageDeflateDecompressor {
             if output.capacity < used + room {
                 output.reserveCapacity(min(max(output.capacity * 2, used + room), hardCap))
             }
-            output.append(contentsOf: PerMessageDeflateDecompressor.zeros[..<room])  // contiguous: a memcpy
-            let rc = output.withUnsafeMutableBytes { all -> Int32 in
-                z.pointee.next_out = all.baseAddress!.advanced(by: used).assumingMemoryBound(to: Bytef.self)
-                z.pointee.avail_out = uInt(room)
-                return inflate(z, Z_SYNC_FLUSH)
-            }
-            let unused = Int(z.pointee.avail_out)
-            output.removeLast(unused)
+            let (rc, unused) = Self.step(z, into: &output, room: room) { inflate($0, Z_SYNC_FLUSH) }
             switch rc {
             case Z_OK:
                 // Done when all input is in and zlib had room to spare.
@@ -123,6 +144,24 @@ public final class PerMessageDeflateDecompressor {
             }
         }
         if output.count > limit { throw .tooBig("decompressed message exceeds \(limit) bytes") }
+    }
+
+    /// One zlib step (inflate or deflate) with the next `room` bytes of `output` as
+    /// its output window: grows `output` by that many zeroed bytes (contiguous: a
+    /// memcpy from `zeros`), points `stream` at them, runs `zlib`, then trims what
+    /// zlib left unused. Returns zlib's result and the unused count.
+    static func step(_ stream: UnsafeMutablePointer<z_stream>, into output: inout [UInt8], room: Int,
+                     _ zlib: (UnsafeMutablePointer<z_stream>) -> Int32) -> (rc: Int32, unused: Int) {
+        let used = output.count
+        output.append(contentsOf: zeros[..<room])
+        let rc = output.withUnsafeMutableBytes { all -> Int32 in
+            stream.pointee.next_out = all.baseAddress!.advanced(by: used).assumingMemoryBound(to: Bytef.self)
+            stream.pointee.avail_out = uInt(room)
+            return zlib(stream)
+        }
+        let unused = Int(stream.pointee.avail_out)
+        output.removeLast(unused)
+        return (rc, unused)
     }
 }
 

@@ -86,16 +86,18 @@ public struct PerMessageDeflateAgreement: Hashable, Sendable {
         role == .server ? clientNoContextTakeover : serverNoContextTakeover
     }
 
-    /// A compressor for messages `role` sends.
-    public func makeCompressor(role: WebSocketRole) -> PerMessageDeflateCompressor {
-        PerMessageDeflateCompressor(windowBits: compressorWindowBits(role: role),
-                                    noContextTakeover: compressorResetsPerMessage(role: role),
-                                    level: compressionLevel, memoryLevel: memoryLevel)
+    /// A compressor for messages `role` sends, or nil when zlib refuses its stream
+    /// (out of memory, or a level it does not accept): messages then go uncompressed.
+    public func makeCompressor(role: WebSocketRole) -> PerMessageDeflateCompressor? {
+        PerMessageDeflateCompressor.make(windowBits: compressorWindowBits(role: role),
+                                         noContextTakeover: compressorResetsPerMessage(role: role),
+                                         level: compressionLevel, memoryLevel: memoryLevel)
     }
 
-    /// A decompressor for messages `role` receives.
-    public func makeDecompressor(role: WebSocketRole) -> PerMessageDeflateDecompressor {
-        PerMessageDeflateDecompressor(noContextTakeover: decompressorResetsPerMessage(role: role))
+    /// A decompressor for messages `role` receives, or nil when zlib refuses its
+    /// stream (out of memory): a compressed message is then failed with 1011.
+    public func makeDecompressor(role: WebSocketRole) -> PerMessageDeflateDecompressor? {
+        PerMessageDeflateDecompressor.make(noContextTakeover: decompressorResetsPerMessage(role: role))
     }
 }
 

@@ -8,7 +8,7 @@
 /// straddle fragments or receive buffers); ``finish()`` reports a sequence
 /// left truncated at the end of a message.
 ///
-/// Memory: owns one byte of state; borrows the input only during ``validate(_:)``.
+/// Memory: owns one byte of state; borrows the input only during ``validate(_:)-(UnsafeRawBufferPointer)``.
 /// A value type; use one per message stream.
 public struct UTF8Validator: Sendable, Hashable {
     @usableFromInline

@@ -9,12 +9,12 @@ struct ResponseOutcome: Equatable {
     var bodies: [[UInt8]] = []
     var trailers: [String] = []
     var ends = 0
-    var error: HTTPResponseParseError?
+    var error: HTTPParseError?
 }
 
 /// Feeds `bytes` in pieces ending at `cuts`; then `finish` when `eof`.
 func parseResponse(_ bytes: [UInt8], cuts: [Int] = [], head: Bool = false, eof: Bool = false,
-                   limits: HTTPResponseLimits = .default) -> ResponseOutcome {
+                   limits: HTTPLimits = .response) -> ResponseOutcome {
     var parser = HTTPResponseParser(limits: limits)
     parser.expectResponse(toHEAD: head)
     var out = ResponseOutcome()
@@ -44,13 +44,13 @@ func parseResponse(_ bytes: [UInt8], cuts: [Int] = [], head: Bool = false, eof: 
         }
         if eof { try parser.finish(record) }
     } catch {
-        out.error = error as? HTTPResponseParseError
+        out.error = error as? HTTPParseError
     }
     return out
 }
 
 func parseResponse(_ text: String, head: Bool = false, eof: Bool = false,
-                   limits: HTTPResponseLimits = .default) -> ResponseOutcome {
+                   limits: HTTPLimits = .response) -> ResponseOutcome {
     parseResponse(Array(text.utf8), head: head, eof: eof, limits: limits)
 }
 
@@ -160,7 +160,7 @@ struct ResponseParserTests {
         }
     }
 
-    static let errorCases: [(String, String, HTTPResponseParseError)] = [
+    static let errorCases: [(String, String, HTTPParseError)] = [
         ("no version", "HTTX/1.1 200 OK\r\n\r\n", .invalidVersion),
         ("HTTP/2", "HTTP/2.0 200 OK\r\n\r\n", .unsupportedVersion),
         ("short line", "HTTP/1.1 20\r\n\r\n", .invalidStatusLine),
@@ -183,7 +183,8 @@ struct ResponseParserTests {
         ("chunk size empty", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\r\n", .invalidChunkSize),
         ("chunk size overflow", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n", .invalidChunkSize),
         ("chunk terminator", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", .invalidChunkTerminator),
-        ("bad trailer", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nbad trailer\r\n\r\n", .invalidTrailer),
+        ("bad trailer", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nbad trailer\r\n\r\n", .whitespaceBeforeColon),
+        ("bad trailer name", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n(bad: x\r\n\r\n", .invalidTrailer),
     ]
 
     @Test("malformed responses", arguments: 0..<errorCases.count)
@@ -194,7 +195,7 @@ struct ResponseParserTests {
 
     @Test("limits: head size, field count, body size, chunk line")
     func limits() {
-        let small = HTTPResponseLimits(maxHeadBytes: 64, maxHeaderCount: 3, maxBodyBytes: 10, maxChunkLineLength: 8)
+        let small = HTTPLimits(maxHeadBytes: 64, maxHeaderCount: 3, maxBodyBytes: 10, maxChunkLineLength: 8)
         #expect(parseResponse("HTTP/1.1 200 OK\r\nX: " + String(repeating: "a", count: 80) + "\r\n\r\n", limits: small).error == .headTooLarge)
         #expect(parseResponse("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", limits: small).error == .tooManyHeaders)
         #expect(parseResponse("HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n", limits: small).error == .bodyTooLarge)

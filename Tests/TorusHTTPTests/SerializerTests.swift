@@ -54,10 +54,10 @@ struct SerializerTests {
         var s = serializer()
         var out: [UInt8] = []
         s.writeHead(HTTPResponse(status: .ok), framing: .chunked, keepAlive: true, into: &out)
-        Array("hello".utf8).withUnsafeBytes { HTTPResponseSerializer.writeChunk($0, into: &out) }
-        HTTPResponseSerializer.writeChunkHeader(size: 0x1ab, into: &out)
-        HTTPResponseSerializer.writeChunkEnd(into: &out)
-        HTTPResponseSerializer.writeLastChunk(into: &out)
+        Array("hello".utf8).withUnsafeBytes { ChunkFraming.writeChunk($0, into: &out) }
+        ChunkFraming.writeHeader(size: 0x1ab, into: &out)
+        ChunkFraming.writeEnd(into: &out)
+        ChunkFraming.writeLastChunk(into: &out)
         #expect(out.string == "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1ab\r\n\r\n0\r\n\r\n")
     }
 
@@ -67,10 +67,10 @@ struct SerializerTests {
         var i = 0
         while i < body.count {
             let n = min(body.count - i, 777)
-            body[i..<i + n].withUnsafeBytes { HTTPResponseSerializer.writeChunk($0, into: &wire) }
+            body[i..<i + n].withUnsafeBytes { ChunkFraming.writeChunk($0, into: &wire) }
             i += n
         }
-        HTTPResponseSerializer.writeLastChunk(into: &wire)
+        ChunkFraming.writeLastChunk(into: &wire)
         let out = parsePieces(wire)
         #expect(out.error == nil)
         #expect(out.bodies == [body])
@@ -125,11 +125,11 @@ struct SerializerTests {
         s.writeHead(HTTPResponse(status: .ok), framing: .contentLength(1_234_567_890_123), keepAlive: true, into: &out)
         #expect(out.string.contains("Content-Length: 1234567890123\r\n"))
         out.removeAll()
-        HTTPResponseSerializer.writeChunkHeader(size: 0x7fff_ffff_ffff, into: &out)
+        ChunkFraming.writeHeader(size: 0x7fff_ffff_ffff, into: &out)
         #expect(out.string == "7fffffffffff\r\n")
         out.removeAll()
-        HTTPResponseSerializer.writeChunkHeader(size: 1, into: &out)
-        HTTPResponseSerializer.writeChunkHeader(size: 16, into: &out)
+        ChunkFraming.writeHeader(size: 1, into: &out)
+        ChunkFraming.writeHeader(size: 16, into: &out)
         #expect(out.string == "1\r\n10\r\n")
     }
 }

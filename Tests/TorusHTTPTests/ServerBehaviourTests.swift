@@ -64,8 +64,9 @@ struct ServerBehaviourTests {
 
     @Test("10 MiB chunked upload is echoed back chunked, byte-exact")
     func bigChunkedEcho() async throws {
-        // The default body limit is 8 MiB; this server allows 16.
-        try await withServer({ $0.limits.maxBodyBytes = 16 << 20 }) { server, loop, _ in
+        // The default body limit is 8 MiB; this server allows 16, and a long request
+        // timeout (a machine loaded by the parallel suite once took 30 s for it).
+        try await withServer({ $0.limits.maxBodyBytes = 16 << 20; $0.requestTimeout = .seconds(120) }) { server, loop, _ in
             let client = HTTPClient(loop: loop)
             let payload = testBytes(10 << 20, seed: 99)
             let request = HTTPClientRequest(method: .post, host: "127.0.0.1", port: server.address.port!, target: "/echo",

@@ -7,7 +7,7 @@ import TorusTestSupport
 
 /// The demo's routes (plaintext, json, streaming echo, static files) plus a few for
 /// the tests: a body-collecting upload, an async hello, and a slow handler.
-func serverTestRouter(root: String) -> HTTPRouter {
+func serverTestRouter(root: String) throws -> HTTPRouter {
     var router = HTTPRouter()
     router.get("/plaintext", fixed: PrecomputedResponse(contentType: "text/plain", body: "Hello, World!",
                                                        headerFields: [.server: "torus"]))
@@ -28,6 +28,7 @@ func serverTestRouter(root: String) -> HTTPRouter {
         try await request.loop.sleep(for: .milliseconds(800))
         return .text("slow done")
     }
+    router.get("/fail") { _ in throw TestHandlerFailure() }
     router.get("/gate/{id}") { request in
         let id = request.parameters["id"] ?? ""
         testGates.withLock { $0.entered.insert(id) }
@@ -36,9 +37,12 @@ func serverTestRouter(root: String) -> HTTPRouter {
         }
         return .text("gate \(id) passed")
     }
-    router.files("/static", root: root)
+    try router.files("/static", root: root)
     return router
 }
+
+/// What `/fail` throws (answered with 500).
+struct TestHandlerFailure: Error {}
 
 /// Gates for `/gate/{id}`: the handler records that it entered, then waits until the
 /// test opens its gate (deterministic "a request is in flight" without timing).

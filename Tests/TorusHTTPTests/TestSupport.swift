@@ -9,7 +9,7 @@ struct HeadSummary: Equatable, CustomStringConvertible {
     var keepAlive: Bool
     var expectContinue: Bool
     var isUpgrade: Bool
-    var framing: RequestBodyFraming
+    var framing: HTTPBodyFraming
 
     init(_ head: RequestHead) {
         method = head.methodString

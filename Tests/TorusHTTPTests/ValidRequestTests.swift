@@ -155,6 +155,16 @@ struct ValidRequestTests {
         #expect(out.consumed == text.utf8.count - "GET /2 HTTP/1.1\r\nHost: a\r\n\r\n".utf8.count)
     }
 
+    @Test("a higher HTTP/1 minor version is read as HTTP/1.1 (RFC 9110 §2.5)")
+    func higherMinorVersion() throws {
+        for minor in 2...9 {
+            try withHead("GET / HTTP/1.\(minor)\r\nHost: a\r\n\r\n") { h in
+                #expect(h.version == .http11)
+                #expect(h.keepAlive)
+            }
+        }
+    }
+
     @Test func http10KeepAliveSemantics() throws {
         try withHead("GET / HTTP/1.0\r\n\r\n") { h in
             #expect(h.version == .http10)

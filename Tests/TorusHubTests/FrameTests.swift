@@ -6,6 +6,11 @@ struct FrameTests {
     static let samples: [HubFrame] = [
         .hello(id: "router-01.home:a_b"),
         .welcome(heartbeatTimeoutMs: 30_000),
+        .hello(id: "r1", version: 1),
+        .welcome(heartbeatTimeoutMs: 10_000, nonce: Array(0..<32)),
+        .auth(proof: Array(100..<132)),
+        .authOK,
+        .refused(reason: "authentication failed"),
         .heartbeat,
         .event(Array(#"{"temp":21.5}"#.utf8)),
         .event([]),
@@ -16,7 +21,8 @@ struct FrameTests {
 
     @Test func wireLayout() {
         #expect(HubFrame.heartbeat.encoded == [0, 0, 0, 1, 3])
-        #expect(HubFrame.hello(id: "r1").encoded == [0, 0, 0, 3, 1, 0x72, 0x31])
+        #expect(HubFrame.hello(id: "r1", version: 1).encoded == [0, 0, 0, 3, 1, 0x72, 0x31])
+        #expect(HubFrame.hello(id: "r1").encoded == [0, 0, 0, 4, 1, 2, 0x72, 0x31])
         #expect(HubFrame.command(requestID: 258, body: [9]).encoded == [0, 0, 0, 6, 5, 0, 0, 1, 2, 9])
     }
 

@@ -8,7 +8,7 @@ import TorusTestSupport
 struct SubscriberCloseTests {
     @Test func closedStreamIsForgottenWithinAPingInterval() async throws {
         try await withHub({ $0.pingInterval = .seconds(2) }) { hub, group in
-            let router = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r1")
+            let router = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r1", secret: TestCredentials.secret("r1"))
             let sub = try await MiniHTTPClient.connect(to: hub.httpAddress, on: group.loops[1])
             try await sub.send("GET", "/events")
             _ = try await sub.readHead()

@@ -52,9 +52,9 @@ struct HubTestError: Error, CustomStringConvertible {
 struct WebSocketFaceTests {
     @Test func appIsFilteredAndWebGetsEverything() async throws {
         try await withHub { hub, group in
-            let r1 = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r1")
-            let r2 = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[1], id: "r2")
-            let r3 = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r3")
+            let r1 = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r1", secret: TestCredentials.secret("r1"))
+            let r2 = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[1], id: "r2", secret: TestCredentials.secret("r2"))
+            let r3 = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r3", secret: TestCredentials.secret("r3"))
             let app = try await hubSocket(hub, "/app", on: group.loops[1])
             #expect(try await nextSubscribed(app) == [])
             try await app.send(text: #"{"subscribe":["r3","r1"]}"#)
@@ -112,6 +112,7 @@ struct WebSocketFaceTests {
     @Test func shutdownClosesClientsWith1001() async throws {
         try await withGroup(loops: 2) { group in
             var configuration = HubConfiguration()
+            configuration.credentials = TestCredentials.store
             configuration.routerPort = 0
             configuration.httpPort = 0
             let hub = try Hub.start(on: group, configuration: configuration)
@@ -135,7 +136,7 @@ struct WebSocketFaceTests {
             $0.webSocket.pingTimeout = .milliseconds(300)
             $0.webSocket.closeTimeout = .milliseconds(300)
         }) { hub, group in
-            let router = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r1")
+            let router = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r1", secret: TestCredentials.secret("r1"))
             // Reads but never answers pings.
             let deaf = try await hubSocket(hub, "/app?routers=r1", on: group.loops[0]) {
                 $0.connection.autoPong = false
@@ -191,7 +192,7 @@ struct WebSocketFaceTests {
             $0.subscriberWriteLowWater = 4 << 10
             $0.webSocket.pingInterval = nil
         }) { hub, group in
-            let router = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r1")
+            let router = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r1", secret: TestCredentials.secret("r1"))
             let slowApp = try await hubSocket(hub, "/app?routers=r1", on: group.loops[1])
             let slowWeb = try await hubSocket(hub, "/web", on: group.loops[1])
             #expect(try await nextSubscribed(slowApp) == ["r1"])
@@ -264,8 +265,8 @@ asyncio.run(main(int(sys.argv[1])))
 
     @Test func pythonWebSocketsClients() async throws {
         try await withHub({ $0.webSocket.pingInterval = .milliseconds(300) }) { hub, group in
-            let r1 = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r1")
-            let r2 = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[1], id: "r2")
+            let r1 = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r1", secret: TestCredentials.secret("r1"))
+            let r2 = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[1], id: "r2", secret: TestCredentials.secret("r2"))
             let python = try ChildProcess("/usr/bin/env", ["python3", "-u", "-c", Self.pythonClient,
                                                            String(hub.httpAddress.port ?? 0)])
             guard await python.waitForLine(containing: "READY") != nil else {

@@ -1,37 +1,135 @@
+import CChildProcess
 import Foundation
 
-/// A child process started by a test (a demo server, curl, a Python client), with
-/// its output captured. Stopped by PID only, and always bounded in time.
-public final class ChildProcess: @unchecked Sendable {
-    public let process = Process()
-    private let output = Pipe()
-    private let lock = NSLock()
-    private var captured = Data()
 
-    /// Starts `executable` with `arguments`; stdout and stderr are captured together.
-    public init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+/// A child process started by a test (a demo server, curl, openssl, a Python client),
+/// with its output captured. Stopped by PID only, and every wait is bounded.
+///
+/// Started with `posix_spawn`, not Foundation's `Process`: `Process.run()` overflowed a
+/// heap buffer (found under ASan in `findMaximumOpenFromProcSelfFD`) and crashed in a
+/// `memcpy` when the test process held many descriptors, as these tests do. The child
+/// gets none of the parent's descriptors but its standard input, output and error.
+public final class ChildProcess: Sendable {
+    /// The child's process id.
+    public let pid: pid_t
+
+    private struct State {
+        var captured: [UInt8] = []
+        var outputEnded = false
+        /// The raw `waitpid` status, once the child was reaped.
+        var status: Int32?
+    }
+
+    private let state = Locked(State())
+    /// The write end of the child's standard input (-1: it reads /dev/null).
+    private let input: Locked<Int32>
+
+    /// Starts `executable` with `arguments`; its stdout and stderr are captured
+    /// together. `environment` adds to (or replaces entries of) this process's;
+    /// `directory` is the working directory; with `input`, `send` writes to its stdin.
+    public init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                directory: String? = nil, input: Bool = false) throws {
+        var outputPipe: [Int32] = [-1, -1]
+        guard torus_pipe_cloexec(&outputPipe) == 0 else { throw SpawnError(executable: executable, errno: errno) }
+        var inputPipe: [Int32] = [-1, -1]
+        if input, torus_pipe_cloexec(&inputPipe) != 0 {
+            let e = errno
+            Glibc.close(outputPipe[0])
+            Glibc.close(outputPipe[1])
+            throw SpawnError(executable: executable, errno: e)
         }
-        process.standardOutput = output
-        process.standardError = output
-        output.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            self.lock.lock()
-            self.captured.append(data)
-            self.lock.unlock()
+        var env = ProcessInfo.processInfo.environment
+        if let environment { env.merge(environment) { $1 } }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
         }
-        try process.run()
+        var child: pid_t = 0
+        let error = torus_spawn(executable, argv, envp, directory, inputPipe[0], outputPipe[1], &child)
+        Glibc.close(outputPipe[1])
+        if inputPipe[0] >= 0 { Glibc.close(inputPipe[0]) }
+        guard error == 0 else {
+            Glibc.close(outputPipe[0])
+            if inputPipe[1] >= 0 { Glibc.close(inputPipe[1]) }
+            throw SpawnError(executable: executable, errno: error)
+        }
+        pid = child
+        self.input = Locked(inputPipe[1])
+        let reader = outputPipe[0]
+        let thread = Thread { [state] in
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(reader, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { break }
+                state.withLock { $0.captured += buffer[0..<n] }
+            }
+            Glibc.close(reader)
+            state.withLock { $0.outputEnded = true }
+        }
+        thread.name = "child-output-\(child)"
+        thread.start()
     }
 
     /// Everything the process printed so far.
     public var text: String {
-        lock.lock()
-        defer { lock.unlock() }
-        return String(decoding: captured, as: UTF8.self)
+        state.withLock { String(decoding: $0.captured, as: UTF8.self) }
+    }
+
+    /// True until the child has exited (and was reaped).
+    public var isRunning: Bool { reap(blocking: false) == nil }
+
+    /// The exit status, when the child exited normally.
+    public var exitStatus: Int32? {
+        guard let status = reap(blocking: false), status & 0x7F == 0 else { return nil }
+        return (status >> 8) & 0xFF
+    }
+
+    /// The signal that ended the child, when one did.
+    public var terminationSignal: Int32? {
+        guard let status = reap(blocking: false), status & 0x7F != 0, status & 0x7F != 0x7F else { return nil }
+        return status & 0x7F
+    }
+
+    /// Reaps the child if it has exited; returns its raw wait status.
+    private func reap(blocking: Bool) -> Int32? {
+        state.withLock { s in
+            if let status = s.status { return status }
+            var status: Int32 = 0
+            var r: pid_t
+            repeat { r = waitpid(pid, &status, blocking ? 0 : WNOHANG) } while r < 0 && errno == EINTR
+            if r < 0 && errno == ECHILD {
+                s.status = 127 << 8  // reaped elsewhere: gone, status unknown
+                return s.status
+            }
+            guard r == pid else { return nil }
+            s.status = status
+            return status
+        }
+    }
+
+    /// Writes `text` to the child's standard input (started with `input: true`).
+    public func send(_ text: String) {
+        input.withLock { fd in
+            guard fd >= 0 else { return }
+            var bytes = Array(text.utf8)[...]
+            while !bytes.isEmpty {
+                let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return }
+                bytes = bytes.dropFirst(n)
+            }
+        }
+    }
+
+    /// Closes the child's standard input (it reads end of file).
+    public func closeInput() {
+        input.withLock { fd in
+            if fd >= 0 { Glibc.close(fd) }
+            fd = -1
+        }
     }
 
     /// Waits for a line containing `marker`; returns that line.
@@ -40,10 +138,22 @@ public final class ChildProcess: @unchecked Sendable {
         let deadline = clock.now + timeout
         while clock.now < deadline {
             if let line = text.split(separator: "\n").first(where: { $0.contains(marker) }) { return String(line) }
-            if !process.isRunning { break }
+            if !isRunning { break }
             try? await Task.sleep(for: .milliseconds(20))
         }
         return text.split(separator: "\n").first(where: { $0.contains(marker) }).map(String.init)
+    }
+
+    /// Waits (polling, bounded, blocking the calling thread) until `condition` holds
+    /// on the output.
+    @discardableResult
+    public func waitFor(timeout: Duration = .seconds(10), _ condition: (String) -> Bool) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if condition(text) { return true }
+            usleep(10_000)
+        }
+        return condition(text)
     }
 
     /// Waits for "listening on HOST:PORT" and returns the port.
@@ -54,33 +164,72 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// Sends `signal` and waits (bounded) for the exit; returns the exit status, or
-    /// nil after killing a process that did not stop in time.
+    /// nil after killing a process that did not stop in time (or one a signal ended).
     public func stop(signal: Int32 = SIGTERM, timeout: Duration = .seconds(20)) async -> Int32? {
-        if process.isRunning { kill(process.processIdentifier, signal) }
+        if isRunning { kill(pid, signal) }
         return await wait(timeout: timeout)
     }
 
-    /// Waits (bounded) for the process to exit on its own.
+    /// Waits (bounded) for the process to exit on its own; returns its exit status,
+    /// or nil after killing it at the timeout (or when a signal ended it).
     public func wait(timeout: Duration = .seconds(60)) async -> Int32? {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
-        while process.isRunning && clock.now < deadline {
+        while isRunning && clock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            return nil
+        return await finish()
+    }
+
+    /// `wait` for callers that are not async: blocks the calling thread (bounded).
+    public func waitForExit(timeout: Duration = .seconds(60)) -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while isRunning && ContinuousClock.now < deadline { usleep(10_000) }
+        if isRunning { killAndReap() }
+        drainOutput()
+        return exitStatus
+    }
+
+    private func finish() async -> Int32? {
+        if isRunning { killAndReap() }
+        // The output ends when the child (and anything that inherited its output) is gone.
+        let deadline = ContinuousClock.now + .seconds(2)
+        while !state.withLock({ $0.outputEnded }) && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
         }
-        // Let the reader drain the pipe.
-        try? await Task.sleep(for: .milliseconds(50))
-        return process.terminationStatus
+        return exitStatus
+    }
+
+    private func drainOutput() {
+        let deadline = ContinuousClock.now + .seconds(2)
+        while !state.withLock({ $0.outputEnded }) && ContinuousClock.now < deadline { usleep(5_000) }
+    }
+
+    private func killAndReap() {
+        kill(pid, SIGKILL)
+        _ = reap(blocking: true)
+    }
+
+    /// Runs `executable` to its end (bounded by `timeout`); returns its exit status
+    /// (nil: killed at the timeout or ended by a signal) and everything it printed.
+    public static func run(_ executable: String, _ arguments: [String], directory: String? = nil,
+                           timeout: Duration = .seconds(60)) throws -> (status: Int32?, output: String) {
+        let child = try ChildProcess(executable, arguments, directory: directory)
+        let status = child.waitForExit(timeout: timeout)
+        return (status, child.text)
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        output.fileHandleForReading.readabilityHandler = nil
+        closeInput()
+        if isRunning { killAndReap() }
     }
+}
+
+/// A child process could not be started.
+public struct SpawnError: Error, CustomStringConvertible {
+    public let executable: String
+    public let errno: Int32
+    public var description: String { "cannot start \(executable): \(String(cString: strerror(errno)))" }
 }
 
 /// Paths of the package's built products (next to the test bundle).
@@ -112,3 +261,4 @@ public enum BuiltProducts {
         URL(fileURLWithPath: directory).deletingLastPathComponent().deletingLastPathComponent().path
     }
 }
+

@@ -228,3 +228,53 @@ final class ObservingEcho: ConnectionHandler {
         }
     }
 }
+
+@Suite("Memory housekeeping and the allocator")
+struct AllocatorTrimTests {
+    @Test("malloc_trim runs only over glibc's own malloc: skipped under a sanitizer or a preloaded allocator")
+    func trimOnlyOverGlibc() async throws {
+        let sanitizers: [String] = ["__tsan_init", "__asan_init", "__msan_init"]
+        let interposed = sanitizers.contains {
+            dlsym(UnsafeMutableRawPointer(bitPattern: 0), $0) != nil
+        }
+        #expect(torus_malloc_is_glibc() == (interposed ? 0 : 1))
+        // Housekeeping calls it from every loop thread at once; it must never fault.
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 {
+                group.addTask { for _ in 0..<50 { _ = torus_malloc_trim() } }
+            }
+        }
+        _ = try await withLoop { _ in }
+    }
+
+    @Test("a trim requested by many loops at once: one runs, off their threads; the next only after the interval")
+    func trimsAreFoldedAndRateLimited() async throws {
+        #expect(HeapTrim.process.request() == false || torus_malloc_is_glibc() == 1,
+                "no trim over another allocator")
+        let ranOn = Locked<[String]>([])
+        let gate = DispatchSemaphore(value: 0)
+        let trimmer = HeapTrim(interval: .seconds(1)) {
+            gate.wait()  // held until the test has made its requests
+            let name = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "?"
+            ranOn.withLock { $0.append(name) }
+        }
+        let t0: UInt64 = 5_000_000_000
+        #expect(trimmer.request(now: t0))
+        let started = await withTaskGroup(of: Int.self) { group in
+            for i in 0..<8 {
+                group.addTask { trimmer.request(now: t0 + 1_000_000_000 + UInt64(i)) ? 1 : 0 }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(started == 0, "requests while a trim runs are folded into it, even past the interval")
+        gate.signal()
+        #expect(await eventually { trimmer.trims == 1 })
+        #expect(ranOn.current.allSatisfy { $0.hasPrefix("torus-blk-") }, "on the blocking pool: \(ranOn.current)")
+        #expect(!trimmer.request(now: t0 + 500_000_000), "not again within the interval")
+        #expect(trimmer.request(now: t0 + 2_000_000_000), "again after it")
+        gate.signal()
+        #expect(await eventually { trimmer.trims == 2 })
+        #expect(!HeapTrim(enabled: false) {}.request(), "a disabled trimmer never runs")
+        _ = try await withLoop { _ in }
+    }
+}

@@ -109,7 +109,7 @@ import Testing
     func endToEnd(noContextTakeover: Bool) throws {
         let agreement = PerMessageDeflateAgreement(serverNoContextTakeover: noContextTakeover,
                                                    clientNoContextTakeover: noContextTakeover)
-        let compressor = agreement.makeCompressor(role: .client)
+        let compressor = try #require(agreement.makeCompressor(role: .client))
         let enc = FrameEncoder(role: .client)
         let text = utf8(String(repeating: "κόσμε 🌍 ", count: 500))
         var wire: [UInt8] = []
@@ -159,6 +159,32 @@ import Testing
         FrameEncoder(role: .client).encodeFrame(opcode: .binary, rsv1: true, payload: z, into: &wire)
         var decoder = MessageDecoder(role: .server, decompressor: PerMessageDeflateDecompressor())
         #expect(try decoder.decode(wire) == [.binary(message)])
+    }
+
+    /// zlib refusing a stream (out of memory, or a level it does not accept) is not a
+    /// trap on a connection: no compressor means uncompressed messages (RFC 7692
+    /// allows any message uncompressed); no decompressor fails a compressed message
+    /// with 1011, and an uncompressed one still passes.
+    @Test func zlibRefusingAStreamDegradesWithoutATrap() throws {
+        #expect(PerMessageDeflateCompressor.make(memoryLevel: 0) == nil, "memory level 0 is refused by zlib")
+        #expect(PerMessageDeflateCompressor.make(level: 42) == nil)
+        #expect(PerMessageDeflateDecompressor.make(noContextTakeover: false, windowBits: 7) == nil)
+        #expect(PerMessageDeflateCompressor.make(windowBits: 8) != nil)
+        #expect(PerMessageDeflateDecompressor.make() != nil)
+        let agreement = PerMessageDeflateAgreement(compressionLevel: -1, memoryLevel: 0)
+        #expect(agreement.makeCompressor(role: .server) == nil)
+
+        let enc = FrameEncoder(role: .client)
+        var plain: [UInt8] = [], zipped: [UInt8] = []
+        enc.encodeFrame(opcode: .text, rsv1: false, payload: utf8("plain"), into: &plain)
+        enc.encodeFrame(opcode: .text, rsv1: true, payload: PerMessageDeflateCompressor().compress(utf8("zipped")), into: &zipped)
+        var decoder = MessageDecoder(role: .server, decompressor: nil)
+        decoder.compressionUnavailable = true
+        let r = feed(&decoder, [plain, zipped])
+        #expect(r.events == [.text(utf8("plain"))])
+        #expect(r.error?.closeCode == .internalError, "\(String(describing: r.error))")
+        // Without the agreement the same frame is the peer's error: 1002.
+        #expect(decodeServer(zipped).error?.closeCode == .protocolError)
     }
 }
 

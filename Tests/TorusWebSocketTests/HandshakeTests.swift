@@ -1,4 +1,6 @@
 import Testing
+import Torus
+import TorusTestSupport
 @testable import TorusWebSocket
 
 @Suite struct HandshakeTests {
@@ -151,6 +153,85 @@ import Testing
         #expect(fails(101, good + [("Sec-WebSocket-Protocol", "superchat")]))
         #expect(!fails(101, good + [("Sec-WebSocket-Protocol", "chat")]))
         #expect(fails(101, good + [("Sec-WebSocket-Extensions", "permessage-deflate")]))  // not offered
+    }
+}
+
+/// The client's handshake response goes through the HTTP response parser: served
+/// over a real socket by a raw server that answers with the given head.
+@Suite struct ClientHandshakeResponseTests {
+    /// Starts a server on `loop` that reads the request, answers `reply(acceptValue)`,
+    /// and closes once the client sends anything more or closes.
+    func rawServer(on loop: EventLoop, _ reply: @escaping @Sendable (String) -> [UInt8]) throws -> Server {
+        try Server.start(on: [loop], address: try .tcp("127.0.0.1", 0)) { connection in
+            let io = AsyncConnection(connection)
+            Task(executorPreference: connection.loop) {
+                var request: [UInt8] = []
+                while request.firstRange(of: [13, 10, 13, 10]) == nil, let more = try? await io.read() { request += more }
+                let text = String(decoding: request, as: UTF8.self)
+                let key = text.split(separator: "\r\n").first { $0.lowercased().hasPrefix("sec-websocket-key:") }
+                    .map { String($0.dropFirst("sec-websocket-key:".count).trimmingCharacters(where: { $0 == " " })) } ?? ""
+                try? await io.write(reply(WebSocketHandshake.acceptValue(forKey: key)))
+                // Whatever comes next (the client's close frame, or its close) ends it.
+                _ = try? await io.read()
+                await io.close()
+            }
+            return connection.handler!
+        }
+    }
+
+    func failure(_ error: any Error) -> String? {
+        if case WebSocketError.handshakeFailed(let why) = error { return why }
+        return nil
+    }
+
+    @Test("a 101 with bare-LF line ends and a frame right behind the head is accepted; the frame is delivered")
+    func acceptsLenientHeadWithLeftover() async throws {
+        try await withGroup(loops: 2) { group in
+            let server = try rawServer(on: group.loops[0]) { accept in
+                Array("HTTP/1.1 101 Switching Protocols\nUPGRADE: websocket\r\nconnection: Upgrade\nSec-WebSocket-Accept: \(accept)\n\n".utf8)
+                    + [0x81, 0x02] + Array("hi".utf8)
+            }
+            let ws = try await WebSocketClient.connect(host: "127.0.0.1", port: server.address.port!, on: group.loops[1])
+            let message = try await ws.nextMessage()
+            #expect(message == .text("hi"))
+            await ws.close()
+            server.close()
+        }
+    }
+
+    @Test("malformed or refusing responses fail the handshake with the parser's reason")
+    func refusesMalformedResponses() async throws {
+        try await withGroup(loops: 2) { group in
+            let cases: [(@Sendable (String) -> String, String)] = [
+                ({ "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n folded\r\nSec-WebSocket-Accept: \($0)\r\n\r\n" },
+                 "malformed response: obsolete line folding"),
+                ({ "HTTP/1.1 101 OK\r\nUpgrade : websocket\r\nSec-WebSocket-Accept: \($0)\r\n\r\n" },
+                 "malformed response: whitespace before colon in header field"),
+                ({ _ in "HTTP/2.0 101 OK\r\n\r\n" }, "malformed response: HTTP version not supported"),
+                ({ _ in "garbage\r\n\r\n" }, "malformed response: invalid status line"),
+                ({ _ in "HTTP/1.1 101 OK\r\nX: " + String(repeating: "a", count: 20_000) + "\r\n\r\n" }, "response head too large"),
+            ]
+            for (reply, reason) in cases {
+                let server = try rawServer(on: group.loops[0]) { Array(reply($0).utf8) }
+                do {
+                    let ws = try await WebSocketClient.connect(host: "127.0.0.1", port: server.address.port!, on: group.loops[1])
+                    Issue.record("connected despite \(reason)")
+                    await ws.close()
+                } catch {
+                    #expect(failure(error) == reason)
+                }
+                server.close()
+            }
+            // A well-formed refusal reaches the handshake check.
+            let server = try rawServer(on: group.loops[0]) { _ in Array("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".utf8) }
+            do {
+                _ = try await WebSocketClient.connect(host: "127.0.0.1", port: server.address.port!, on: group.loops[1])
+                Issue.record("connected despite a 403")
+            } catch {
+                #expect(failure(error)?.contains("403") == true, "\(error)")
+            }
+            server.close()
+        }
     }
 }
 

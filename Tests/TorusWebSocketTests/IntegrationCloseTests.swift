@@ -246,3 +246,38 @@ final class WeakConnection: @unchecked Sendable {
     func set(_ ws: WebSocketConnection) { lock.withLock { value = ws } }
     var isAlive: Bool { lock.withLock { value != nil } }
 }
+
+/// Liveness without timers: idle WebSocket connections with a ping interval have no
+/// kernel timeout in flight of their own; the loop's one deadline sweep checks them.
+@Suite struct LivenessSweepTests {
+    @Test func idleConnectionsHoldNoTimer() async throws {
+        try await withLoop { loop in
+            var settings = WebSocketConfiguration()
+            settings.pingInterval = .seconds(30)
+            let server = try startServer(on: [loop]) { router in
+                router.webSocket("/", configuration: WebSocketServerConfiguration(connection: settings)) { _ in }
+            }
+            var clients = [try await connectClient(server, on: loop)]
+            // A handshake's own timers (connect, request) end with a cancel whose CQE
+            // may still be on its way on a loaded machine: wait for them to settle.
+            var one = Int.max
+            _ = await eventually {
+                one = await loop.ledgerSnapshot()[.timeout].inFlight
+                return one <= 3
+            }
+            for _ in 0..<19 { clients.append(try await connectClient(server, on: loop)) }
+            // 40 connections (both ends), each pinging every 30 s: the loop's timers
+            // (its one deadline sweep among them) and not one more.
+            // The loop's own timers (the deadline sweep, the once-a-second housekeeping)
+            // may be armed at one count and not the other: at most those two apart.
+            var twenty = Int.max
+            _ = await eventually {
+                twenty = await loop.ledgerSnapshot()[.timeout].inFlight
+                return twenty <= one
+            }
+            #expect(twenty <= one + 2 && twenty <= 3, "timeouts in flight: \(one) with 1 client, \(twenty) with 20")
+            for c in clients { await c.close() }
+            await server.shutdown(grace: .seconds(1))
+        }
+    }
+}

@@ -165,4 +165,50 @@ asyncio.run(main())
             }
         }
     }
+
+    /// The demo logs, on stderr with the peer as metadata, a close for a protocol
+    /// error (with its code) and a refused handshake.
+    @Test func torusWSDemoLogsProtocolErrorsAndRefusals() async throws {
+        let demo = try ChildProcess(BuiltProducts.path("torus-ws"),
+                                    ["--port", "0", "--threads", "1", "--log-level", "info"])
+        guard let port = await demo.listeningPort() else {
+            Issue.record("torus-ws did not start: \(demo.text)")
+            _ = await demo.stop()
+            return
+        }
+        let upgrade = "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        try await withLoop { loop in
+            let raw = try await AsyncConnection.connect(to: .tcp("127.0.0.1", port), on: loop)
+            try await raw.write(upgrade + "Sec-WebSocket-Version: 13\r\n\r\n")
+            var received: [UInt8] = []
+            let end: [UInt8] = Array("\r\n\r\n".utf8)
+            func headEnd() -> Int? {
+                guard received.count >= 4 else { return nil }
+                return (0...(received.count - 4)).first { Array(received[$0 ..< $0 + 4]) == end }.map { $0 + 4 }
+            }
+            while headEnd() == nil, let chunk = try await raw.read() { received += chunk }
+            let headCount = try #require(headEnd())
+            #expect(String(decoding: received[..<headCount], as: UTF8.self).hasPrefix("HTTP/1.1 101"))
+            // An unmasked client frame breaks RFC 6455 5.1: close 1002, then the server's FIN.
+            try await raw.write([0x81, 0x02, 0x68, 0x69])
+            while let chunk = try await raw.read() { received += chunk }
+            let close = Array(received[headCount...])
+            #expect(close.count >= 4 && close[0] == 0x88 && close[2] == 0x03 && close[3] == 0xEA, "\(close)")
+            await raw.close()
+
+            let refused = try await AsyncConnection.connect(to: .tcp("127.0.0.1", port), on: loop)
+            try await refused.write(upgrade + "Sec-WebSocket-Version: 8\r\nConnection: close\r\n\r\n")
+            var answer: [UInt8] = []
+            while let chunk = try await refused.read() { answer += chunk }
+            #expect(String(decoding: answer, as: UTF8.self).hasPrefix("HTTP/1.1 426"), "\(String(decoding: answer, as: UTF8.self))")
+            await refused.close()
+        }
+        #expect(await demo.stop() == 0, "\(demo.text)")
+        let text = demo.text
+        #expect(text.contains("protocol error; closing") && text.contains("code=1002") && text.contains("peer=127.0.0.1:"),
+                "\(text)")
+        #expect(text.contains("handshake refused") && text.contains("status=426"), "\(text)")
+        #expect(text.contains("ledger: quiescent"), "\(text)")
+    }
 }

@@ -81,7 +81,7 @@ final class RawClient {
         for (n, v) in fields { text += "\(n): \(v)\r\n" }
         try await connection.write(Array((text + "\r\n").utf8) + bytes)
         while true {
-            if let end = ClientHandshakeHandler.headEnd(buffer, from: 0) {
+            if let end = buffer.firstRange(of: [13, 10, 13, 10])?.lowerBound {
                 let head = String(decoding: buffer[..<end], as: UTF8.self)
                 buffer.removeFirst(end + 4)
                 return head

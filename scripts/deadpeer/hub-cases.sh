@@ -7,7 +7,7 @@
 # timers can notice the dead peers: the router heartbeat timeout (3 s) and the
 # WebSocket ping (interval 2 s, timeout 2 s, then close 1011 and the socket after
 # the 1 s close timeout). hub_clients.py in the client namespace holds 100 router
-# links (HELLO, heartbeats, an event every 2 s) and 100 WebSocket clients (50 on
+# links (HELLO + HMAC proof with secrets from a credential file it writes, heartbeats, an event every 2 s) and 100 WebSocket clients (50 on
 # /app, 50 on /web, answering pings). Then the link is cut.
 #
 # Checks per round (--hub-rounds, default 2):
@@ -34,10 +34,13 @@ H_ROUTERS=100
 H_WS=100
 
 start_hub() {
+    # Router secrets for the clients (protocol v2: routers prove who they are).
+    HUB_CREDENTIALS="$WORK/hub-credentials.json"
+    "$PY" "$HUB_CLIENTS" credentials --out "$HUB_CREDENTIALS" --routers "$H_ROUTERS" || return 1
     # The router port's 'listening on' line comes second: both faces are up.
     launch_and_baseline torus-hub "$WORK/hub.log" "^listening on .*:$HUB_ROUTER_PORT\$" \
         "$HUB" --host "$IP_S" --http-port "$HUB_HTTP_PORT" --router-port "$HUB_ROUTER_PORT" \
-        --stats-interval 1 "${HUB_ARGS[@]}" || return 1
+        --stats-interval 1 --credentials "$HUB_CREDENTIALS" "${HUB_ARGS[@]}" || return 1
     H_BASE_RSS="$(stat_field "$(last_stats 0)" rss_kib)"
     heap_note
     note "torus-hub baseline memory: $HEAP_NOTE"
@@ -74,7 +77,7 @@ hub_established() {
 start_hub_clients() {  # start_hub_clients NAME
     CLI_STOP="$WORK/hub-clients-$1.stop"
     local ready="$WORK/hub-clients-$1.ready" i
-    ip netns exec "$NS_C" "$PY" "$HUB_CLIENTS" hold --host "$IP_S" --router-port "$HUB_ROUTER_PORT" \
+    ip netns exec "$NS_C" "$PY" "$HUB_CLIENTS" hold --credentials "$HUB_CREDENTIALS" --host "$IP_S" --router-port "$HUB_ROUTER_PORT" \
         --http-port "$HUB_HTTP_PORT" --routers "$H_ROUTERS" --ws "$H_WS" --event-interval 2 \
         --ready-file "$ready" --stop-file "$CLI_STOP" --max-seconds 120 >"$WORK/hub-clients-$1.log" 2>&1 &
     CLI_PID=$!
@@ -206,7 +209,7 @@ case_h_back() {
     restore_link
     local i out
     for i in $(seq 1 20); do
-        if out="$(timeout 15 ip netns exec "$NS_C" "$PY" "$HUB_CLIENTS" check --host "$IP_S" \
+        if out="$(timeout 15 ip netns exec "$NS_C" "$PY" "$HUB_CLIENTS" check --credentials "$HUB_CREDENTIALS" --host "$IP_S" \
                 --router-port "$HUB_ROUTER_PORT" --http-port "$HUB_HTTP_PORT" --connect-timeout 2 --max-seconds 10 2>&1)"; then
             break
         fi

@@ -3,7 +3,7 @@
 (stdlib only; runs inside a network namespace with `ip netns exec`).
 
 Modes:
-  hold   Open --routers router links (HELLO dp-NNN, answer WELCOME, HEARTBEAT every
+  hold   Open --routers router links (HELLO dp-NNN, AUTH over WELCOME's nonce with the secret from --credentials, HEARTBEAT every
          third of the hub's heartbeat timeout, an EVENT every --event-interval s,
          REPLY to every COMMAND) and --ws WebSocket clients (half on
          /app?routers=dp-000,dp-001, half on /web; the raw RFC 6455 handshake,
@@ -16,11 +16,15 @@ Modes:
          router sends an EVENT, both clients must receive it. Prints `check ok` and
          exits 0, or `check FAIL: reason` and exits 1.
   get    GET --url (http://HOST:PORT/PATH) and print the body; exit 1 unless 200.
+  credentials  Write --out, a credential file (mode 0600) with secrets for dp-000..
+         and dp-check; hold and check read it with --credentials.
 
 Every wait is bounded (connect and handshake timeouts, --max-seconds).
 """
 import argparse
 import base64
+import hashlib
+import hmac
 import json
 import os
 import selectors
@@ -32,6 +36,9 @@ import time
 import urllib.request
 
 HELLO, WELCOME, HEARTBEAT, EVENT, COMMAND, REPLY, BYE = 1, 2, 3, 4, 5, 6, 7
+AUTH, AUTHOK, REFUSED = 8, 9, 10
+PROTOCOL_VERSION = 2
+SECRETS = {}  # router id -> secret bytes, from --credentials
 
 
 def say(line):
@@ -52,15 +59,36 @@ def recv_exact(s, n):
     return out
 
 
-def open_router(host, port, rid, timeout):
-    """Connects, sends HELLO, waits for WELCOME; returns (socket, heartbeat timeout s)."""
-    s = socket.create_connection((host, port), timeout=timeout)
-    s.sendall(frame(HELLO, rid.encode()))
+def read_frame(s):
     length, kind = struct.unpack(">IB", recv_exact(s, 5))
-    body = recv_exact(s, length - 1)
-    if kind != WELCOME or len(body) != 4:
-        raise ConnectionError(f"expected WELCOME, got type {kind}")
-    return s, struct.unpack(">I", body)[0] / 1000.0
+    return kind, recv_exact(s, length - 1)
+
+
+def open_router(host, port, rid, timeout):
+    """Connects and authenticates (protocol v2: HELLO, WELCOME with a nonce, AUTH
+    with HMAC-SHA256(secret, nonce + id), AUTHOK); returns (socket, heartbeat s)."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    s.sendall(frame(HELLO, bytes([PROTOCOL_VERSION]) + rid.encode()))
+    kind, body = read_frame(s)
+    if kind != WELCOME or len(body) != 36:
+        raise ConnectionError(f"expected WELCOME with a nonce, got type {kind}: {body!r}")
+    nonce = body[4:]
+    proof = hmac.new(SECRETS.get(rid, b""), nonce + rid.encode(), hashlib.sha256).digest()
+    s.sendall(frame(AUTH, proof))
+    answer, reason = read_frame(s)
+    if answer != AUTHOK:
+        raise ConnectionError(f"authentication refused (type {answer}): {reason!r}")
+    return s, struct.unpack(">I", body[:4])[0] / 1000.0
+
+
+def write_credentials(a):
+    """Writes a credential file (mode 0600) with a fresh secret for dp-000.. and dp-check."""
+    ids = [f"dp-{i:03d}" for i in range(a.routers)] + ["dp-check"]
+    routers = {rid: base64.b64encode(os.urandom(32)).decode() for rid in ids}
+    fd = os.open(a.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"routers": routers, "tokens": {}}, f, indent=2, sort_keys=True)
+    return 0
 
 
 def ws_frame(opcode, payload=b""):
@@ -254,7 +282,7 @@ def ws_next_text(s, reader, deadline):
 
 def check(a):
     deadline = time.monotonic() + a.max_seconds
-    rid = f"dp-check-{os.getpid()}"
+    rid = "dp-check"
     try:
         r, _ = open_router(a.host, a.router_port, rid, a.connect_timeout)
         app, rest = open_ws(a.host, a.http_port, f"/app?routers={rid}", a.connect_timeout)
@@ -299,7 +327,9 @@ def get(a):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["hold", "check", "get"])
+    p.add_argument("mode", choices=["hold", "check", "get", "credentials"])
+    p.add_argument("--credentials", help="the hub's credential file (router secrets)")
+    p.add_argument("--out", help="credentials mode: the file to write")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--router-port", type=int, default=7100)
     p.add_argument("--http-port", type=int, default=8080)
@@ -312,6 +342,12 @@ def main():
     p.add_argument("--max-seconds", type=float, default=120)
     p.add_argument("--url")
     a = p.parse_args()
+    if a.mode == "credentials":
+        return write_credentials(a)
+    if a.credentials:
+        with open(a.credentials) as f:
+            for rid, secret in json.load(f).get("routers", {}).items():
+                SECRETS[rid] = base64.b64decode(secret)
     if a.mode == "hold":
         hold(a)
         return 0

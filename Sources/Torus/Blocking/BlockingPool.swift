@@ -12,21 +12,28 @@ public final class BlockingPool: Sendable {
 
     private let queue = Mutex<[@Sendable () -> Void]>([])
     private let available = Semaphore()
+    private let workers = Atomic<Int>(0)
+    /// Worker threads the system granted (fewer than asked at a thread or pid limit).
+    public var threadCount: Int { workers.load(ordering: .relaxed) }
 
+    /// Starts `threads` workers (at least one). When the system refuses every thread,
+    /// work runs on the submitting thread instead (slow, but nothing is lost).
     public init(threads: Int) {
         for i in 0..<Swift.max(1, threads) {
-            _ = LoopThread.start(name: "torus-blk-\(i)") { [self] in
+            let worker = try? LoopThread.start(name: "torus-blk-\(i)") { [self] in
                 while true {
                     available.wait()
                     let work = queue.withLock { $0.isEmpty ? nil : $0.removeFirst() }
                     work?()
                 }
             }
+            if worker != nil { workers.add(1, ordering: .relaxed) }
         }
     }
 
     /// Runs `work` on a pool thread.
     public func submit(_ work: @escaping @Sendable () -> Void) {
+        guard threadCount > 0 else { return work() }
         queue.withLock { $0.append(work) }
         available.signal()
     }

@@ -1,4 +1,5 @@
 import CLiburing
+import Glibc
 
 /// Fixed-size chunks for outbound bytes (write queues, file reads), owned by one loop.
 ///
@@ -12,6 +13,9 @@ import CLiburing
 /// A burst (many slow readers) can grow the pool far past its usual size. `trim`
 /// gives back slabs whose chunks are all free once the pool holds more than twice
 /// what is in use, so a burst does not set the process's memory for its lifetime.
+/// Free chunks are a stack (the most recently given back is taken first), so a small
+/// working set stays hot; `sweep` gives back the pages of free chunks that nobody
+/// took for a whole interval (`madvise(MADV_DONTNEED)`), in the slabs `trim` keeps.
 final class BufferPool {
     let chunkSize: Int
     let slabChunks: Int
@@ -22,6 +26,11 @@ final class BufferPool {
     @exclusivity(unchecked) private var free: [Int32] = []
     private var liveSlabs = 0
     private var lastTrim: UInt64 = 0
+    /// The smallest the free stack has been since the last sweep: chunks below it
+    /// were not taken for a whole interval.
+    @exclusivity(unchecked) private var freeLowMark = 0
+    /// Per slab, one bit per chunk: taken since its pages were last given back.
+    @exclusivity(unchecked) private var touched: [UInt64] = []
     private let ledger: Ledger
 
     init(chunkSize: Int, initialChunks: Int, maxChunks: Int, ledger: Ledger) {
@@ -48,8 +57,10 @@ final class BufferPool {
             s = slabs.count
             slabs.append(slab)
             freeInSlab.append(0)
+            touched.append(0)
         }
         freeInSlab[s] = slabChunks
+        touched[s] = 0
         liveSlabs += 1
         let base = Int32(s * slabChunks)
         for i in (0..<Int32(slabChunks)).reversed() { free.append(base + i) }
@@ -74,7 +85,9 @@ final class BufferPool {
             addSlab()
         }
         guard let index = free.popLast() else { return nil }
+        if free.count < freeLowMark { freeLowMark = free.count }
         freeInSlab[Int(index) / slabChunks] -= 1
+        touched[Int(index) / slabChunks] |= 1 << UInt64(Int(index) % slabChunks)
         ledger.move(.outbound, from: .pool, to: .application, key: Int(index), holder: holder)
         return index
     }
@@ -84,6 +97,10 @@ final class BufferPool {
     func give(_ index: Int32) {
         ledger.move(.outbound, from: .application, to: .pool, key: Int(index), holder: .none)
         freeInSlab[Int(index) / slabChunks] += 1
+        // Invariant: a slab never has more free chunks than it holds (a double give
+        // stops here in debug builds, as the ledger's owner check does).
+        assert(freeInSlab[Int(index) / slabChunks] <= slabChunks && free.count < totalChunks,
+               "outbound chunk #\(index) given back to a pool that already has it")
         free.append(index)
     }
 
@@ -105,9 +122,41 @@ final class BufferPool {
         liveSlabs > initialSlabs && free.count > 2 * (totalChunks - free.count) + initialSlabs * slabChunks
     }
 
-    /// Frees fully free slabs beyond the initial ones, at most once a second.
-    func trim(now: UInt64) {
-        guard now &- lastTrim > 1_000_000_000 else { return }
+    /// Gives back the pages of free chunks nobody took since the last sweep (called
+    /// about once a second). Returns the bytes given back, and whether a later sweep
+    /// may give back more (free chunks still touched).
+    func sweep() -> (released: Int, more: Bool) {
+        var released = 0
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        if chunkSize % page == 0 {
+            var i = 0
+            while i < Swift.min(freeLowMark, free.count) {
+                let index = Int(free[i])
+                let s = index / slabChunks
+                let bit: UInt64 = 1 << UInt64(index % slabChunks)
+                if touched[s] & bit != 0 {
+                    touched[s] &= ~bit
+                    if madvise(base(Int32(index)), chunkSize, MADV_DONTNEED) == 0 { released += chunkSize }
+                }
+                i += 1
+            }
+        }
+        freeLowMark = free.count
+        var more = false
+        var i = 0
+        while !more && i < free.count {   // not for-in: it allocates in debug builds
+            let index = Int(free[i])
+            more = touched[index / slabChunks] & (1 << UInt64(index % slabChunks)) != 0
+            i += 1
+        }
+        return (released, more || wantsTrim)
+    }
+
+    /// Frees fully free slabs beyond the initial ones, at most once a second. Returns
+    /// the bytes freed.
+    @discardableResult
+    func trim(now: UInt64) -> Int {
+        guard now &- lastTrim > 1_000_000_000 else { return 0 }
         lastTrim = now
         var released = 0
         for s in initialSlabs..<slabs.count where slabs[s] != nil && freeInSlab[s] == slabChunks {
@@ -117,8 +166,10 @@ final class BufferPool {
             liveSlabs -= 1
             released += 1
         }
-        guard released > 0 else { return }
+        guard released > 0 else { return 0 }
         free.removeAll { slabs[Int($0) / slabChunks] == nil }
+        freeLowMark = Swift.min(freeLowMark, free.count)
         ledger.buffersRemoved(.outbound, count: released * slabChunks, bytes: released * slabChunks * chunkSize)
+        return released * slabChunks * chunkSize
     }
 }

@@ -5,7 +5,7 @@ import CLiburing
 /// write) *consumes* the handle, so touching the bytes while the kernel owns them does
 /// not compile; the completion hands a new handle back. Give it back with
 /// `EventLoop.release(_:)`. A handle dropped without being released is not freed by
-/// a deinit (see DESIGN.md on noncopyable deinit bugs): the ledger shows it as held by
+/// a deinit (deinits of noncopyable types have had compiler bugs): the ledger shows it as held by
 /// the application, with the call site that took it in debug builds.
 ///
 /// The bytes live in the pool's slab, not in the handle, so moving the handle never

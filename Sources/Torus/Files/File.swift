@@ -1,7 +1,7 @@
 import CLiburing
 
-/// An open file whose I/O goes through its loop's ring (`openat`, `read`, `write`,
-/// `statx`, `close`), so serving a file never blocks the loop.
+/// An open file whose I/O goes through its loop's ring (`openat`, `openat2`, `read`,
+/// `write`, `statx`, `close`), so serving a file never blocks the loop.
 ///
 /// Ownership: the `File` value names the fd; whoever opened it closes it with
 /// `close()`. Reads and writes borrow a `PooledBuffer`: the handle is consumed by
@@ -21,28 +21,70 @@ public struct FileStatus: Sendable, Equatable {
     public var isDirectory: Bool
 }
 
+/// How `openat2` may resolve a path below its directory (``EventLoop/openFile(_:beneath:flags:resolve:_:)``).
+public struct PathResolution: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    /// `RESOLVE_BENEATH`: nothing outside the directory, whether by `..`, an absolute
+    /// path or a symbolic link's target (`EXDEV`).
+    public static let beneath = PathResolution(rawValue: TORUS_RESOLVE_BENEATH)
+    /// `RESOLVE_NO_SYMLINKS`: no symbolic link anywhere on the path, the last
+    /// component included (`ELOOP`).
+    public static let noSymlinks = PathResolution(rawValue: TORUS_RESOLVE_NO_SYMLINKS)
+    /// `RESOLVE_NO_MAGICLINKS`: no `/proc`-style magic links (`ELOOP`).
+    public static let noMagicLinks = PathResolution(rawValue: TORUS_RESOLVE_NO_MAGICLINKS)
+}
+
+extension File {
+    /// Whether this kernel's io_uring has `IORING_OP_OPENAT2` (asked of a throwaway
+    /// ring's opcode probe; false when the probe is refused too). Any thread.
+    public static var ringOpensBeneath: Bool { torus_ring_supports_openat2() == 1 }
+
+    /// Opens `path` as an `O_PATH | O_DIRECTORY` descriptor: a handle that paths are
+    /// resolved beneath (``EventLoop/openFile(_:beneath:flags:resolve:_:)``), not one
+    /// to read. A plain `open(2)`, for setup off any loop; the caller owns the
+    /// descriptor and closes it with `close(2)`. Any thread.
+    public static func openDirectoryHandle(_ path: String) throws(IOError) -> Int32 {
+        let fd = torus_open_directory_handle(path)
+        guard fd >= 0 else { throw IOError(errno: torus_errno(), "open \(path)") }
+        return fd
+    }
+}
+
 /// One file operation in flight. Owns what the kernel touches: the path, the statx
-/// record, the pooled chunk (by index) while the kernel reads or writes it.
+/// record, the `open_how` of an `openat2`, the pooled chunk (by index) while the
+/// kernel reads or writes it.
 final class FileOperation: CompletionTarget {
     let path: [CChar]?
     let statBuffer: UnsafeMutablePointer<statx>?
+    let how: UnsafeMutablePointer<open_how>?
     let chunk: Int32
     let chunkBase: UnsafeMutableRawPointer?
     let done: (Int32, FileOperation) -> Void
 
-    init(path: String? = nil, stat: Bool = false, chunk: Int32 = -1, chunkBase: UnsafeMutableRawPointer? = nil,
-         done: @escaping (Int32, FileOperation) -> Void) {
+    init(path: String? = nil, stat: Bool = false, how: open_how? = nil, chunk: Int32 = -1,
+         chunkBase: UnsafeMutableRawPointer? = nil, done: @escaping (Int32, FileOperation) -> Void) {
         self.path = path.map { Array($0.utf8CString) }
         self.statBuffer = stat ? .allocate(capacity: 1) : nil
+        self.how = how.map { value in
+            let p = UnsafeMutablePointer<open_how>.allocate(capacity: 1)
+            p.initialize(to: value)
+            return p
+        }
         self.chunk = chunk
         self.chunkBase = chunkBase
         self.done = done
     }
 
-    deinit { statBuffer?.deallocate() }
+    deinit {
+        statBuffer?.deallocate()
+        how?.deallocate()
+    }
 
-    func complete(_ completion: Completion, tag: UInt32, final: Bool, loop: EventLoop) {
+    func complete(_ completion: Completion, tag: UInt32, final: Bool, loop: EventLoop) -> Rearm {
         done(completion.result, self)
+        return .done
     }
 
     var status: FileStatus? {
@@ -82,6 +124,24 @@ extension EventLoop {
         submit(.openat, target: op) { sqe in
             op.path?.withUnsafeBufferPointer { p in
                 io_uring_prep_openat(sqe, AT_FDCWD, p.baseAddress, flags | O_CLOEXEC, mode)
+            }
+        }
+    }
+
+    /// Opens `path` relative to the directory descriptor `directory` (the caller keeps
+    /// it open until `done`) with `openat2` through the ring, resolved as `resolve` allows (``PathResolution/beneath`` keeps it inside
+    /// the directory whatever the path or its links say). Counted in the ledger as an
+    /// `openat`. `O_CLOEXEC` is added. Loop thread only.
+    public func openFile(_ path: String, beneath directory: Int32, flags: Int32 = O_RDONLY,
+                         resolve: PathResolution, _ done: @escaping (Result<File, IOError>) -> Void) {
+        assertInLoop()
+        let how = open_how(flags: UInt64(UInt32(bitPattern: flags | O_CLOEXEC)), mode: 0, resolve: resolve.rawValue)
+        let op = FileOperation(path: path, how: how) { [self] result, _ in
+            done(result >= 0 ? .success(File(fd: result, loop: self)) : .failure(IOError(result: result, "openat2 \(path)")))
+        }
+        submit(.openat, target: op) { sqe in
+            op.path?.withUnsafeBufferPointer { p in
+                io_uring_prep_openat2(sqe, directory, p.baseAddress, op.how)
             }
         }
     }
@@ -162,6 +222,17 @@ extension EventLoop {
         }
     }
 
+    /// Opens `path` below the directory descriptor `directory` with `openat2` (see the
+    /// callback form).
+    public func openFile(_ path: String, beneath directory: Int32, flags: Int32 = O_RDONLY,
+                         resolve: PathResolution) async throws -> File {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<File, any Error>) in
+            runOnLoop { [self] in
+                openFile(path, beneath: directory, flags: flags, resolve: resolve) { c.resume(with: $0.mapError { $0 }) }
+            }
+        }
+    }
+
     public func stat(_ file: File) async throws -> FileStatus {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<FileStatus, any Error>) in
             runOnLoop { [self] in stat(file) { c.resume(with: $0.mapError { $0 }) } }
@@ -191,7 +262,13 @@ extension EventLoop {
                 out += chunk
             }
         } catch {
-            try? await close(file)
+            do {
+                try await close(file)
+            } catch let closeError {
+                // The read's error is the one to report; the close's is only logged.
+                logger.debug("closing a file after a failed read failed too",
+                             metadata: ["fd": "\(file.fd)", "reason": "\(closeError)"])
+            }
             throw error
         }
         try await close(file)

@@ -15,6 +15,12 @@ final class Ledger {
     #if DEBUG
     /// Debug builds: for every buffer away from its pool, the site that took it.
     private var holderSites: [Int: BufferHolder] = [:]
+    /// Debug builds: where each buffer away from its pool is (absent: in the pool), so
+    /// a move from the wrong owner (a buffer returned twice, a send reclaimed that
+    /// was never lent) stops at that move.
+    private var owners: [Int: Owner] = [:]
+    /// Debug builds: buffers each pool created and has not destroyed.
+    private var created = [Int](repeating: 0, count: BufferPoolKind.allCases.count)
     #endif
 
     @inline(__always) func submitted(_ kind: OperationKind) { state.operations[kind.rawValue].submitted += 1 }
@@ -31,17 +37,32 @@ final class Ledger {
     @inline(__always) func busySubmit() { state.busySubmits += 1 }
     @inline(__always) func noBuffers() { state.noBufferReceives += 1 }
     @inline(__always) func acceptFailed() { state.acceptErrors += 1 }
+    @inline(__always) func submissionDeferred() { state.deferredSubmissions += 1 }
+    @inline(__always) func submitFailed() { state.submitErrors += 1 }
+    @inline(__always) func staleCompletion() { state.staleCompletions += 1 }
+    @inline(__always) func receiveGrowthFailed() { state.receiveGrowthFailures += 1 }
+    func queueLimitExceeded() { state.queueLimitCloses += 1 }
+    @inline(__always) func deadlineChecked() { state.deadlineChecks += 1 }
+    func receiveWaited() { state.receiveWaits += 1 }
 
     /// A pool created `count` buffers totalling `bytes`.
     func buffersAdded(_ pool: BufferPoolKind, count: Int, bytes: Int) {
         state.buffers[pool.rawValue].pool += count
         state.buffers[pool.rawValue].capacity += bytes
+        #if DEBUG
+        created[pool.rawValue] += count
+        #endif
     }
 
     /// A pool destroyed `count` free buffers.
     func buffersRemoved(_ pool: BufferPoolKind, count: Int, bytes: Int) {
         state.buffers[pool.rawValue].pool -= count
         state.buffers[pool.rawValue].capacity -= bytes
+        #if DEBUG
+        created[pool.rawValue] -= count
+        #endif
+        assert(state.buffers[pool.rawValue].pool >= 0 && state.buffers[pool.rawValue].capacity >= 0,
+               "\(pool) pool removed \(count) buffers it did not hold: \(state.buffers[pool.rawValue])")
     }
 
     /// Owners a buffer can move between.
@@ -54,10 +75,32 @@ final class Ledger {
         adjust(pool, from, -1)
         adjust(pool, to, +1)
         #if DEBUG
-        let k = key << 1 | pool.rawValue
-        if to == .pool { holderSites[k] = nil } else { holderSites[k] = holder }
+        let k = key << 2 | pool.rawValue
+        checkMove(pool, key: key, from: from, to: to, at: owners[k] ?? .pool)
+        if to == .pool {
+            holderSites[k] = nil
+            owners[k] = nil
+        } else {
+            holderSites[k] = holder
+            owners[k] = to
+        }
         #endif
     }
+
+    #if DEBUG
+    /// The invariants of one buffer move, checked as it happens (debug builds): the
+    /// buffer was where the move says it was, and no owner's count went negative, so
+    /// pool + application + kernel still equals what the pool holds.
+    private func checkMove(_ pool: BufferPoolKind, key: Int, from: Owner, to: Owner, at current: Owner) {
+        let b = state.buffers[pool.rawValue]
+        precondition(current == from,
+                     "\(pool) buffer #\(key) moved from \(from) to \(to) but it was with \(current)")
+        precondition(b.pool >= 0 && b.application >= 0 && b.kernel >= 0,
+                     "\(pool) buffer counts went negative moving #\(key) from \(from) to \(to): \(b)")
+        precondition(b.total == created[pool.rawValue],
+                     "\(pool) pool + application + kernel = \(b.total), but \(created[pool.rawValue]) buffers exist")
+    }
+    #endif
 
     @inline(__always)
     private func adjust(_ pool: BufferPoolKind, _ owner: Owner, _ delta: Int) {
@@ -72,7 +115,7 @@ final class Ledger {
         var s = state
         #if DEBUG
         s.holders = holderSites.map { key, site in
-            "\(BufferPoolKind(rawValue: key & 1) ?? .received) buffer #\(key >> 1) held by \(site)"
+            "\(BufferPoolKind(rawValue: key & 3) ?? .received) buffer #\(key >> 2) held by \(site)"
         }.sorted()
         #endif
         return s

@@ -24,25 +24,39 @@ extension LedgerSnapshot {
 
     /// The snapshot in Prometheus text exposition format.
     public func prometheusText(prefix: String = "torus") -> String {
-        var out = ""
-        out += "# TYPE \(prefix)_operations_in_flight gauge\n"
+        var out = PrometheusText()
+        write(to: &out, prefix: prefix)
+        return out.text
+    }
+
+    /// Appends the ledger's families to `out` (an application adds its own after).
+    public func write(to out: inout PrometheusText, prefix: String = "torus") {
+        out.family("\(prefix)_operations_in_flight", .gauge)
         for kind in OperationKind.allCases where self[kind].submitted > 0 {
-            out += "\(prefix)_operations_in_flight{op=\"\(kind)\"} \(self[kind].inFlight)\n"
+            out.sample("\(prefix)_operations_in_flight", ["op": kind.description], self[kind].inFlight)
         }
-        out += "# TYPE \(prefix)_operations_submitted_total counter\n"
+        out.family("\(prefix)_operations_submitted_total", .counter)
         for kind in OperationKind.allCases where self[kind].submitted > 0 {
-            out += "\(prefix)_operations_submitted_total{op=\"\(kind)\"} \(self[kind].submitted)\n"
+            out.sample("\(prefix)_operations_submitted_total", ["op": kind.description], self[kind].submitted)
         }
-        out += "# TYPE \(prefix)_buffers gauge\n"
+        out.family("\(prefix)_buffers", .gauge)
         for pool in BufferPoolKind.allCases {
             let b = self[pool]
-            out += "\(prefix)_buffers{pool=\"\(pool)\",owner=\"pool\"} \(b.pool)\n"
-            out += "\(prefix)_buffers{pool=\"\(pool)\",owner=\"application\"} \(b.application)\n"
-            out += "\(prefix)_buffers{pool=\"\(pool)\",owner=\"kernel\"} \(b.kernel)\n"
+            out.sample("\(prefix)_buffers", ["pool": pool.description, "owner": "pool"], b.pool)
+            out.sample("\(prefix)_buffers", ["pool": pool.description, "owner": "application"], b.application)
+            out.sample("\(prefix)_buffers", ["pool": pool.description, "owner": "kernel"], b.kernel)
         }
-        out += "# TYPE \(prefix)_connections gauge\n\(prefix)_connections \(connections)\n"
-        out += "# TYPE \(prefix)_enobufs_total counter\n\(prefix)_enobufs_total \(noBufferReceives)\n"
-        out += "# TYPE \(prefix)_cq_overflows_total counter\n\(prefix)_cq_overflows_total \(cqOverflows)\n"
-        return out
+        out.single("\(prefix)_connections", .gauge, connections)
+        out.single("\(prefix)_enobufs_total", .counter, noBufferReceives)
+        out.single("\(prefix)_cq_overflows_total", .counter, cqOverflows)
+        out.single("\(prefix)_busy_submits_total", .counter, busySubmits)
+        out.single("\(prefix)_deferred_submissions_total", .counter, deferredSubmissions)
+        out.single("\(prefix)_submit_errors_total", .counter, submitErrors)
+        out.single("\(prefix)_stale_completions_total", .counter, staleCompletions)
+        out.single("\(prefix)_accept_errors_total", .counter, acceptErrors)
+        out.single("\(prefix)_receive_growth_failures_total", .counter, receiveGrowthFailures)
+        out.single("\(prefix)_queue_limit_closes_total", .counter, queueLimitCloses)
+        out.single("\(prefix)_deadline_checks_total", .counter, deadlineChecks)
+        out.single("\(prefix)_receive_waits_total", .counter, receiveWaits)
     }
 }

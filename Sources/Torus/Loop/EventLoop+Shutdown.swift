@@ -5,7 +5,7 @@ extension EventLoop {
     /// own, so no cooperative thread is held while the loop drains.
     public func shutdownGracefully() async -> LedgerSnapshot {
         await withCheckedContinuation { (c: CheckedContinuation<LedgerSnapshot, Never>) in
-            _ = LoopThread.start(name: "torus-stop") { [self] in c.resume(returning: shutdown()) }
+            LoopThread.detached(name: "torus-stop") { [self] in c.resume(returning: shutdown()) }
         }
     }
 }

@@ -1,6 +1,10 @@
-import Atomics
+#if !os(Linux)
+#error("Torus runs on Linux io_uring only")
+#endif
+
 import CLiburing
 import Glibc
+import Logging
 import Synchronization
 
 /// One proactor: an `io_uring`, the thread that alone submits to it, and everything
@@ -38,6 +42,24 @@ public final class EventLoop: @unchecked Sendable {
         public var outboundMaxChunks: Int = 64 * 1024
         /// CQEs reaped per batch.
         public var completionBatch: Int = 256
+        /// `sendmsg` scratch (one header and 64 iovecs each, ~1 KiB) shared by the
+        /// loop's connections (`SendMessageArena`): how many connections can gather a
+        /// multi-entry send in one iteration; the others send their front entry alone
+        /// that turn.
+        public var sendMessageSlots: Int = 128
+        /// Where the loop reports what it survives (accept errors, a backed-up ring,
+        /// receive-buffer growth, connections closed by a timeout). Nothing is logged
+        /// per operation above `.debug`.
+        public var logger = Logger(label: "torus")
+        /// Kernel features to do without even where the kernel offers them, each
+        /// replaced by its fallback (see ``KernelFallbacks``). Empty (the default): use
+        /// what the kernel has, falling back only where it lacks a feature.
+        public var fallbacks: KernelFallbacks = []
+        /// How long a stopping loop waits for its connections to close and the kernel
+        /// to answer its cancels. Past it the loop logs what is still out and ends
+        /// anyway, its ledger not quiescent; the loop object (and so every buffer the
+        /// kernel may still write) is then kept for the life of the process.
+        public var stopTimeout: Duration = .seconds(15)
 
         public init() {}
     }
@@ -47,8 +69,14 @@ public final class EventLoop: @unchecked Sendable {
     public let index: Int
 
     let ring: Ring
+    /// What the kernel offered at setup and what this loop uses (setup flags, how
+    /// listeners accept and connections receive). Logged once per process at start.
+    public let kernelFeatures: KernelFeatures
     let ledger = Ledger()
-    // Loop-confined hot state: no dynamic exclusivity checks (see `Connection`).
+    /// The configuration's logger, with this loop's index as metadata.
+    public let logger: Logger
+    // Loop-confined hot state: no dynamic exclusivity checks (touched only on the
+    // loop thread, never through overlapping accesses; the checks cost ~9% of an echo).
     @exclusivity(unchecked) var ops: OperationTable
     /// Provided buffer rings, indexed by buffer group id. The last one is where new
     /// receives select from; earlier ones keep serving the receives armed on them.
@@ -56,31 +84,74 @@ public final class EventLoop: @unchecked Sendable {
     var receiveBuffers: ProvidedBufferRing { receiveRings[receiveRings.count - 1] }
     private var receiveBufferTotal: Int
     let outbound: BufferPool
+    /// Buffers lent by connection transforms (TLS plaintext), made on first use.
+    lazy var transformBuffers = TransformBufferPool(ledger: ledger)
+    /// `sendmsg` headers and iovecs lent to write queues until the next submit that
+    /// leaves the SQ empty (see `SendMessageArena`).
+    @exclusivity(unchecked) var sendMessages: SendMessageArena
+    /// Entry storage of the write queues that have bytes queued (idle ones hold none).
+    @exclusivity(unchecked) var writeEntryBlocks = RingStoragePool<WriteQueue.Entry>()
 
     // Jobs handed over from other threads, and the wake-up that goes with them.
     private let inbox = Mutex<[Job]>([])
     private var draining: [Job] = []
     private var localJobs: [LocalJob] = []
     private var runningLocal: [LocalJob] = []
-    private let sleeping = ManagedAtomic<Bool>(false)
+    private let sleeping = Atomic<Bool>(false)
     private let wakeFD: Int32
     private var wake: WakeTarget?
 
     // Loop-thread state.
     private var thread: LoopThread?
-    private var threadID = pthread_t()
+    /// The loop thread's pthread_t while it runs; 0 before and after, because a thread
+    /// started later may get the ended thread's stack and so the same pthread_t.
+    /// Relaxed: a thread compares it only with its own id, and a thread that could
+    /// reuse the id is created after the loop thread ended (its join or exit orders
+    /// the store before).
+    private let threadID = Atomic<UInt>(0)
     private let started = Semaphore()
     private let stateLock = Mutex<RunState>(.running)
     private var stopping = false
+    /// When `beginStopping` ran (monotonic nanoseconds).
+    private var stoppingSince: UInt64 = 0
+    /// True once the loop began stopping (no new timers).
+    var isStopping: Bool { stopping }
     private var finalSnapshot: LedgerSnapshot?
-    var resources: [ObjectIdentifier: any LoopResource] = [:]
-    @exclusivity(unchecked) var dirtyConnections: [Connection] = []
-    @exclusivity(unchecked) private var flushing: [Connection] = []
-    var staleCompletions = 0
+    /// Listeners and timers, by identity.
+    private var resources: [ObjectIdentifier: any LoopResource] = [:]
+    /// Connections: each keeps its own index here (`IndexedLoopResource`), so a held
+    /// connection costs the loop one array element, not a dictionary entry.
+    private var indexedResources = IndexedSet<any IndexedLoopResource>(index: \(any IndexedLoopResource).resourceIndex)
+    @exclusivity(unchecked) private var flushQueue: [any LoopDriven] = []
+    @exclusivity(unchecked) private var flushing: [any LoopDriven] = []
+    /// SQEs the kernel would not take yet (see `place`), oldest first.
+    private var deferredSQEs: [io_uring_sqe] = []
+    private var lastRefusalLogged: UInt64 = 0
+    /// Set by `reserveSubmissions` when a linked pair must go to the deferred list.
+    private var deferAll = false
     /// CLOCK_MONOTONIC nanoseconds, read once per iteration (deadlines use it).
     @exclusivity(unchecked) private(set) var now: UInt64 = MonotonicClock.now()
-    var watched: [ObjectIdentifier: Connection] = [:]
-    var sweepTimer: Timer?
+    /// The receive buffer a connection's handler is being given right now (one at a
+    /// time: see `Connection.Delivery`).
+    @exclusivity(unchecked) var delivery = Connection.Delivery.none
+    /// Every owner with a deadline, at its earliest one (see `EventLoop+Liveness`).
+    @exclusivity(unchecked) var deadlines: DeadlineWheel
+    /// Owners handed out by the wheel this turn (reused).
+    var dueOwners: [any DeadlineOwner] = []
+    /// The one timer that wakes the loop for the wheel's earliest deadline, and when.
+    var deadlineTimer: Timer?
+    @exclusivity(unchecked) var deadlineTimerDue: UInt64?
+    private var lastHousekeeping: UInt64 = 0
+    /// Receives waiting for provided buffers, oldest first (see `EventLoop+ReceiveWait`).
+    var receiveWaiters = RingBuffer<any ReceiveBufferWaiter>(unallocated: ())
+    /// Re-arms the waiting receives; armed while any wait.
+    var receiveRetryTimer: Timer?
+    private var housekeepingTimer: Timer?
+    /// A connection closed since the last housekeeping (its heap memory is free).
+    private var connectionsClosedSinceHousekeeping = false
+    /// The last housekeeping left memory that a later one may give back: the loop
+    /// keeps a housekeeping timer armed until one does not.
+    private var housekeepingLeftMore = false
 
     enum RunState { case running, stopping, stopped }
 
@@ -98,24 +169,30 @@ public final class EventLoop: @unchecked Sendable {
     public init(configuration: Configuration = Configuration(), index: Int = 0) throws(IOError) {
         self.configuration = configuration
         self.index = index
-        ring = try Ring(entries: configuration.ringEntries, cqMultiplier: configuration.cqMultiplier)
+        var logger = configuration.logger
+        logger[metadataKey: "loop"] = "\(index)"
+        self.logger = logger
+        ring = try Ring(entries: configuration.ringEntries, cqMultiplier: configuration.cqMultiplier,
+                        plainSetup: configuration.fallbacks.contains(.plainRingSetup))
+        kernelFeatures = try KernelFeatures.detect(ring: ring, fallbacks: configuration.fallbacks)
+        Self.logFeatures(kernelFeatures, logger)
         ops = OperationTable(capacity: Int(configuration.ringEntries))
-        receiveRings = [try ProvidedBufferRing(ring: ring, groupID: 0,
-                                               count: configuration.receiveBufferCount,
-                                               size: configuration.receiveBufferSize)]
+        receiveRings = [try Self.firstReceiveRing(ring, configuration, kernelFeatures)]
         receiveBufferTotal = configuration.receiveBufferCount
         ledger.buffersAdded(.received, count: configuration.receiveBufferCount,
                             bytes: configuration.receiveBufferCount * configuration.receiveBufferSize)
         outbound = BufferPool(chunkSize: configuration.outboundChunkSize,
                               initialChunks: configuration.outboundInitialChunks,
                               maxChunks: configuration.outboundMaxChunks, ledger: ledger)
+        sendMessages = SendMessageArena(slots: configuration.sendMessageSlots)
+        deadlines = DeadlineWheel(resolution: Self.deadlineResolution.nanoseconds, now: MonotonicClock.now())
         let efd = eventfd(0, Int32(EFD_CLOEXEC))
         guard efd >= 0 else { throw IOError(errno: torus_errno(), "eventfd") }
         wakeFD = efd
         draining.reserveCapacity(64)
         localJobs.reserveCapacity(64)
         runningLocal.reserveCapacity(64)
-        thread = LoopThread.start(name: "torus-\(index)") { [self] in run() }
+        thread = try LoopThread.start(name: "torus-\(index)") { [self] in run() }
         started.wait()
     }
 
@@ -123,12 +200,42 @@ public final class EventLoop: @unchecked Sendable {
         Glibc.close(wakeFD)
     }
 
+    /// Set once the first loop of the process has logged what the kernel offers.
+    private static let featuresLogged = Atomic<Bool>(false)
+
+    /// Logs the kernel's features at info level for the first loop of the process,
+    /// at debug level for the others.
+    private static func logFeatures(_ features: KernelFeatures, _ logger: Logger) {
+        let first = !featuresLogged.exchange(true, ordering: .relaxed)
+        logger.log(level: first ? .info : .debug, "io_uring: \(features)")
+    }
+
+    /// The loop's first provided buffer ring. Provided buffer rings have no fallback:
+    /// a kernel that does not know the registration (`EINVAL`) cannot run Torus, nor
+    /// can a sandbox that blocks `io_uring_register` (`EPERM`).
+    private static func firstReceiveRing(_ ring: Ring, _ configuration: Configuration,
+                                         _ features: KernelFeatures) throws(IOError) -> ProvidedBufferRing {
+        do {
+            return try ProvidedBufferRing(ring: ring, groupID: 0, count: configuration.receiveBufferCount,
+                                          size: configuration.receiveBufferSize)
+        } catch where error.errno == EINVAL {
+            throw IOError(.kernelTooOld(feature: "provided buffer rings (IORING_REGISTER_PBUF_RING)",
+                                        minimum: KernelFeatures.providedBufferRingKernel, running: features.release),
+                          errno: EINVAL, error.operation)
+        } catch where error.errno == EPERM {
+            // io_uring_setup passed but io_uring_register is blocked (a seccomp profile).
+            throw IOError(.blockedBySandbox, errno: EPERM, error.operation)
+        }
+    }
+
     /// True on this loop's thread.
     @inline(__always)
-    public var inLoop: Bool { pthread_equal(pthread_self(), threadID) != 0 }
+    public var inLoop: Bool { pthread_equal(pthread_self(), threadID.load(ordering: .relaxed)) != 0 }
 
+    /// Stops a debug build when called off this loop's thread (every "loop thread
+    /// only" entry point checks it). Free in release builds.
     @inline(__always)
-    func assertInLoop(_ function: StaticString = #function) {
+    public func assertInLoop(_ function: StaticString = #function) {
         assert(inLoop, "\(function) must run on the loop thread")
     }
 
@@ -140,10 +247,22 @@ public final class EventLoop: @unchecked Sendable {
     @discardableResult
     func submit(_ kind: OperationKind, target: any CompletionTarget, tag: UInt32 = 0,
                 _ prepare: (UnsafeMutablePointer<io_uring_sqe>) -> Void) -> UInt64 {
-        let sqe = ring.nextSQE()
-        prepare(sqe)
+        assertInLoop()
         let userData = ops.allocate(kind: kind, target: target, tag: tag)
-        sqe.pointee.user_data = userData
+        #if DEBUG
+        // Debug builds: note the fd the SQE names (no close while it is in flight) and
+        // apply an armed fault (see `FaultInjection`).
+        // The table is updated after the closure, not inside it.
+        var fd: Int32 = -1
+        place(userData) { sqe in
+            prepare(sqe)
+            fd = sqe.pointee.fd
+            if ring.faults.isArmed(kind) { ring.faults.apply(kind, userData: userData, to: sqe) }
+        }
+        ops.track(userData, fd: fd)
+        #else
+        place(userData, prepare)
+        #endif
         ledger.submitted(kind)
         return userData
     }
@@ -151,35 +270,173 @@ public final class EventLoop: @unchecked Sendable {
     /// Prepares an SQE whose completion only the ledger needs to see (cancel, close).
     @inline(__always)
     func submitInternal(_ kind: OperationKind, _ prepare: (UnsafeMutablePointer<io_uring_sqe>) -> Void) {
-        let sqe = ring.nextSQE()
-        prepare(sqe)
-        sqe.pointee.user_data = OperationTable.internalUserData(kind)
+        place(OperationTable.internalUserData(kind), prepare)
         ledger.submitted(kind)
+    }
+
+    /// Makes sure the next `count` submissions land in the same kernel submit (a
+    /// linked pair such as connect + link timeout must not be split). Loop thread only.
+    func reserveSubmissions(_ count: UInt32) {
+        guard deferredSQEs.isEmpty, !ring.reserve(count) else { return }
+        // The kernel refused: the pair goes to the deferred list, in order, together.
+        noteRefusedSubmit()
+        deferAll = true
+    }
+
+    /// Fills an SQE in the ring, or (the SQ full and the kernel refusing more) keeps
+    /// it aside until the next reap. Once one SQE waits, later ones wait behind it, so
+    /// the order (and every link) is kept.
+    @inline(__always)
+    private func place(_ userData: UInt64, _ prepare: (UnsafeMutablePointer<io_uring_sqe>) -> Void) {
+        if deferredSQEs.isEmpty && !deferAll, let sqe = ring.nextSQE() {
+            prepare(sqe)
+            sqe.pointee.user_data = userData
+        } else {
+            deferSQE(userData, prepare)
+        }
+    }
+
+    @inline(never)
+    private func deferSQE(_ userData: UInt64, _ prepare: (UnsafeMutablePointer<io_uring_sqe>) -> Void) {
+        if deferredSQEs.isEmpty && !deferAll { noteRefusedSubmit() }
+        deferAll = false
+        var sqe = io_uring_sqe()
+        withUnsafeMutablePointer(to: &sqe) { prepare($0) }
+        sqe.user_data = userData
+        deferredSQEs.append(sqe)
+        ledger.submissionDeferred()
+    }
+
+    private func noteRefusedSubmit() {
+        let error = ring.lastSubmitError
+        if error == -EBUSY || error == -EAGAIN { ledger.busySubmit() } else { ledger.submitFailed() }
+        // At most one warning a second: under sustained pressure this repeats.
+        guard now &- lastRefusalLogged > 1_000_000_000 || lastRefusalLogged == 0 else { return }
+        lastRefusalLogged = now
+        logger.warning("submission queue full and the kernel refused more: keeping SQEs until the next reap",
+                       metadata: ["reason": "\(IOError(result: error, "io_uring_submit"))",
+                                  "pending": "\(ring.pendingSubmissions)"])
+    }
+
+    /// Moves deferred SQEs into the ring (after a reap freed the CQ), in order, never
+    /// splitting a linked pair. What the kernel still refuses waits for the next reap.
+    private func placeDeferred() {
+        var i = 0
+        while i < deferredSQEs.count {
+            let linked = deferredSQEs[i].flags & TORUS_IOSQE_IO_LINK != 0
+            guard ring.reserve(linked ? 2 : 1) else { break }
+            let n = linked && i + 1 < deferredSQEs.count ? 2 : 1
+            var k = 0
+            while k < n {
+                guard let sqe = ring.nextSQE() else { break }
+                sqe.pointee = deferredSQEs[i + k]
+                k += 1
+            }
+            i += k
+            if k < n { break }
+        }
+        deferredSQEs.removeFirst(i)
+        if !deferredSQEs.isEmpty { ledger.busySubmit() }
     }
 
     /// Asks the kernel to cancel one operation. Its own CQE still arrives (usually
     /// `-ECANCELED`) and frees the slot; the cancel's CQE may come before or after it.
-    func cancel(_ userData: UInt64) {
+    /// With `parking`, the owner no longer cares: the slot keeps its target (and so its
+    /// memory) until the final CQE, counted as parked.
+    func cancel(_ userData: UInt64, parking: Bool = false) {
         guard let i = ops.index(of: userData) else { return }
         ledger.cancelled(ops.slots[i].kind)
+        if parking { park(i) }
         submitInternal(.cancel) { io_uring_prep_cancel64($0, userData, 0) }
     }
 
     /// Cancels every operation on `fd` (io_uring holds its own file reference, so
     /// closing the fd would not). The owner closes the fd after the last CQE.
-    func cancelAll(fd: Int32) {
+    /// `abandoning` names the owner's operations it no longer cares about: each is
+    /// counted as cancelled and parked.
+    func cancelAll(fd: Int32, abandoning first: UInt64? = nil, _ second: UInt64? = nil) {
+        if let first { abandon(first) }
+        if let second { abandon(second) }
         submitInternal(.cancel) { io_uring_prep_cancel_fd($0, fd, UInt32(IORING_ASYNC_CANCEL_ALL)) }
     }
 
-    /// Marks an operation whose owner no longer cares: the slot keeps its target (and
-    /// so its memory) until the final CQE, and the ledger counts it as parked.
-    func park(_ userData: UInt64) {
-        guard let i = ops.index(of: userData), ops.park(i) else { return }
+    private func abandon(_ userData: UInt64) {
+        guard let i = ops.index(of: userData) else { return }
+        ledger.cancelled(ops.slots[i].kind)
+        park(i)
+    }
+
+    /// Removes a pending timeout; its slot is parked until the timeout's CQE.
+    func cancelTimeout(_ userData: UInt64) {
+        guard let i = ops.index(of: userData) else { return }
+        ledger.cancelled(ops.slots[i].kind)
+        park(i)
+        submitInternal(.timeoutRemove) { io_uring_prep_timeout_remove($0, userData, 0) }
+    }
+
+    private func park(_ i: Int) {
+        guard ops.park(i) else { return }
         ledger.parked(ops.slots[i].kind)
+    }
+
+    // MARK: - Resources and driven owners
+
+    /// Registers a resource to close when the loop stops (and counts it). Loop thread only.
+    func register(_ resource: any LoopResource, as kind: LoopResourceKind) {
+        resources[ObjectIdentifier(resource)] = resource
+        counted(opening: kind)
+    }
+
+    /// Registers a resource that keeps its own index (a connection): O(1) both ways,
+    /// one array element each. Loop thread only.
+    func register(_ resource: any IndexedLoopResource, as kind: LoopResourceKind) {
+        indexedResources.insert(resource)
+        counted(opening: kind)
+    }
+
+    /// The indexed resource has closed. Loop thread only.
+    func unregister(_ resource: any IndexedLoopResource, as kind: LoopResourceKind) {
+        guard indexedResources.remove(resource) else { return }
+        counted(closing: kind)
+    }
+
+    private func counted(opening kind: LoopResourceKind) {
+        switch kind {
+        case .connection: ledger.connectionOpened()
+        case .listener: ledger.listenerOpened()
+        case .other: break
+        }
+    }
+
+    private func counted(closing kind: LoopResourceKind) {
+        switch kind {
+        case .connection:
+            ledger.connectionClosed()
+            connectionsClosedSinceHousekeeping = true
+        case .listener: ledger.listenerClosed()
+        case .other: break
+        }
+    }
+
+    /// The resource has closed. Loop thread only.
+    func unregister(_ resource: any LoopResource, as kind: LoopResourceKind) {
+        guard resources.removeValue(forKey: ObjectIdentifier(resource)) != nil else { return }
+        counted(closing: kind)
+    }
+
+    /// Calls `owner.flushQueuedWrites()` in this iteration, before the submit. The
+    /// owner asks once per iteration (it keeps its own "scheduled" mark).
+    @inline(__always)
+    func scheduleFlush(_ owner: any LoopDriven) {
+        flushQueue.append(owner)
     }
 
     /// Closes an fd through the ring (batched with the iteration's submit).
     func closeDescriptor(_ fd: Int32) {
+        #if DEBUG
+        // Invariant: an owner closes its fd only after the last completion on it.
+        assert(ops.operations(on: fd) == 0, "fd \(fd) closed with operations in flight on it: \(ops.describeOperations(on: fd))")
+        #endif
         submitInternal(.close) { io_uring_prep_close($0, fd) }
     }
 
@@ -187,21 +444,45 @@ public final class EventLoop: @unchecked Sendable {
     @inline(__always)
     func receiveRing(_ group: UInt16) -> ProvidedBufferRing { receiveRings[Int(group)] }
 
-    /// Receives ran dry: when configured, register another ring that doubles the
-    /// total (the kernel keeps serving receives armed on the older rings).
-    func growReceiveBuffers() {
+    /// A receive on `group` met `-ENOBUFS`. When that ring kept buffers spare (it posts
+    /// only what recent turns needed), it posts more; otherwise (every provided buffer
+    /// was in use) it is counted, and when configured another ring is registered that
+    /// doubles the total (the kernel keeps serving receives armed on the older rings).
+    /// Loop thread only.
+    /// Returns true when more buffers will be posted before the next submit (the
+    /// receive may be re-armed at once), false when the rings are at their bound (the
+    /// receive should wait: `waitForReceiveBuffers`).
+    func receiveBuffersRanDry(group: UInt16) -> Bool {
+        if receiveRing(group).ranDry() { return true }
+        ledger.noBuffers()
         let limit = configuration.receiveBufferMaxCount ?? configuration.receiveBufferCount
         let add = receiveBufferTotal
-        guard receiveBufferTotal + add <= limit, add <= 32768, receiveRings.count < 64 else { return }
-        do {
-            let grown = try ProvidedBufferRing(ring: ring, groupID: UInt16(receiveRings.count), count: add,
-                                               size: configuration.receiveBufferSize)
-            receiveRings.append(grown)
-            receiveBufferTotal += add
-            ledger.buffersAdded(.received, count: add, bytes: add * configuration.receiveBufferSize)
-        } catch {
-            // Registration failed (memory): keep going with what we have.
+        guard receiveBufferTotal + add <= limit, add <= 32768, receiveRings.count < 64 else {
+            logger.debug("receive buffers ran dry at their limit", metadata: ["buffers": "\(receiveBufferTotal)"])
+            return false
         }
+        do {
+            try addReceiveRing(count: add)
+            logger.notice("receive buffers ran dry: registered another ring",
+                          metadata: ["added": "\(add)", "buffers": "\(receiveBufferTotal)", "limit": "\(limit)"])
+            return true
+        } catch {
+            // Registration failed (memory, locked-memory limit): go on with what we have.
+            ledger.receiveGrowthFailed()
+            logger.warning("receive buffers ran dry and growing them failed",
+                           metadata: ["reason": "\(error)", "buffers": "\(receiveBufferTotal)"])
+            return false
+        }
+    }
+
+    /// Registers one more provided buffer ring of `count` buffers as the newest (where
+    /// new receives select from) and counts its buffers in the ledger.
+    private func addReceiveRing(count: Int) throws(IOError) {
+        let added = try ProvidedBufferRing(ring: ring, groupID: UInt16(receiveRings.count), count: count,
+                                           size: configuration.receiveBufferSize)
+        receiveRings.append(added)
+        receiveBufferTotal += count
+        ledger.buffersAdded(.received, count: count, bytes: count * configuration.receiveBufferSize)
     }
 
     // MARK: - Jobs
@@ -282,7 +563,7 @@ public final class EventLoop: @unchecked Sendable {
     // MARK: - The loop
 
     private func run() {
-        threadID = pthread_self()
+        threadID.store(pthread_self(), ordering: .relaxed)
         ring.enable()
         let wake = WakeTarget(fd: wakeFD)
         self.wake = wake
@@ -297,6 +578,10 @@ public final class EventLoop: @unchecked Sendable {
             runJobs()
             if stopping {
                 if readyToFinish() { break }
+                if now &- stoppingSince > configuration.stopTimeout.nanoseconds {
+                    abandonStop()
+                    break
+                }
             }
             flushWrites()
             var r = 0
@@ -305,29 +590,129 @@ public final class EventLoop: @unchecked Sendable {
                 r += 1
             }
 
-            var mustWait = localJobs.isEmpty
+            armDeadlineTimer()
+
+            var mustWait = localJobs.isEmpty && deferredSQEs.isEmpty
             if mustWait {
                 sleeping.store(true, ordering: .sequentiallyConsistent)
                 if !inboxIsEmpty { mustWait = false }
             }
             let rc = mustWait ? ring.submitAndWait(1) : ring.submitAndGetEvents()
             sleeping.store(false, ordering: .relaxed)
+            let before = now
             now = MonotonicClock.now()
-            if rc < 0 {
-                switch -rc {
-                case EINTR, ETIME, EAGAIN: break
-                case EBUSY: ledger.busySubmit()
-                default: preconditionFailure("io_uring_enter failed: \(IOError(result: rc, "io_uring_enter"))")
-                }
+            // A guard against a lost wake-up (see `Ring.longestSleep`): the wait ended by
+            // its bound with work handed over meanwhile. Reported, to find its cause.
+            if mustWait && rc == -ETIME && !inboxIsEmpty {
+                logger.notice("the loop slept to its bound with work waiting in its inbox (a lost wake-up?)",
+                              metadata: ["slept_ms": "\((now &- before) / 1_000_000)", "wake_armed": "\(wake.armed)"])
             }
+            if rc < 0 { enterFailed(rc) } else { enterFailures = 0 }
+            // The kernel copied every consumed sendmsg's header and iovecs; slots stay
+            // out while an SQE pointing at one still waits (SQ or deferred list).
+            if ring.pendingSubmissions == 0 && deferredSQEs.isEmpty { sendMessages.reclaimAll() }
             if ring.hasOverflow {
                 ledger.cqOverflowed()
+                logger.debug("completion queue overflowed: flushing the kernel's overflow list")
                 ring.flushOverflow()
             }
             reap(cqes, batch: UInt32(batch))
-            if outbound.wantsTrim { outbound.trim(now: now) }
+            checkDueDeadlines()
+            if !deferredSQEs.isEmpty { placeDeferred() }
+            if now &- lastHousekeeping >= Self.housekeepingInterval {
+                housekeep()
+            } else if (connectionsClosedSinceHousekeeping || housekeepingLeftMore) && housekeepingTimer == nil {
+                // Also when the timer fired early (a housekeeping ran meanwhile, woken
+                // by other work): otherwise an idle loop would sleep with memory left.
+                armHousekeeping()
+            }
         }
         finish()
+        threadID.store(0, ordering: .relaxed)
+    }
+
+    // MARK: - Memory housekeeping
+
+    /// How often memory nobody used is given back.
+    static let housekeepingInterval: UInt64 = 1_000_000_000
+
+    /// Gives memory back after a burst, about once a second while there is any to
+    /// give: spare receive buffers and free outbound chunks that nobody took for a
+    /// whole interval lose their pages, outbound slabs beyond the initial ones are
+    /// freed, and then (when anything was given back or a connection closed) the
+    /// allocator is asked to return its free pages (`HeapTrim`: `malloc_trim` on the
+    /// blocking pool, at most one a second in the process). An idle loop is
+    /// woken by a one-shot timer only while a later sweep may still give back more.
+    private func housekeep() {
+        lastHousekeeping = now
+        var released = 0
+        var more = false
+        var r = 0
+        while r < receiveRings.count {
+            let swept = receiveRings[r].sweep()
+            released += swept.released
+            more = more || swept.more
+            r += 1
+        }
+        if !receiveBuffers.registered { replaceReceiveRing() }
+        let swept = outbound.sweep()
+        released += swept.released
+        more = more || swept.more
+        if outbound.wantsTrim { released += outbound.trim(now: now) }
+        if released > 0 || connectionsClosedSinceHousekeeping {
+            // Off this thread, once for the whole process (see `HeapTrim`).
+            HeapTrim.process.request(now: now)
+            more = true
+        }
+        connectionsClosedSinceHousekeeping = false
+        housekeepingLeftMore = more
+        if more, housekeepingTimer == nil { armHousekeeping() }
+    }
+
+    /// Wakes the loop for the next housekeeping (a connection closed, or a sweep left
+    /// memory that a later one may give back).
+    private func armHousekeeping() {
+        guard !stopping else { return }
+        housekeepingTimer = schedule(after: .milliseconds(1100)) { [unowned self] in housekeepingTimer = nil }
+    }
+
+    /// The newest receive ring could not be registered again after a reset (the
+    /// kernel refused memory): new receives go to a fresh ring instead.
+    private func replaceReceiveRing() {
+        let count = receiveBuffers.count
+        guard receiveRings.count < 64 else { return }
+        do {
+            try addReceiveRing(count: count)
+            logger.warning("re-registering a receive ring failed: registered a fresh one")
+        } catch {
+            ledger.receiveGrowthFailed()
+            logger.error("re-registering a receive ring failed and so did a fresh one",
+                         metadata: ["reason": "\(error)"])
+        }
+    }
+
+    /// Consecutive unexpected `io_uring_enter` failures (for the back-off).
+    private var enterFailures = 0
+
+    /// An `io_uring_enter` that failed. The expected answers (interrupted, timed out,
+    /// the CQ backed up) need nothing but the reap that follows; anything else is
+    /// logged and counted, and the loop goes on (after a short pause if it repeats).
+    private func enterFailed(_ rc: Int32) {
+        switch -rc {
+        case EINTR, ETIME:
+            return
+        case EBUSY, EAGAIN:
+            ledger.busySubmit()
+            logger.debug("io_uring_enter: the CQ is backed up; reaping before submitting more",
+                         metadata: ["reason": "\(IOError(result: rc, "io_uring_enter"))"])
+        default:
+            ledger.submitFailed()
+            enterFailures += 1
+            logger.error("io_uring_enter failed; the loop goes on",
+                         metadata: ["reason": "\(IOError(result: rc, "io_uring_enter"))",
+                                    "consecutive": "\(enterFailures)"])
+            if enterFailures > 1 { usleep(UInt32(Swift.min(enterFailures, 100)) * 1000) }
+        }
     }
 
     /// Reaps and dispatches every ready CQE, a batch at a time.
@@ -339,7 +724,7 @@ public final class EventLoop: @unchecked Sendable {
             while i < Int(n) {
                 if let cqe = cqes[i] {
                     dispatch(userData: cqe.pointee.user_data,
-                             Completion(result: cqe.pointee.res, flags: cqe.pointee.flags))
+                             Completion(result: ring.result(of: cqe), flags: cqe.pointee.flags))
                 }
                 i += 1
             }
@@ -357,27 +742,39 @@ public final class EventLoop: @unchecked Sendable {
         }
         guard let index = ops.index(of: userData) else {
             // A CQE for a slot already freed: impossible unless the kernel misbehaves.
-            staleCompletions += 1
+            ledger.staleCompletion()
+            assertionFailure("completion for no live operation: user_data \(userData), result \(completion.result)")
+            logger.warning("completion for no live operation", metadata: ["user_data": "\(userData)",
+                                                                          "result": "\(completion.result)"])
             return
         }
         let tag = ops.slots[index].tag
         if completion.hasMore {
-            ops.slots[index].target?.complete(completion, tag: tag, final: false, loop: self)
+            // A multishot goes on by itself: the answer matters only at its end.
+            _ = ops.slots[index].target?.complete(completion, tag: tag, final: false, loop: self)
             return
         }
         let kind = ops.slots[index].kind
-        if ops.slots[index].state == .parked { ledger.unparked(kind) }
+        let parked = ops.slots[index].state == .parked
+        if parked { ledger.unparked(kind) }
         ledger.completed(kind)
-        let target = ops.release(index)
-        target?.complete(completion, tag: tag, final: true, loop: self)
+        guard let target = ops.release(index) else { return }
+        // The one re-arming rule: an operation whose final CQE arrived while its owner
+        // still wants it is submitted again.
+        if target.complete(completion, tag: tag, final: true, loop: self) == .rearm {
+            // Invariant: a parked operation's owner gave it up; it only gets its
+            // resources back, it never takes the operation up again.
+            assert(!parked, "a parked \(kind) operation was re-armed by the owner that gave it up")
+            target.rearm(tag: tag, loop: self)
+        }
     }
 
     private func flushWrites() {
-        guard !dirtyConnections.isEmpty else { return }
-        swap(&dirtyConnections, &flushing)
+        guard !flushQueue.isEmpty else { return }
+        swap(&flushQueue, &flushing)
         var i = 0
         while i < flushing.count {
-            flushing[i].flush()
+            flushing[i].flushQueuedWrites()
             i += 1
         }
         flushing.removeAll(keepingCapacity: true)
@@ -409,16 +806,22 @@ public final class EventLoop: @unchecked Sendable {
 
     private func beginStopping() {
         stopping = true
+        stoppingSince = now
         for resource in Array(resources.values) { resource.loopIsStopping() }
+        for resource in indexedResources.members { resource.loopIsStopping() }   // a copy: closing removes
     }
 
     private func readyToFinish() -> Bool {
         // Resources close themselves; anything left in flight is cancelled.
-        guard localJobs.isEmpty, inboxIsEmpty, resources.isEmpty, dirtyConnections.isEmpty else { return false }
-        let live = ops.live - (wake?.armed == true ? 1 : 0)
-        if live > 0 || ledger.state.operations[OperationKind.cancel.rawValue].inFlight > 0
-            || ledger.state.operations[OperationKind.close.rawValue].inFlight > 0 {
-            if ledger.state.operations[OperationKind.cancel.rawValue].inFlight == 0 && live > 0 {
+        guard localJobs.isEmpty, inboxIsEmpty, resources.isEmpty, indexedResources.isEmpty, flushQueue.isEmpty,
+              deferredSQEs.isEmpty else { return false }
+        // The ledger is the one count of what the kernel still owns.
+        let counts = ledger.state.operations
+        let internalInFlight = counts[OperationKind.cancel.rawValue].inFlight
+            + counts[OperationKind.close.rawValue].inFlight + counts[OperationKind.timeoutRemove.rawValue].inFlight
+        let owned = ledger.state.inFlight - internalInFlight - (wake?.armed == true ? 1 : 0)
+        if owned > 0 || internalInFlight > 0 {
+            if counts[OperationKind.cancel.rawValue].inFlight == 0 && owned > 0 {
                 ledger.cancelled(.nop)
                 submitInternal(.cancel) { io_uring_prep_cancel64($0, 0, Int32(IORING_ASYNC_CANCEL_ANY)) }
             }
@@ -432,12 +835,37 @@ public final class EventLoop: @unchecked Sendable {
         return true
     }
 
+    /// The stop timed out: something the kernel holds never completed (or the loop's
+    /// count of it is wrong). Says what is still out, then keeps the loop alive for
+    /// the life of the process, so no buffer or target the kernel may still touch is
+    /// freed under it; the ledger (not quiescent) tells the caller.
+    private func abandonStop() {
+        let inFlight = OperationKind.allCases.compactMap { kind -> String? in
+            let n = ledger.state.operations[kind.rawValue].inFlight
+            return n > 0 ? "\(kind)=\(n)" : nil
+        }
+        logger.error("loop stop timed out; ending with work still out", metadata: [
+            "timeout": "\(configuration.stopTimeout)",
+            "in_flight": "\(inFlight.joined(separator: ","))",
+            "resources": "\(resources.count + indexedResources.count)",
+            "deferred_sqes": "\(deferredSQEs.count)",
+            "jobs": "\(localJobs.count)",
+        ])
+        Self.abandoned.withLock { $0.append(self) }
+    }
+
+    /// Loops whose stop timed out, kept for the life of the process (see `abandonStop`).
+    private static let abandoned = Mutex<[EventLoop]>([])
+
     private func finish() {
         for receiveRing in receiveRings { receiveRing.unregister() }
         // Break the loop's own reference cycles (timers and the wake target hold it).
-        sweepTimer = nil
+        deadlineTimer = nil
+        housekeepingTimer = nil
+        receiveRetryTimer = nil
+        receiveWaiters.removeAll()
         wake = nil
-        watched.removeAll()
+        deadlines = DeadlineWheel(resolution: deadlines.resolution, now: now)
         let snapshot = ledger.snapshot()
         stateLock.withLock { state in
             finalSnapshot = snapshot
@@ -488,12 +916,6 @@ private final class SnapshotBox: @unchecked Sendable {
     var value: LedgerSnapshot?
 }
 
-/// Something a loop owns that must close when the loop stops (listeners,
-/// connections, timers). Registered in `EventLoop.resources` while open.
-protocol LoopResource: AnyObject {
-    func loopIsStopping()
-}
-
 /// The eventfd read that wakes a sleeping loop when another thread hands it work.
 /// Owns the 8 bytes the kernel writes into.
 final class WakeTarget: CompletionTarget {
@@ -513,8 +935,10 @@ final class WakeTarget: CompletionTarget {
         }
     }
 
-    func complete(_ completion: Completion, tag: UInt32, final: Bool, loop: EventLoop) {
+    func complete(_ completion: Completion, tag: UInt32, final: Bool, loop: EventLoop) -> Rearm {
         armed = false
-        if !stopping { arm(on: loop) }
+        return stopping ? .done : .rearm
     }
+
+    func rearm(tag: UInt32, loop: EventLoop) { arm(on: loop) }
 }

@@ -1,4 +1,5 @@
 import CLiburing
+import Synchronization
 
 /// N event loops, one thread each (thread per core, share nothing).
 ///
@@ -7,7 +8,7 @@ import CLiburing
 /// loops; `shutdown()` stops them all and returns their summed final ledger.
 public final class EventLoopGroup: Sendable {
     public let loops: [EventLoop]
-    private let counter = Counter()
+    private let counter = Atomic<Int>(0)
 
     /// Starts `count` loops (default: one per CPU).
     public init(loops count: Int = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))),
@@ -26,7 +27,7 @@ public final class EventLoopGroup: Sendable {
 
     /// Round-robin choice of a loop (for client connections and work).
     public func next() -> EventLoop {
-        loops[counter.next() % loops.count]
+        loops[Int(UInt(bitPattern: counter.wrappingAdd(1, ordering: .relaxed).newValue) % UInt(loops.count))]
     }
 
     /// Stops every loop; returns the sum of their final ledgers.
@@ -44,18 +45,5 @@ public final class EventLoopGroup: Sendable {
         var total = LedgerSnapshot()
         for loop in loops { total = total + (await loop.ledgerSnapshot()) }
         return total
-    }
-}
-
-private final class Counter: @unchecked Sendable {
-    private var value = 0
-    private var lock = pthread_mutex_t()
-    init() { pthread_mutex_init(&lock, nil) }
-    deinit { pthread_mutex_destroy(&lock) }
-    func next() -> Int {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        value &+= 1
-        return value
     }
 }

@@ -27,11 +27,20 @@ public final class AsyncConnection: @unchecked Sendable {
     public static func connect(to address: SocketAddress, on loop: EventLoop,
                                options: SocketOptions = SocketOptions(),
                                timeout: Duration = .seconds(10)) async throws -> AsyncConnection {
+        try await connect(to: address, on: loop, options: options, timeout: timeout, prepare: { _ in })
+    }
+
+    /// The same, with `prepare` run on the new connection before it starts (a
+    /// protocol layer installs its transform there).
+    package static func connect(to address: SocketAddress, on loop: EventLoop,
+                                options: SocketOptions, timeout: Duration,
+                                prepare: @escaping @Sendable (Connection) -> Void) async throws -> AsyncConnection {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<AsyncConnection, any Error>) in
             loop.runOnLoop {
                 var made: AsyncConnection?
                 Connection.connect(to: address, on: loop, options: options, timeout: timeout,
                                    makeHandler: { connection in
+                                       prepare(connection)
                                        let a = AsyncConnection(connection)
                                        made = a
                                        return a.state
@@ -52,16 +61,7 @@ public final class AsyncConnection: @unchecked Sendable {
     /// The next chunk of bytes, or nil once the peer has finished sending.
     /// Throws the connection's error (reset, timeout) or `CancellationError`.
     public func read() async throws -> [UInt8]? {
-        let state = self.state
-        let loop = self.loop
-        let waiter = ReadWaiter()
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8]?, any Error>) in
-                loop.runOnLoop { state.read(c, waiter: waiter) }
-            }
-        } onCancel: {
-            loop.runOnLoop { state.cancelRead(waiter) }
-        }
+        try await state.inbox.next()
     }
 
     /// Reads until `count` bytes have arrived (or EOF: then fewer).
@@ -75,7 +75,7 @@ public final class AsyncConnection: @unchecked Sendable {
         if out.count > count {
             let extra = Array(out[count...])
             out.removeLast(out.count - count)
-            loop.runOnLoop { [state] in state.unread(extra) }
+            loop.runOnLoop { [state] in state.inbox.pushFront(extra, weight: extra.count) }
         }
         return out
     }
@@ -120,48 +120,34 @@ public final class AsyncConnection: @unchecked Sendable {
     }
 }
 
-/// Identifies one pending read so a late cancellation cannot hit a later read, and
-/// remembers a cancellation that reached the loop before the read did (a task
-/// already cancelled when it calls `read()`). Loop-confined.
-final class ReadWaiter: @unchecked Sendable {
-    var cancelled = false
-}
-
 /// Loop-confined state behind an `AsyncConnection`: it is the connection's handler.
 final class AsyncConnectionState: ConnectionHandler, @unchecked Sendable {
     unowned let connection: Connection
-    private var chunks = RingBuffer<[UInt8]>(capacity: 8)
-    private var buffered = 0
-    private var ended = false
-    private var failure: (any Error)?
+    /// Received bytes, copied out of the provided buffers, until `read()` takes them;
+    /// above `options.readHighWater` bytes reading pauses until the reader is down to half.
+    let inbox: Inbox<[UInt8]>
     private var closedFlag = false
-    private var reader: (CheckedContinuation<[UInt8]?, any Error>, ReadWaiter)?
+    private var failure: (any Error)?
     private var writers: [CheckedContinuation<Void, any Error>] = []
     private var closers: [CheckedContinuation<Void, Never>] = []
-    private var pausedForBackpressure = false
 
-    init(_ connection: Connection) { self.connection = connection }
-
-    func received(_ bytes: ReceivedBytes, from connection: Connection) {
-        if let (c, _) = reader, chunks.isEmpty {
-            reader = nil
-            c.resume(returning: bytes.copy())
-            return
-        }
-        chunks.append(bytes.copy())
-        buffered += bytes.count
-        if buffered > connection.options.readHighWater && !pausedForBackpressure {
-            pausedForBackpressure = true
-            connection.pauseReading()
+    init(_ connection: Connection) {
+        self.connection = connection
+        inbox = Inbox(loop: connection.loop, highWater: connection.options.readHighWater)
+        inbox.onPressure = { [unowned connection] pressure in
+            switch pressure {
+            case .pause: connection.pauseReading()
+            case .resume: connection.resumeReading()
+            }
         }
     }
 
+    func received(_ bytes: ReceivedBytes, from connection: Connection) {
+        inbox.push(bytes.copy(), weight: bytes.count)
+    }
+
     func inputClosed(_ connection: Connection) {
-        ended = true
-        if let (c, _) = reader, chunks.isEmpty {
-            reader = nil
-            c.resume(returning: nil)
-        }
+        inbox.finish()
     }
 
     func writable(_ connection: Connection) {
@@ -173,14 +159,8 @@ final class AsyncConnectionState: ConnectionHandler, @unchecked Sendable {
     func closed(_ connection: Connection, error: (any Error)?) {
         closedFlag = true
         failure = failure ?? error
-        if let (c, _) = reader {
-            reader = nil
-            if chunks.isEmpty {
-                if let error { c.resume(throwing: error) } else { c.resume(returning: nil) }
-            } else if let chunk = chunks.popFirst() {
-                c.resume(returning: chunk)
-            }
-        }
+        // The reader gets what was received, then the end (after EOF) or the error.
+        inbox.finish(error: error)
         let w = writers
         writers.removeAll()
         for c in w { c.resume(throwing: error ?? IOError(errno: EPIPE, "write")) }
@@ -189,42 +169,6 @@ final class AsyncConnectionState: ConnectionHandler, @unchecked Sendable {
         for c in cl { c.resume() }
         // Keep the connection reachable until here; the state is dropped with it.
         _ = connection
-    }
-
-    func read(_ c: CheckedContinuation<[UInt8]?, any Error>, waiter: ReadWaiter) {
-        if waiter.cancelled {
-            c.resume(throwing: CancellationError())
-        } else if let chunk = chunks.popFirst() {
-            buffered -= chunk.count
-            if pausedForBackpressure && buffered <= connection.options.readHighWater / 2 {
-                pausedForBackpressure = false
-                connection.resumeReading()
-            }
-            c.resume(returning: chunk)
-        } else if ended {
-            c.resume(returning: nil)
-        } else if closedFlag {
-            if let failure { c.resume(throwing: failure) } else { c.resume(returning: nil) }
-        } else if reader != nil {
-            c.resume(throwing: IOError(errno: EBUSY, "read: another read is pending"))
-        } else {
-            reader = (c, waiter)
-        }
-    }
-
-    func unread(_ bytes: [UInt8]) {
-        var rest = RingBuffer<[UInt8]>(capacity: chunks.count + 1)
-        rest.append(bytes)
-        while let c = chunks.popFirst() { rest.append(c) }
-        chunks = rest
-        buffered += bytes.count
-    }
-
-    func cancelRead(_ waiter: ReadWaiter) {
-        waiter.cancelled = true
-        guard let (c, w) = reader, w === waiter else { return }
-        reader = nil
-        c.resume(throwing: CancellationError())
     }
 
     func write(_ bytes: [UInt8], _ c: CheckedContinuation<Void, any Error>) {

@@ -3,131 +3,210 @@ import Glibc
 
 /// A connected stream socket (TCP or Unix) driven by one loop.
 ///
-/// Inbound: one multishot `recv` selecting buffers from the loop's provided buffer
-/// ring, armed while the connection is open and reading is not paused; each CQE's
-/// bytes go to the handler and the buffer goes back to the ring right after.
+/// Inbound: one multishot `recv` (single-shot, re-armed after each CQE, where the
+/// loop's ``KernelFeatures/receive`` says so) selecting buffers from the loop's
+/// provided buffer rings, armed while the connection is open and reading is not paused
+/// (`ReceivePhase`); each CQE's bytes go to the handler and the buffer goes back to
+/// the ring right after (unless the write queue kept it to send it back).
 ///
-/// Outbound: `send` copies bytes into pooled chunks at the tail of the write queue
-/// (or appends a `SharedBytes` reference without copying); the loop flushes each
-/// dirty queue once per iteration as a single `sendmsg` over up to 64 iovecs (a plain
+/// Outbound: `send` appends to the `WriteQueue` (a copy into pooled chunks, a
+/// `SharedBytes` reference, a received buffer); the loop flushes each queue that
+/// changed once per iteration as a single `sendmsg` over up to 64 iovecs (a plain
 /// `send` when one entry is queued), so many small writes become one syscall-free
-/// submission. One send is in flight at a time, which keeps bytes in order.
+/// submission. One send is in flight at a time (`SendPhase`), which keeps bytes in
+/// order. `closeAfterWriting` and `shutdownWriting` drain the queue first
+/// (`Phase.draining`).
 ///
 /// Closing: `close()` releases the queue, cancels the fd's operations
 /// (`ASYNC_CANCEL_FD | ALL`), parks their slots, and closes the fd only when the last
-/// of them has completed; then `closed` runs. Every path (peer reset, EOF, error,
-/// timeouts, loop shutdown) ends there.
+/// of them has completed (`Phase.closing`); then `closed` runs (`Phase.closed`).
+/// Every path (peer reset, EOF, error, timeouts, loop shutdown) ends there.
 ///
 /// Threading: loop thread only, except where a method says otherwise.
-public final class Connection: @unchecked Sendable, CompletionTarget, LoopResource {
+public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoopResource, LoopDriven, DeadlineOwner, ReceiveBufferWaiter {
+    // Stored properties, in layout order: Swift lays a class out in declaration
+    // order, so the 8-byte fields come first, then the inline write queue, then the
+    // small ones packed into its tail (an idle connection is this object, ~200 bytes).
     public let loop: EventLoop
-    public let fd: Int32
-    public let options: SocketOptions
-    /// The handler that receives events (EventMachine face).
-    public var handler: (any ConnectionHandler)?
+    private let sharedOptions: SharedSocketOptions
+    /// The handler that receives events (EventMachine face). Set by whoever made the
+    /// connection (a listener's `makeHandler`, a connector, a protocol layer taking a
+    /// connection over); an application cannot swap a transport's handler.
+    public package(set) var handler: (any ConnectionHandler)?
     /// Application state attached to the connection (the library never touches it).
     public var context: AnyObject?
-
-    enum State { case open, closing, closed }
-    @exclusivity(unchecked) private(set) var state = State.open
-
-    // Receiving.
     private var recvUserData: UInt64 = 0
-    @exclusivity(unchecked) private var recvArmed = false
-    /// The buffer group the current receive selects from.
-    @exclusivity(unchecked) private var recvGroup: UInt16 = 0
-    @exclusivity(unchecked) private var readPaused = false
-    @exclusivity(unchecked) private var inputEnded = false
-
-    // Sending.
-    struct Entry {
-        var base: UnsafeRawPointer
-        var start: Int
-        var end: Int
-        var chunk: Int32
-        var shared: SharedBytes?
-        var lent = false
-        /// A provided receive buffer sent as is (group << 16 | bid), or -1.
-        var received: Int32 = -1
-    }
-    /// The provided buffer being delivered to the handler right now.
-    @exclusivity(unchecked) private var delivering: (base: UnsafeRawPointer, count: Int, key: Int32)?
-    @exclusivity(unchecked) private var deliveryRetained = false
-    @exclusivity(unchecked) private var queue = RingBuffer<Entry>(capacity: 8)
-    /// Bytes queued and not yet acknowledged by a send completion.
-    @exclusivity(unchecked) public private(set) var queuedBytes = 0
     private var sendUserData: UInt64 = 0
-    @exclusivity(unchecked) private var sendInFlight = false
-    @exclusivity(unchecked) private var entriesInFlight = 0
-    private static let maxIOV = 64
-    private let iov: UnsafeMutablePointer<iovec>
-    private let msg: UnsafeMutablePointer<msghdr>
-    @exclusivity(unchecked) var dirty = false
-    @exclusivity(unchecked) private var closeWhenFlushed = false
-    @exclusivity(unchecked) private var shutdownWhenFlushed = false
-    @exclusivity(unchecked) private var shutdownInFlight = false
-    @exclusivity(unchecked) private var aboveHighWater = false
-
+    /// When bytes last arrived (the loop's clock, `MonotonicClock` nanoseconds).
+    @exclusivity(unchecked) package internal(set) var lastReceive: UInt64
+    @exclusivity(unchecked) var lastSendProgress: UInt64
+    private var closeError: (any Error)?
+    /// Where the connection is in the loop's deadline wheel.
+    var deadlinePosition = DeadlinePosition.none
+    /// A byte transform (TLS) between the socket and the handler, installed by a
+    /// protocol layer before `start`; nil for plaintext (one branch on each path).
+    private var transform: (any ConnectionTransform)?
+    @exclusivity(unchecked) private var queue: WriteQueue
     // Hot-path state is marked `@exclusivity(unchecked)`: it is touched only on the
     // loop thread and never through overlapping accesses (the debug test suite runs
     // with the checks of every other property on), and the dynamic checks cost ~9% of
     // a small-message echo in profiles.
-
-    // Liveness.
+    @exclusivity(unchecked) private(set) var phase = Phase.open
+    @exclusivity(unchecked) private var receive = ReceivePhase.idle
+    @exclusivity(unchecked) private var sending = SendPhase.idle
+    @exclusivity(unchecked) private var holds: ReadHolds = []
+    /// In the loop's flush list for this iteration.
+    @exclusivity(unchecked) private var flushScheduled = false
+    /// The handler's own deadlines are checked with the connection's (`watchLiveness`).
+    private var handlerLiveness = false
+    /// The buffer group the current receive selects from.
+    @exclusivity(unchecked) private var recvGroup: UInt16 = 0
+    /// Where the connection is in its loop's resource table.
+    var resourceIndex: Int32 = -1
+    /// The socket. For the protocol layers of this package; an application reads the
+    /// addresses instead.
+    package var fd: Int32 { queue.fd }
     /// While true the idle timeout does not apply (a protocol layer is busy answering,
     /// so silence from the peer is expected). The send timeout still applies.
+    /// Loop thread only.
     public var idleTimeoutSuspended = false {
-        didSet { if !idleTimeoutSuspended { lastReceive = loop.now } }
+        didSet {
+            loop.assertInLoop()
+            guard !idleTimeoutSuspended else { return }
+            lastReceive = loop.now
+            if isOpen, let idle = options.idleTimeout { loop.scheduleDeadline(self, at: lastReceive &+ idle.nanoseconds) }
+        }
     }
-    @exclusivity(unchecked) var lastReceive: UInt64
-    @exclusivity(unchecked) var lastSendProgress: UInt64
-    private var closeError: (any Error)?
+
+    /// The socket and liveness settings (shared with the other connections of its
+    /// listener: see `SharedSocketOptions`).
+    public var options: SocketOptions { sharedOptions.value }
+
+    /// Where the connection is in its life.
+    enum Phase: Equatable {
+        /// Reading and writing.
+        case open
+        /// No more writes accepted; the queue is flushing, then the connection closes
+        /// or sends FIN. Reading continues.
+        case draining(AfterDrain)
+        /// FIN sent (or on its way); reading continues.
+        case writeShut
+        /// `close()` ran: waiting for the last completion of its operations.
+        case closing
+        /// The fd is released and `closed` delivered.
+        case closed
+    }
+
+    /// What follows a drained write queue.
+    enum AfterDrain: Equatable { case close, shutdown }
+
+    /// The receive (multishot, or single-shot re-armed after each CQE).
+    enum ReceivePhase: Equatable {
+        /// Not armed, and wanted: before `start`, or between a final CQE and its re-arm.
+        case idle
+        /// In flight and wanted.
+        case armed
+        /// In flight, cancel asked (`pauseReading`): not re-armed when it ends.
+        case pausing
+        /// Not armed until `resumeReading`.
+        case paused
+        /// Not armed: it met a dry receive ring at its bound and waits in the loop's
+        /// list (`EventLoop.waitForReceiveBuffers`) to be armed again.
+        case waitingForBuffers
+        /// The peer sent FIN: never armed again.
+        case ended
+
+        var inFlight: Bool { self == .armed || self == .pausing }
+    }
+
+    /// The one outbound operation at a time.
+    enum SendPhase: Equatable {
+        case idle
+        /// A send (or sendmsg) of the queue's front entries.
+        case sending
+        /// The SHUT_WR after a drained queue.
+        case shuttingDown
+    }
+
+    /// Who holds reading paused. Reading runs only while nobody does.
+    struct ReadHolds: OptionSet {
+        let rawValue: UInt8
+        /// The application (`pauseReading`).
+        static let application = ReadHolds(rawValue: 1)
+        /// The core: the write queue went above its high water mark (a peer that does
+        /// not read its replies must not make the server hold what it keeps sending);
+        /// released when the queue drains below the low mark.
+        static let writeQueue = ReadHolds(rawValue: 2)
+    }
+
+    /// The provided receive buffer being delivered to a handler right now. One at a
+    /// time per loop, so the loop holds it (`EventLoop.delivery`), not each connection.
+    enum Delivery {
+        case none
+        /// Lent to `owner`'s handler for the duration of `received`.
+        case lending(owner: ObjectIdentifier, base: UnsafeRawPointer, count: Int, key: Int32)
+        /// The write queue took it (`send(_: ReceivedBytes)`): not recycled on return.
+        case keptByWriteQueue
+    }
 
     enum Tag: UInt32 { case recv, send, shutdown }
 
-    init(loop: EventLoop, fd: Int32, options: SocketOptions) {
+    convenience init(loop: EventLoop, fd: Int32, options: SocketOptions) {
+        self.init(loop: loop, fd: fd, options: SharedSocketOptions(options))
+    }
+
+    init(loop: EventLoop, fd: Int32, options shared: SharedSocketOptions) {
         self.loop = loop
-        self.fd = fd
-        self.options = options
-        iov = .allocate(capacity: Self.maxIOV)
-        msg = .allocate(capacity: 1)
-        msg.initialize(to: msghdr())
-        msg.pointee.msg_iov = iov
+        sharedOptions = shared
+        let options = shared.value
+        queue = WriteQueue(memory: loop, fd: fd, highWater: options.writeHighWater, lowWater: options.writeLowWater)
         lastReceive = loop.now
         lastSendProgress = lastReceive
     }
 
-    deinit {
-        iov.deallocate()
-        msg.deallocate()
-    }
-
     /// Registers with the loop, tells the handler, and starts receiving.
     func start() {
-        loop.ledger.connectionOpened()
-        loop.resources[ObjectIdentifier(self)] = self
-        if options.idleTimeout != nil || options.sendTimeout != nil { loop.watch(self) }
-        handler?.connected(self)
-        if state == .open && !readPaused { armRecv() }
+        loop.register(self, as: .connection)
+        if let idle = options.idleTimeout { loop.scheduleDeadline(self, at: lastReceive &+ idle.nanoseconds) }
+        if let transform { transform.start(self) } else { handler?.connected(self) }
+        if isOpen && receive == .idle { armRecv() }
     }
 
     /// The peer's address, if the socket still knows it.
     public var remoteAddress: SocketAddress? { SocketAddress.peer(of: fd) }
     public var localAddress: SocketAddress? { SocketAddress.local(of: fd) }
-    public var isOpen: Bool { state == .open }
-    /// True from `close()` until the fd is released.
-    public var isClosing: Bool { state != .open }
+    /// True until `close()` (also while draining before a close or after a FIN).
+    public var isOpen: Bool {
+        switch phase {
+        case .open, .draining, .writeShut: true
+        case .closing, .closed: false
+        }
+    }
+    /// True from `close()` until the fd is released (and after).
+    public var isClosing: Bool { !isOpen }
     /// False while the write queue is above its high water mark.
-    public var isWritable: Bool { !aboveHighWater }
+    public var isWritable: Bool { !queue.isAboveHighWater }
+    /// Bytes queued and not yet acknowledged by a send completion.
+    public var queuedBytes: Int { queue.queuedBytes }
+    /// True while `send` accepts bytes (open, not draining, FIN not sent).
+    @inline(__always)
+    private var acceptsWrites: Bool { phase == .open }
 
     // MARK: Receiving
 
     private func armRecv() {
-        recvArmed = true
-        let group = loop.receiveBuffers.groupID
+        receive = .armed
+        let group = loop.receiveGroup
         recvGroup = group
+        loop.receiveRing(group).armedReceives += 1
+        let mode = loop.kernelFeatures.receive
         recvUserData = loop.submit(.recv, target: self, tag: Tag.recv.rawValue) { sqe in
-            io_uring_prep_recv_multishot(sqe, fd, nil, 0, 0)
+            // Length 0: the selected buffer's size. A single-shot receive (the
+            // fallback) ends with its one CQE and is re-armed by the loop's rule.
+            switch mode {
+            case .multishot: io_uring_prep_recv_multishot(sqe, fd, nil, 0, 0)
+            case .singleShot: io_uring_prep_recv(sqe, fd, nil, 0, 0)
+            }
             sqe.pointee.flags |= TORUS_IOSQE_BUFFER_SELECT
             sqe.pointee.buf_group = group
         }
@@ -135,110 +214,146 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
 
     /// Stops receiving (backpressure): the multishot receive is cancelled and not
     /// re-armed; bytes stay in the kernel's socket buffer and TCP flow control slows
-    /// the peer. Bytes already completed are still delivered.
+    /// the peer. Bytes already completed are still delivered. Loop thread only.
+    ///
+    /// The connection also pauses reading by itself while its write queue is above
+    /// `SocketOptions.writeHighWater` (until it drains below the low mark); the two
+    /// are independent: reading resumes when neither holds it.
     public func pauseReading() {
-        guard !readPaused else { return }
-        readPaused = true
-        if recvArmed { loop.cancel(recvUserData) }
+        loop.assertInLoop()
+        holds.insert(.application)
+        stopReceiving()
     }
 
-    /// Starts receiving again after `pauseReading`.
+    /// Starts receiving again after `pauseReading` (unless the write queue still
+    /// holds reading paused). Loop thread only.
     public func resumeReading() {
-        guard readPaused else { return }
-        readPaused = false
-        if state == .open && !recvArmed && !inputEnded { armRecv() }
+        loop.assertInLoop()
+        holds.remove(.application)
+        if holds.isEmpty { startReceiving() }
     }
 
-    private func completeRecv(_ c: Completion, final: Bool) {
-        if final { recvArmed = false }
-        // The group this receive was armed on (a handler may re-arm on a newer one).
-        let group = recvGroup
-        if c.hasBuffer {
-            let bid = c.bufferID
-            let key = Int32(group) << 16 | Int32(bid)
-            let ring = loop.receiveRing(group)
-            var retained = false
-            if state == .open && c.result > 0 {
-                lastReceive = loop.now
-                let ledger = loop.ledger
-                ledger.move(.received, from: .pool, to: .application, key: Int(key), holder: BufferHolder("recv on fd", Int(fd)))
-                let bytes = ring.bytes(bid, length: Int(c.result))
-                delivering = (UnsafeRawPointer(bytes.baseAddress.unsafelyUnwrapped), bytes.count, key)
-                deliveryRetained = false
-                handler?.received(ReceivedBytes(owned: bytes), from: self)
-                delivering = nil
-                retained = deliveryRetained
-                if !retained {
-                    ledger.move(.received, from: .application, to: .pool, key: Int(key), holder: .none)
-                }
-            }
-            if !retained { ring.recycle(bid) }
+    /// True while reading is paused by the application or by the write queue.
+    public var isReadingPaused: Bool { !holds.isEmpty }
+
+    private func stopReceiving() {
+        switch receive {
+        case .armed:
+            receive = .pausing
+            loop.cancel(recvUserData)
+        case .idle, .waitingForBuffers:
+            receive = .paused  // a waiting receive is then skipped by the loop's retry
+        case .pausing, .paused, .ended:
+            break
         }
-        if state != .open {
+    }
+
+    private func startReceiving() {
+        switch receive {
+        case .pausing:
+            receive = .armed  // still in flight: re-armed when its final CQE arrives
+        case .paused:
+            if isOpen { armRecv() } else { receive = .idle }
+        case .idle, .armed, .waitingForBuffers, .ended:
+            break
+        }
+    }
+
+    /// The loop's retry after a dry ring at its bound (see `waitForReceiveBuffers`).
+    func receiveBuffersMayBeBack() {
+        guard receive == .waitingForBuffers else { return }  // paused or closed since
+        if isOpen { armRecv() } else { receive = .idle }
+    }
+
+    private func completeRecv(_ c: Completion, final: Bool) -> Rearm {
+        if final {
+            loop.receiveRing(recvGroup).armedReceives -= 1
+            // Not in flight any more; still wanted unless paused.
+            if receive == .armed { receive = .idle } else if receive == .pausing { receive = .paused }
+        }
+        // The group this receive was armed on (a handler may re-arm on a newer one).
+        if c.hasBuffer {
+            let key = EventLoop.receiveKey(group: recvGroup, bid: c.bufferID)
+            if isOpen && c.result > 0 {
+                lastReceive = loop.now
+                let bytes = loop.takeReceivedBuffer(key, length: Int(c.result), fd: fd)
+                if let transform {
+                    // Ciphertext: the transform copies it in and delivers plaintext.
+                    transform.inbound(ReceivedBytes(owned: bytes), on: self)
+                    loop.returnReceivedBuffer(key)
+                } else {
+                    loop.delivery = .lending(owner: ObjectIdentifier(self), base: UnsafeRawPointer(bytes.baseAddress.unsafelyUnwrapped),
+                                             count: bytes.count, key: key)
+                    handler?.received(ReceivedBytes(owned: bytes), from: self)
+                    if case .keptByWriteQueue = loop.delivery {} else { loop.returnReceivedBuffer(key) }
+                    loop.delivery = .none
+                }
+            } else {
+                loop.recycleUnusedReceivedBuffer(key)
+            }
+        }
+        guard isOpen else {
             if final { finishCloseIfIdle() }
-            return
+            return .done
         }
         if c.result == 0 {
-            inputEnded = true
-            if let handler { handler.inputClosed(self) } else { close() }
-            return
+            receive = .ended
+            if let transform { transform.inputClosed(self) } else { deliverInputClosed() }
+            return .done
         }
         if c.result < 0 {
             switch -c.result {
             case ENOBUFS:
                 // The ring ran dry; nothing was lost (the bytes wait in the socket).
-                loop.ledger.noBuffers()
-                loop.growReceiveBuffers()
-            case ECANCELED:
-                break
+                // At the rings' bound the receive waits rather than spin.
+                if !loop.receiveBuffersRanDry(group: recvGroup), final, receive == .idle {
+                    receive = .waitingForBuffers
+                    loop.waitForReceiveBuffers(self)
+                    return .done
+                }
+            case ECANCELED, EINTR, EAGAIN:
+                break  // nothing was received: re-armed below
             default:
-                close(error: IOError(result: c.result, "recv"))
-                return
+                failed(IOError(result: c.result, "recv"))
+                return .done
             }
         }
-        if final && state == .open && !readPaused && !inputEnded { armRecv() }
+        // Re-armed when the final CQE came while reading is still wanted.
+        return final && isOpen && receive == .idle ? .rearm : .done
     }
 
     // MARK: Sending
 
     /// Queues a copy of `bytes`. Returns false when the connection is closing or the
     /// outbound pool is exhausted (the connection is then closed with `ENOBUFS`).
+    /// Loop thread only.
     @discardableResult
     public func send(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard state == .open, !closeWhenFlushed, !shutdownWhenFlushed else { return false }
-        guard bytes.count > 0, var src = bytes.baseAddress else { return true }
-        var remaining = bytes.count
-        let pool = loop.outbound
-        let chunkSize = pool.chunkSize
-        if queue.count > 0 {
-            let last = queue.count - 1
-            let end = queue[last].end
-            if queue[last].chunk >= 0 && end < chunkSize {
-                let n = Swift.min(remaining, chunkSize - end)
-                UnsafeMutableRawPointer(mutating: queue[last].base + end).copyMemory(from: src, byteCount: n)
-                queue[last].end = end + n
-                src += n
-                remaining -= n
-            }
+        if let transform {
+            loop.assertInLoop()
+            guard acceptsWrites else { return false }
+            return bytes.count == 0 || transform.outbound(bytes, on: self)
         }
-        while remaining > 0 {
-            guard let chunk = pool.take(holder: BufferHolder("write queue of fd", Int(fd))) else {
-                close(error: IOError(errno: ENOBUFS, "send: outbound pool exhausted"))
-                return false
-            }
-            let base = pool.base(chunk)
-            let n = Swift.min(remaining, chunkSize)
-            base.copyMemory(from: src, byteCount: n)
-            queue.append(Entry(base: UnsafeRawPointer(base), start: 0, end: n, chunk: chunk, shared: nil))
-            src += n
-            remaining -= n
+        return sendRaw(bytes)
+    }
+
+    /// Queues a copy of `bytes` as they are, past any transform (its output).
+    @inline(__always)
+    @discardableResult
+    package func sendRaw(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        loop.assertInLoop()
+        guard acceptsWrites else { return false }
+        guard bytes.count > 0 else { return true }
+        let before = queue.queuedBytes
+        guard queue.append(copying: bytes) else {
+            outboundExhausted()
+            return false
         }
-        enqueued(bytes.count)
-        return true
+        return enqueued(wasEmpty: before == 0)
     }
 
     /// The largest `send(reserving:)` that writes in place (the outbound chunk size).
-    public var reservableBytes: Int { loop.outbound.chunkSize }
+    public var reservableBytes: Int { loop.writeChunkSize }
 
     /// Queues bytes that `body` writes straight into the write queue's memory (an
     /// encoder's output, no intermediate copy). `body` gets at least `maxCount`
@@ -249,83 +364,87 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
     /// false when the outbound pool is exhausted (the connection is then closed with
     /// `ENOBUFS`). `body` should only write: if it closes the connection, what it
     /// wrote is dropped (its chunk back in the pool) and the call returns false.
+    /// Loop thread only.
     @discardableResult
     public func send(reserving maxCount: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Bool {
-        guard state == .open, !closeWhenFlushed, !shutdownWhenFlushed else { return false }
-        let pool = loop.outbound
-        let chunkSize = pool.chunkSize
-        guard maxCount <= chunkSize else {
+        if transform != nil {
+            loop.assertInLoop()
+            guard acceptsWrites else { return false }
             return withUnsafeTemporaryAllocation(byteCount: maxCount, alignment: 8) { tmp in
                 let n = body(tmp)
                 precondition(n >= 0 && n <= maxCount, "send(reserving:) wrote more than it reserved")
                 return send(UnsafeRawBufferPointer(rebasing: tmp[..<n]))
             }
         }
-        if queue.count > 0 {
-            let last = queue.count - 1
-            let end = queue[last].end
-            if queue[last].chunk >= 0 && chunkSize - end >= maxCount {
-                let dst = UnsafeMutableRawPointer(mutating: queue[last].base + end)
-                let n = body(UnsafeMutableRawBufferPointer(start: dst, count: maxCount))
+        return sendRaw(reserving: maxCount, body)
+    }
+
+    /// `send(reserving:_:)` past any transform (its output).
+    @discardableResult
+    package func sendRaw(reserving maxCount: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Bool {
+        loop.assertInLoop()
+        guard acceptsWrites else { return false }
+        guard maxCount <= loop.writeChunkSize else {
+            return withUnsafeTemporaryAllocation(byteCount: maxCount, alignment: 8) { tmp in
+                let n = body(tmp)
                 precondition(n >= 0 && n <= maxCount, "send(reserving:) wrote more than it reserved")
-                // A body that closed the connection has already had the queue released.
-                guard state == .open, queue.count > last else { return false }
-                queue[last].end = end + n
-                if n > 0 { enqueued(n) }
-                return true
+                return sendRaw(UnsafeRawBufferPointer(rebasing: tmp[..<n]))
             }
         }
-        guard let chunk = pool.take(holder: BufferHolder("write queue of fd", Int(fd))) else {
-            close(error: IOError(errno: ENOBUFS, "send: outbound pool exhausted"))
+        let before = queue.queuedBytes
+        if let tail = queue.tailSpace(), tail.count >= maxCount {
+            let n = body(UnsafeMutableRawBufferPointer(start: tail.baseAddress, count: maxCount))
+            precondition(n >= 0 && n <= maxCount, "send(reserving:) wrote more than it reserved")
+            // A body that closed the connection has already had the queue released.
+            guard isOpen else { return false }
+            if n > 0 {
+                queue.extendTail(by: n)
+                return enqueued(wasEmpty: before == 0)
+            }
+            return true
+        }
+        guard let chunk = loop.takeWriteChunk(for: fd) else {
+            outboundExhausted()
             return false
         }
-        let base = pool.base(chunk)
+        let base = loop.writeChunkBase(chunk)
         let n = body(UnsafeMutableRawBufferPointer(start: base, count: maxCount))
         precondition(n >= 0 && n <= maxCount, "send(reserving:) wrote more than it reserved")
-        guard n > 0, state == .open else {
-            pool.give(chunk)
-            return state == .open
+        guard n > 0, isOpen else {
+            loop.giveWriteChunk(chunk)
+            return isOpen
         }
-        queue.append(Entry(base: UnsafeRawPointer(base), start: 0, end: n, chunk: chunk, shared: nil))
-        enqueued(n)
-        return true
+        queue.append(chunk: chunk, base: base, count: n)
+        return enqueued(wasEmpty: before == 0)
     }
 
     /// Sends received bytes back out. When `bytes` is the buffer being delivered
     /// right now (an echo, a proxy), the write queue takes the provided buffer itself
     /// instead of copying it, and returns it to the ring once the kernel has sent it —
     /// unless more than half the ring is already held that way, then it copies.
+    /// Loop thread only.
     @discardableResult
     public func send(_ bytes: ReceivedBytes) -> Bool {
+        loop.assertInLoop()
         let raw = bytes.unsafeBytes
-        guard let base = raw.baseAddress, let current = delivering, !deliveryRetained,
-              base == current.base, raw.count <= current.count,
-              state == .open, !closeWhenFlushed, !shutdownWhenFlushed else {
+        guard case .lending(let owner, let current, let count, let key) = loop.delivery, owner == ObjectIdentifier(self),
+              let base = raw.baseAddress, base == current, raw.count > 0, raw.count <= count,
+              acceptsWrites, loop.keepReceivedBuffer(key) else {
             return send(raw)
         }
-        let ring = loop.receiveRing(UInt16(truncatingIfNeeded: current.key >> 16))
-        guard ring.retained * 2 < ring.count else { return send(raw) }
-        guard raw.count > 0 else { return true }
-        ring.retained += 1
-        deliveryRetained = true
-        queue.append(Entry(base: base, start: 0, end: raw.count, chunk: -1, shared: nil, received: current.key))
-        enqueued(raw.count)
-        return true
+        loop.delivery = .keptByWriteQueue
+        let before = queue.queuedBytes
+        queue.append(received: key, base: base, count: raw.count)
+        return enqueued(wasEmpty: before == 0)
     }
 
-    /// Returns a provided buffer the write queue held (sent, or dropped on close).
-    private func recycleRetained(_ key: Int32) {
-        let ring = loop.receiveRing(UInt16(truncatingIfNeeded: key >> 16))
-        ring.retained -= 1
-        loop.ledger.move(.received, from: .application, to: .pool, key: Int(key), holder: .none)
-        ring.recycle(UInt16(truncatingIfNeeded: key & 0xFFFF))
-    }
-
+    /// Loop thread only.
     @discardableResult
     public func send(_ bytes: [UInt8]) -> Bool {
         bytes.withUnsafeBytes { send($0) }
     }
 
+    /// Loop thread only.
     @discardableResult
     public func send(_ string: String) -> Bool {
         var s = string
@@ -333,232 +452,235 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
     }
 
     /// Queues shared bytes without copying them (broadcast): the queue holds a
-    /// reference until the kernel has sent them.
+    /// reference until the kernel has sent them. On a connection with a transform
+    /// (TLS) the bytes are encrypted for this connection instead (a copy per
+    /// connection: records cannot be shared). Loop thread only.
     @discardableResult
     public func send(_ shared: SharedBytes) -> Bool {
-        guard state == .open, !closeWhenFlushed, !shutdownWhenFlushed else { return false }
+        loop.assertInLoop()
+        guard acceptsWrites else { return false }
         guard shared.count > 0 else { return true }
-        queue.append(Entry(base: shared.baseAddress, start: 0, end: shared.count, chunk: -1, shared: shared))
-        enqueued(shared.count)
-        return true
+        if let transform { return shared.withUnsafeBytes { transform.outbound($0, on: self) } }
+        let before = queue.queuedBytes
+        queue.append(shared: shared)
+        return enqueued(wasEmpty: before == 0)
     }
 
     func appendChunk(_ chunk: Int32, base: UnsafeMutableRawPointer, count: Int) -> Bool {
-        guard state == .open, !closeWhenFlushed, !shutdownWhenFlushed else {
-            loop.outbound.give(chunk)
+        loop.assertInLoop()
+        guard acceptsWrites else {
+            loop.giveWriteChunk(chunk)
             return false
         }
-        queue.append(Entry(base: UnsafeRawPointer(base), start: 0, end: count, chunk: chunk, shared: nil))
-        enqueued(count)
+        if let transform {
+            // Encrypted out of the chunk, which goes straight back to its pool.
+            let ok = transform.outbound(UnsafeRawBufferPointer(start: base, count: count), on: self)
+            loop.giveWriteChunk(chunk)
+            return ok
+        }
+        let before = queue.queuedBytes
+        queue.append(chunk: chunk, base: base, count: count)
+        return enqueued(wasEmpty: before == 0)
+    }
+
+    /// A receive or send failed: the connection closes with the error. A peer that
+    /// stopped answering (TCP keepalive or user timeout: `ETIMEDOUT`) is worth a log
+    /// line; a reset is ordinary and logged only at debug level.
+    private func failed(_ error: IOError) {
+        if error.errno == ETIMEDOUT {
+            loop.logger.info("closing a connection whose peer stopped answering",
+                             metadata: ["fd": "\(fd)", "reason": "keepalive or user timeout: \(error)"])
+        } else {
+            loop.logger.debug("connection failed", metadata: ["fd": "\(fd)", "reason": "\(error)"])
+        }
+        close(error: error)
+    }
+
+    private func outboundExhausted() {
+        loop.logger.warning("outbound pool exhausted: closing the connection",
+                            metadata: ["fd": "\(fd)", "queued": "\(queue.queuedBytes)"])
+        close(error: IOError(errno: ENOBUFS, "send: outbound pool exhausted"))
+    }
+
+    /// After every append: the send timeout's clock, the flush, the read hold above
+    /// the high water mark and the hard cap. False when the cap closed the connection.
+    @inline(__always)
+    @discardableResult
+    private func enqueued(wasEmpty: Bool) -> Bool {
+        if wasEmpty { sendStarted() }
+        scheduleFlush()
+        if queue.isAboveHighWater {
+            return queueGrewPastHighWater()
+        }
         return true
     }
 
-    private func enqueued(_ n: Int) {
-        if queuedBytes == 0 { lastSendProgress = loop.now }
-        queuedBytes += n
-        if queuedBytes > options.writeHighWater { aboveHighWater = true }
-        markDirty()
+    /// The queue was empty: the send timeout's clock starts (and the loop checks it).
+    @inline(__always)
+    private func sendStarted() {
+        lastSendProgress = loop.now
+        if let send = sharedOptions.value.sendTimeout {
+            loop.scheduleDeadline(self, at: lastSendProgress &+ send.nanoseconds)
+        }
+    }
+
+    @inline(never)
+    private func queueGrewPastHighWater() -> Bool {
+        if queue.queuedBytes > options.maxQueuedBytes {
+            loop.logger.warning("closing a connection whose write queue exceeded its limit",
+                                metadata: ["fd": "\(fd)", "peer": "\(remoteAddress.map { "\($0)" } ?? "?")",
+                                           "queued": "\(queue.queuedBytes)", "limit": "\(options.maxQueuedBytes)"])
+            loop.ledger.queueLimitExceeded()
+            close(error: QueueLimitError(queued: queue.queuedBytes, limit: options.maxQueuedBytes))
+            return false
+        }
+        if !holds.contains(.writeQueue) {
+            holds.insert(.writeQueue)
+            stopReceiving()
+        }
+        return true
     }
 
     @inline(__always)
-    private func markDirty() {
-        if !dirty {
-            dirty = true
-            loop.dirtyConnections.append(self)
+    private func scheduleFlush() {
+        if !flushScheduled {
+            flushScheduled = true
+            loop.scheduleFlush(self)
         }
     }
 
-    /// Submits one `sendmsg` for the front of the queue (called by the loop once per
+    /// Submits one send for the front of the queue (called by the loop once per
     /// iteration for each connection that queued bytes, and after each send).
-    func flush() {
-        dirty = false
-        guard state == .open, !sendInFlight else { return }
-        if queue.isEmpty {
-            finishWritingIfDone()
-            return
-        }
-        let n = Swift.min(queue.count, Self.maxIOV)
-        let pool = loop.outbound
-        // Plain while loops on hot paths: unspecialised Range iteration allocates in
-        // debug builds, and the allocation check runs in debug too.
-        var i = 0
-        while i < n {
-            let start = queue[i].start
-            iov[i] = iovec(iov_base: UnsafeMutableRawPointer(mutating: queue[i].base + start),
-                           iov_len: queue[i].end - start)
-            if !queue[i].lent {
-                let chunk = queue[i].chunk
-                let received = queue[i].received
-                if chunk >= 0 {
-                    pool.lend(chunk, holder: BufferHolder("sendmsg on fd", Int(fd)))
-                    queue[i].lent = true
-                } else if received >= 0 {
-                    loop.ledger.move(.received, from: .application, to: .kernel, key: Int(received),
-                                     holder: BufferHolder("sendmsg on fd", Int(fd)))
-                    queue[i].lent = true
-                }
+    func flushQueuedWrites() {
+        flushScheduled = false
+        guard isOpen, sending == .idle else { return }
+        switch queue.gather() {
+        case .nothing:
+            finishWritingIfDrained()
+        case .single(let base, let count):
+            // One entry (a lone reply, an echo): a plain `send` skips the kernel's copy
+            // and import of the msghdr and iovec.
+            sending = .sending
+            sendUserData = loop.submit(.send, target: self, tag: Tag.send.rawValue) { sqe in
+                io_uring_prep_send(sqe, fd, base, count, Int32(MSG_NOSIGNAL))
             }
-            i += 1
-        }
-        msg.pointee.msg_iovlen = n
-        entriesInFlight = n
-        sendInFlight = true
-        // One entry (a lone reply, an echo): a plain `send` skips the kernel's copy
-        // and import of the msghdr and iovec.
-        let single = n == 1
-        sendUserData = loop.submit(.send, target: self, tag: Tag.send.rawValue) { sqe in
-            if single {
-                io_uring_prep_send(sqe, fd, iov[0].iov_base, iov[0].iov_len, Int32(MSG_NOSIGNAL))
-            } else {
+        case .message(let msg):
+            sending = .sending
+            sendUserData = loop.submit(.send, target: self, tag: Tag.send.rawValue) { sqe in
                 io_uring_prep_sendmsg(sqe, fd, msg, UInt32(MSG_NOSIGNAL))
             }
         }
     }
 
-    private func completeSend(_ c: Completion) {
-        sendInFlight = false
-        // The kernel is done with every chunk of this send.
-        let pool = loop.outbound
-        var i = 0
-        let lentCount = Swift.min(entriesInFlight, queue.count)
-        while i < lentCount {
-            if queue[i].lent {
-                if queue[i].chunk >= 0 {
-                    pool.reclaim(queue[i].chunk, holder: BufferHolder("write queue of fd", Int(fd)))
-                } else {
-                    loop.ledger.move(.received, from: .kernel, to: .application, key: Int(queue[i].received),
-                                     holder: BufferHolder("write queue of fd", Int(fd)))
-                }
-                queue[i].lent = false
-            }
-            i += 1
-        }
-        entriesInFlight = 0
-        if state != .open {
-            releaseQueue()
+    private func completeSend(_ c: Completion) -> Rearm {
+        sending = .idle
+        guard isOpen else {
+            // Closing: the kernel is done with every entry; drop them all.
+            _ = queue.sendCompleted(sent: 0)
+            queue.releaseAll()
             finishCloseIfIdle()
-            return
+            return .done
         }
         guard c.result >= 0 else {
-            close(error: IOError(result: c.result, "send"))
-            return
+            _ = queue.sendCompleted(sent: 0)
+            // Interrupted or would block: nothing was sent; the same bytes go again.
+            if c.result == -EINTR || c.result == -EAGAIN { return .rearm }
+            failed(IOError(result: c.result, "send"))
+            return .done
         }
-        consume(Int(c.result))
         if c.result > 0 { lastSendProgress = loop.now }
-        if aboveHighWater && queuedBytes <= options.writeLowWater {
-            aboveHighWater = false
-            handler?.writable(self)
-            guard state == .open else { return }
-        }
-        flush()
-    }
-
-    private func consume(_ count: Int) {
-        var n = count
-        queuedBytes -= n
-        while n > 0, queue.count > 0 {
-            let len = queue[0].end - queue[0].start
-            if n >= len {
-                n -= len
-                if let e = queue.popFirst() { release(e) }
-            } else {
-                queue[0].start += n
-                n = 0
+        if queue.sendCompleted(sent: Int(c.result)) {
+            if holds.contains(.writeQueue) {
+                holds.remove(.writeQueue)
+                if holds.isEmpty { startReceiving() }
             }
+            handler?.writable(self)
+            guard isOpen else { return .done }
         }
+        // Still wanted: the rest of the queue (or the drain's close or FIN).
+        return .rearm
     }
 
-    /// Drops every queued entry the kernel does not hold (close path).
-    private func releaseQueue() {
-        let keep = sendInFlight ? entriesInFlight : 0
-        while queue.count > keep {
-            if let e = queue.popLast() { release(e) }
-        }
-        if keep == 0 { queuedBytes = 0 }
-    }
-
-    /// Gives back what a dequeued entry held (a pooled chunk or a receive buffer).
-    @inline(__always)
-    private func release(_ e: Entry) {
-        if e.chunk >= 0 {
-            loop.outbound.give(e.chunk)
-        } else if e.received >= 0 {
-            recycleRetained(e.received)
-        }
-    }
-
-    private func finishWritingIfDone() {
-        guard queue.isEmpty, !sendInFlight else { return }
-        if closeWhenFlushed {
+    private func finishWritingIfDrained() {
+        guard queue.isEmpty, sending == .idle else { return }
+        switch phase {
+        case .draining(.close):
             close()
-        } else if shutdownWhenFlushed && !shutdownInFlight {
-            shutdownInFlight = true
+        case .draining(.shutdown):
+            phase = .writeShut
+            sending = .shuttingDown
             loop.submit(.shutdown, target: self, tag: Tag.shutdown.rawValue) { sqe in
                 io_uring_prep_shutdown(sqe, fd, Int32(SHUT_WR))
             }
+        case .open, .writeShut, .closing, .closed:
+            break
         }
     }
 
     /// Closes once every queued byte has been sent (EventMachine's
-    /// `close_connection_after_writing`).
+    /// `close_connection_after_writing`). Loop thread only.
     public func closeAfterWriting() {
-        guard state == .open else { return }
-        closeWhenFlushed = true
-        if queue.isEmpty && !sendInFlight { close() } else { markDirty() }
+        loop.assertInLoop()
+        switch phase {
+        case .open, .draining(.shutdown):
+            if phase == .open { transform?.closing(self) }  // close_notify, while writes are accepted
+            guard isOpen else { return }
+            phase = .draining(.close)
+            if queue.isEmpty && sending == .idle { close() } else { scheduleFlush() }
+        case .writeShut:
+            // FIN is sent or on its way; close waits for the shutdown's completion.
+            close()
+        case .draining(.close), .closing, .closed:
+            break
+        }
     }
 
-    /// Half-close: sends FIN after the queued bytes; receiving continues.
+    /// Half-close: sends FIN after the queued bytes; receiving continues. Loop thread only.
     public func shutdownWriting() {
-        guard state == .open, !shutdownWhenFlushed else { return }
-        shutdownWhenFlushed = true
-        markDirty()
+        loop.assertInLoop()
+        guard phase == .open else { return }
+        transform?.closing(self)
+        guard phase == .open else { return }
+        phase = .draining(.shutdown)
+        scheduleFlush()
     }
 
     // MARK: Closing
 
     /// Closes now: queued bytes are dropped, in-flight operations cancelled, the fd
-    /// closed after their last completion, then `closed` runs. Idempotent.
+    /// closed after their last completion, then `closed` runs. Idempotent. Loop thread only.
     public func close(error: (any Error)? = nil) {
-        guard state == .open else { return }
-        state = .closing
-        closeError = error
-        releaseQueue()
-        loop.unwatch(self)
-        var inFlight = false
-        if recvArmed {
-            loop.ledger.cancelled(.recv)
-            loop.park(recvUserData)
-            inFlight = true
-        }
-        if sendInFlight {
-            loop.ledger.cancelled(.send)
-            loop.park(sendUserData)
-            inFlight = true
-        }
-        if shutdownInFlight { inFlight = true }
-        if inFlight {
-            loop.cancelAll(fd: fd)
+        loop.assertInLoop()
+        guard isOpen else { return }
+        phase = .closing
+        closeError = error ?? closeError
+        queue.releaseAll()
+        loop.cancelDeadline(self)
+        let recvInFlight = receive.inFlight
+        let sendInFlight = sending == .sending
+        if recvInFlight || sending != .idle {
+            loop.cancelAll(fd: fd, abandoning: recvInFlight ? recvUserData : nil, sendInFlight ? sendUserData : nil)
         } else {
             finishCloseIfIdle()
         }
     }
 
     /// Aborts the connection: the peer gets an RST instead of a FIN (`SO_LINGER` 0).
+    /// Loop thread only.
     public func reset() {
-        guard state == .open else { return }
+        loop.assertInLoop()
+        guard isOpen else { return }
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
         close(error: IOError(errno: ECONNRESET, "reset by application"))
     }
 
     private func finishCloseIfIdle() {
-        guard state == .closing, !recvArmed, !sendInFlight, !shutdownInFlight else { return }
-        state = .closed
-        while let e = queue.popFirst() { release(e) }
-        queuedBytes = 0
+        guard phase == .closing, !receive.inFlight, sending == .idle else { return }
+        phase = .closed
+        queue.releaseAll()
         loop.closeDescriptor(fd)
-        loop.ledger.connectionClosed()
-        loop.resources[ObjectIdentifier(self)] = nil
+        loop.unregister(self, as: .connection)
         let h = handler
         handler = nil
         h?.closed(self, error: closeError)
@@ -568,25 +690,97 @@ public final class Connection: @unchecked Sendable, CompletionTarget, LoopResour
 
     // MARK: Completions
 
-    func complete(_ completion: Completion, tag: UInt32, final: Bool, loop: EventLoop) {
+    func complete(_ completion: Completion, tag: UInt32, final: Bool, loop: EventLoop) -> Rearm {
         switch Tag(rawValue: tag) {
-        case .recv: completeRecv(completion, final: final)
-        case .send: completeSend(completion)
+        case .recv: return completeRecv(completion, final: final)
+        case .send: return completeSend(completion)
         case .shutdown:
-            shutdownInFlight = false
-            if state != .open { finishCloseIfIdle() }
-        case nil: break
+            sending = .idle
+            if !isOpen { finishCloseIfIdle() }
+            return .done
+        case nil: return .done
         }
     }
 
-    /// Called by the loop's liveness sweep.
-    func checkDeadlines(now: UInt64) {
-        if let idle = options.idleTimeout, !idleTimeoutSuspended, now &- lastReceive > idle.nanoseconds {
-            close(error: TimeoutError("idle"))
-        } else if let send = options.sendTimeout, queuedBytes > 0, now &- lastSendProgress > send.nanoseconds {
-            close(error: TimeoutError("send"))
+    func rearm(tag: UInt32, loop: EventLoop) {
+        switch Tag(rawValue: tag) {
+        case .recv: armRecv()
+        case .send: flushQueuedWrites()
+        case .shutdown, nil: break
         }
     }
+
+    /// Asks the loop to call the handler's `checkLiveness` at the deadlines it returns
+    /// (the first time within `EventLoop.deadlineResolution`), until the connection
+    /// closes: a protocol layer's own deadlines (a WebSocket's ping and pong) kept in
+    /// the loop's deadline wheel with the connection's, so an idle connection has no
+    /// timer and no kernel timeout in flight. Loop thread only.
+    ///
+    /// - Parameter deadline: when the handler wants its next check
+    ///   (``MonotonicClock`` nanoseconds); nil: within the resolution. A deadline
+    ///   later than one already scheduled changes nothing (the check that comes first
+    ///   asks the handler again).
+    public func watchLiveness(by deadline: UInt64? = nil) {
+        loop.assertInLoop()
+        guard isOpen else { return }
+        if !handlerLiveness {
+            handlerLiveness = true
+            loop.scheduleDeadline(self, at: deadline ?? loop.now)
+        } else if let deadline {
+            loop.scheduleDeadline(self, at: deadline)
+        }
+    }
+
+    /// Called by the loop when the earliest deadline this connection gave is due:
+    /// closes on an idle or send timeout, lets the handler act on its own deadlines,
+    /// and returns the next deadline of them all (nil: none, or closed).
+    func checkDeadlines(now: UInt64) -> UInt64? {
+        guard isOpen else { return nil }
+        var next = UInt64.max
+        let options = sharedOptions.value
+        if let idle = options.idleTimeout, !idleTimeoutSuspended {
+            let deadline = lastReceive &+ idle.nanoseconds
+            guard now < deadline else {
+                loop.logger.debug("closing an idle connection",
+                                  metadata: ["fd": "\(fd)", "peer": "\(remoteAddress.map { "\($0)" } ?? "?")", "reason": "idle timeout"])
+                close(error: TimeoutError("idle"))
+                return nil
+            }
+            next = deadline
+        }
+        if let send = options.sendTimeout, queue.queuedBytes > 0 {
+            let deadline = lastSendProgress &+ send.nanoseconds
+            guard now < deadline else {
+                loop.logger.info("closing a connection whose peer stopped reading",
+                                 metadata: ["fd": "\(fd)", "peer": "\(remoteAddress.map { "\($0)" } ?? "?")",
+                                            "reason": "send timeout", "queued": "\(queue.queuedBytes)"])
+                close(error: TimeoutError("send"))
+                return nil
+            }
+            next = min(next, deadline)
+        }
+        if handlerLiveness, let handler, let deadline = handler.checkLiveness(self, now: now) {
+            next = min(next, deadline)
+        }
+        if let transform, isOpen, let deadline = transform.checkDeadline(self, now: now) {
+            next = min(next, deadline)
+        }
+        // The handler may have closed the connection.
+        return isOpen && next != .max ? next : nil
+    }
+}
+
+/// The connection's write queue held more than `SocketOptions.maxQueuedBytes` (a peer
+/// that does not read what it is sent): the connection was closed.
+public struct QueueLimitError: Error, Sendable, CustomStringConvertible {
+    /// Bytes queued when the limit was crossed, and the limit.
+    public let queued: Int
+    public let limit: Int
+    public init(queued: Int, limit: Int) {
+        self.queued = queued
+        self.limit = limit
+    }
+    public var description: String { "write queue limit exceeded: \(queued) bytes queued, limit \(limit)" }
 }
 
 /// The loop stopped while the connection was open.
@@ -595,9 +789,71 @@ public struct LoopStoppedError: Error, Sendable, CustomStringConvertible {
     public var description: String { "event loop stopped" }
 }
 
+// MARK: The transform seam (for protocol layers: TorusTLS)
+
+extension Connection {
+    /// Puts `transform` between the socket and the handler: received bytes go to it
+    /// instead of the handler, every `send` variant goes through it, a graceful close
+    /// and the peer's FIN go to it first, and its deadline joins the connection's.
+    /// Before `start` (in a listener's `makeHandler`, a connector's), loop thread only.
+    package func install(_ transform: any ConnectionTransform) {
+        loop.assertInLoop()
+        precondition(self.transform == nil && phase == .open, "install(_:) twice or after close")
+        self.transform = transform
+    }
+
+    /// The transform is ready for application bytes (a TLS handshake completed): the
+    /// handler's `connected` runs now.
+    package func transformEstablished() {
+        loop.assertInLoop()
+        if isOpen { handler?.connected(self) }
+    }
+
+    /// Hands the transform's output to the handler, borrowed for the call.
+    package func deliver(_ bytes: UnsafeMutableRawBufferPointer) {
+        handler?.received(ReceivedBytes(owned: bytes), from: self)
+    }
+
+    /// The input ended (FIN, or the transform's own end such as close_notify): the
+    /// handler's `inputClosed`, or a close without a handler.
+    package func deliverInputClosed() {
+        if let handler { handler.inputClosed(self) } else { close() }
+    }
+
+    /// Closes after the queued bytes (an alert), reporting `error` to `closed`.
+    package func closeAfterWriting(error: any Error) {
+        loop.assertInLoop()
+        guard isOpen else { return }
+        closeError = error
+        closeAfterWriting()
+    }
+
+    /// Asks the loop to run `checkDeadlines` (and the transform's) by `deadline`.
+    package func scheduleTransformDeadline(at deadline: UInt64) {
+        loop.assertInLoop()
+        if isOpen { loop.scheduleDeadline(self, at: deadline) }
+    }
+
+    /// The installed transform, if any.
+    package var installedTransform: (any ConnectionTransform)? { transform }
+
+    /// The loop's clock (`MonotonicClock` nanoseconds) as of this iteration.
+    package var loopNow: UInt64 { loop.now }
+
+    /// Lends a buffer of the loop's transform pool (ledger pool `.tlsPlaintext`) to
+    /// `body`, taken back when it returns.
+    package func withTransformBuffer<R>(_ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
+        loop.assertInLoop()
+        let pool = loop.transformBuffers
+        let buffer = pool.take(for: fd)
+        defer { pool.give(buffer) }
+        return body(buffer)
+    }
+}
+
 extension Connection {
     /// Queues a pooled chunk without copying it: the write queue takes ownership and
-    /// returns the chunk to the pool once the kernel has sent it.
+    /// returns the chunk to the pool once the kernel has sent it. Loop thread only.
     @discardableResult
     public func send(_ buffer: consuming PooledBuffer) -> Bool {
         let index = buffer.index
@@ -605,7 +861,7 @@ extension Connection {
         let count = buffer.count
         _ = consume buffer
         guard isOpen, count > 0 else {
-            loop.outbound.give(index)
+            loop.giveWriteChunk(index)
             return count == 0 && isOpen
         }
         return appendChunk(index, base: base, count: count)

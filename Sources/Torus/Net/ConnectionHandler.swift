@@ -18,6 +18,16 @@ public protocol ConnectionHandler: AnyObject {
     /// The connection is closed and its fd released; `error` says why (nil: an
     /// orderly close). Every buffer it held is back in its pool.
     func closed(_ connection: Connection, error: (any Error)?)
+    /// A protocol layer's own deadlines (a WebSocket's ping and pong, a heartbeat)
+    /// instead of a timer per connection, once the connection asked for it with
+    /// ``Connection/watchLiveness(by:)``: called soon after that, then at the deadlines
+    /// this returns (and whenever the connection's own deadlines are checked). Act on
+    /// what is due and return the next deadline, or nil for none: the loop does not
+    /// call again until a deadline of the connection's (idle, send timeout) comes due.
+    /// Activity need not move a deadline: return the later one when it is checked.
+    /// `now` and the result are the loop's clock (`MonotonicClock` nanoseconds);
+    /// deadlines are met within ``EventLoop/deadlineResolution``.
+    func checkLiveness(_ connection: Connection, now: UInt64) -> UInt64?
 }
 
 extension ConnectionHandler {
@@ -25,6 +35,7 @@ extension ConnectionHandler {
     public func inputClosed(_ connection: Connection) { connection.closeAfterWriting() }
     public func writable(_ connection: Connection) {}
     public func closed(_ connection: Connection, error: (any Error)?) {}
+    public func checkLiveness(_ connection: Connection, now: UInt64) -> UInt64? { nil }
 }
 
 /// Received bytes, borrowed from the loop's provided buffer ring for the duration of

@@ -40,6 +40,7 @@ final class Connector: CompletionTarget {
         timeout.pointee.tv_sec = Int64(ns / 1_000_000_000)
         timeout.pointee.tv_nsec = Int64(ns % 1_000_000_000)
         pending = 2
+        loop.reserveSubmissions(2)
         loop.submit(.connect, target: self, tag: Tag.connect.rawValue) { sqe in
             address.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 io_uring_prep_connect(sqe, fd, $0, len)
@@ -51,10 +52,10 @@ final class Connector: CompletionTarget {
         }
     }
 
-    func complete(_ completion: Completion, tag: UInt32, final: Bool, loop: EventLoop) {
+    func complete(_ completion: Completion, tag: UInt32, final: Bool, loop: EventLoop) -> Rearm {
         if tag == Tag.connect.rawValue { result = completion.result }
         pending -= 1
-        guard pending == 0 else { return }
+        guard pending == 0 else { return .done }
         if result == 0 {
             let connection = Connection(loop: loop, fd: fd, options: options)
             connection.handler = makeHandler?(connection)
@@ -65,6 +66,7 @@ final class Connector: CompletionTarget {
             // A connect cut short by its linked timeout completes with -ECANCELED.
             done(.failure(result == -ECANCELED ? TimeoutError("connect") : IOError(result: result, "connect")))
         }
+        return .done
     }
 }
 

@@ -70,9 +70,10 @@ public final class Server: Sendable {
 }
 
 /// A handler that closes at once (used when no handler could be made).
-final class ClosingHandler: ConnectionHandler {
-    func connected(_ connection: Connection) { connection.close() }
-    func received(_ bytes: ReceivedBytes, from connection: Connection) {}
+package final class ClosingHandler: ConnectionHandler {
+    package init() {}
+    package func connected(_ connection: Connection) { connection.close() }
+    package func received(_ bytes: ReceivedBytes, from connection: Connection) {}
 }
 
 extension EventLoop {

@@ -7,7 +7,7 @@ import CLiburing
 /// fails a link whose sent data stays unacknowledged. Either surfaces as an ordinary
 /// completion with `-ETIMEDOUT` and closes the connection through the normal path.
 /// Application-side liveness: `idleTimeout` (no bytes received) and `sendTimeout`
-/// (queued bytes make no progress) are enforced by the loop's sweep.
+/// (queued bytes make no progress) are enforced by the loop's deadline wheel.
 ///
 /// A listener applies the kernel options to its listening socket; Linux copies them
 /// into every accepted socket, so accepting costs no extra `setsockopt` calls.
@@ -23,8 +23,17 @@ public struct SocketOptions: Sendable, Equatable {
     public var sendTimeout: Duration? = .seconds(60)
     /// Write queue water marks: above `high` the connection reports not writable and
     /// async writers wait; below `low` it reports writable again.
-    public var writeHighWater = 1 << 20
-    public var writeLowWater = 256 << 10
+    ///
+    /// Above `high` the connection also stops reading from its peer until the queue
+    /// is below `low` (a peer that does not read its replies cannot make the server
+    /// hold more than about this much for it).
+    public var writeHighWater = 256 << 10
+    public var writeLowWater = 64 << 10
+    /// The most bytes one connection's write queue may hold. Above the high water mark
+    /// the connection stops reading from its peer by itself; what a handler still
+    /// queues beyond this limit (a fan-out to a peer that does not read) closes the
+    /// connection with `QueueLimitError`, logged and counted in the ledger.
+    public var maxQueuedBytes = 64 << 20
     /// Inbound water mark for the async face: above it, receiving pauses until the
     /// application has consumed below half of it.
     public var readHighWater = 1 << 20

@@ -31,7 +31,12 @@ struct OperationTable {
 
     private(set) var slots: [Slot] = []
     private var freeHead: Int32 = -1
-    private(set) var live = 0
+    #if DEBUG
+    /// Debug builds: the fd each live slot's SQE names, and how many live slots name
+    /// each fd, so closing an fd with an operation still in flight on it stops there.
+    private var slotFD: [Int32] = []
+    private var liveOnFD: [Int32] = []
+    #endif
 
     init(capacity: Int) {
         slots.reserveCapacity(capacity)
@@ -43,6 +48,9 @@ struct OperationTable {
         for i in start..<count {
             slots.append(Slot(target: nil, generation: 1, tag: 0, kind: .nop, state: .free,
                               nextFree: i + 1 < count ? Int32(i + 1) : freeHead))
+            #if DEBUG
+            slotFD.append(-1)
+            #endif
         }
         freeHead = Int32(start)
     }
@@ -57,12 +65,13 @@ struct OperationTable {
     mutating func allocate(kind: OperationKind, target: any CompletionTarget, tag: UInt32) -> UInt64 {
         if freeHead < 0 { grow(to: Swift.max(64, slots.count * 2)) }
         let index = Int(freeHead)
+        // Invariant: only a free slot is handed out (a parked one waits for its CQE).
+        assert(slots[index].state == .free, "slot \(index) allocated while \(slots[index].state)")
         freeHead = slots[index].nextFree
         slots[index].target = target
         slots[index].tag = tag
         slots[index].kind = kind
         slots[index].state = .inFlight
-        live += 1
         return UInt64(slots[index].generation) << 32 | UInt64(index)
     }
 
@@ -79,14 +88,25 @@ struct OperationTable {
     /// Frees a slot on its final completion; returns the target to notify.
     @inline(__always)
     mutating func release(_ index: Int) -> (any CompletionTarget)? {
+        // Invariant: a slot is released once, on its final completion.
+        assert(slots[index].state != .free, "slot \(index) released twice")
         let target = slots[index].target
         slots[index].target = nil
         slots[index].state = .free
+        #if DEBUG
+        let before = slots[index].generation
+        untrack(index)
+        #endif
         slots[index].generation &+= 1
         if slots[index].generation & 0x8000_0000 != 0 { slots[index].generation = 1 }
+        #if DEBUG
+        // Invariant: a generation only rises (but for the wrap after 2^31 reuses), so
+        // a CQE of an earlier use can never name the slot's next operation.
+        assert(slots[index].generation > before || before == 0x7FFF_FFFF,
+               "slot \(index) generation went from \(before) to \(slots[index].generation)")
+        #endif
         slots[index].nextFree = freeHead
         freeHead = Int32(index)
-        live -= 1
         return target
     }
 
@@ -97,12 +117,33 @@ struct OperationTable {
         return true
     }
 
-    /// Every user_data still owned by the kernel (for shutdown).
-    func liveUserData() -> [UInt64] {
-        var result: [UInt64] = []
-        for (i, slot) in slots.enumerated() where slot.state != .free {
-            result.append(UInt64(slot.generation) << 32 | UInt64(i))
-        }
-        return result
+    #if DEBUG
+    /// Records the fd the SQE of `userData` names (debug builds).
+    mutating func track(_ userData: UInt64, fd: Int32) {
+        guard let index = index(of: userData) else { return }
+        untrack(index)
+        slotFD[index] = fd
+        guard fd >= 0 else { return }
+        if Int(fd) >= liveOnFD.count { liveOnFD += [Int32](repeating: 0, count: Int(fd) + 1 - liveOnFD.count + 64) }
+        liveOnFD[Int(fd)] += 1
     }
+
+    private mutating func untrack(_ index: Int) {
+        let fd = slotFD[index]
+        guard fd >= 0 else { return }
+        slotFD[index] = -1
+        liveOnFD[Int(fd)] -= 1
+    }
+
+    /// Live operations (in flight or parked) whose SQE names `fd`.
+    func operations(on fd: Int32) -> Int { fd >= 0 && Int(fd) < liveOnFD.count ? Int(liveOnFD[Int(fd)]) : 0 }
+
+    /// The live operations on `fd`, described for an assertion's message.
+    func describeOperations(on fd: Int32) -> String {
+        slotFD.indices.filter { slotFD[$0] == fd }.map { i in
+            let s = slots[i]
+            return "\(s.kind) \(s.state) tag \(s.tag) of \(s.target.map { "\(type(of: $0))" } ?? "nothing")"
+        }.joined(separator: ", ")
+    }
+    #endif
 }

@@ -10,10 +10,21 @@ public struct IOError: Error, Sendable, Equatable, CustomStringConvertible {
     public let errno: Int32
     /// What failed, for messages: a syscall or operation name.
     public let operation: String
+    /// Set when the kernel refused what a loop cannot start without (io_uring
+    /// disabled or blocked, a kernel too old): why, and how to enable it.
+    public let refusal: KernelRefusal?
 
     public init(errno: Int32, _ operation: String) {
         self.errno = errno
         self.operation = operation
+        self.refusal = nil
+    }
+
+    /// An error that stops a loop from starting, explained by `refusal`.
+    public init(_ refusal: KernelRefusal, errno: Int32, _ operation: String) {
+        self.errno = errno
+        self.operation = operation
+        self.refusal = refusal
     }
 
     /// Builds an error from a negative io_uring result.
@@ -23,7 +34,8 @@ public struct IOError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         let message = strerror(errno).map { String(cString: $0) } ?? "errno \(errno)"
-        return "\(operation): \(message) (\(errno))"
+        guard let refusal else { return "\(operation): \(message) (\(errno))" }
+        return "\(operation): \(message) (\(errno)): \(refusal)"
     }
 
     /// The connection was reset or the peer vanished (ECONNRESET, EPIPE, ETIMEDOUT).

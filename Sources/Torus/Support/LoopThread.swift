@@ -11,7 +11,9 @@ final class LoopThread: @unchecked Sendable {
 
     private init(body: @escaping () -> Void) { self.body = body }
 
-    static func start(name: String, _ body: @escaping @Sendable () -> Void) -> LoopThread {
+    /// Starts a thread running `body`. Throws when the system refuses a thread
+    /// (`EAGAIN`: the process or its container is at its thread or pid limit).
+    static func start(name: String, _ body: @escaping @Sendable () -> Void) throws(IOError) -> LoopThread {
         let t = LoopThread(body: body)
         t.name = String(name.prefix(15))
         let box = Unmanaged.passRetained(t).toOpaque()
@@ -23,11 +25,26 @@ final class LoopThread: @unchecked Sendable {
             t.body = nil
             return nil
         }, box)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
+        guard rc == 0 else {
+            // The thread never ran: take back the reference it would have consumed.
+            Unmanaged<LoopThread>.fromOpaque(box).release()
+            throw IOError(errno: rc, "pthread_create (\(t.name))")
+        }
         return t
     }
 
     func join() { pthread_join(thread, nil) }
+
+    /// Starts a thread nobody joins: detached, so its stack is freed when it ends
+    /// (a joinable thread never joined keeps it mapped for the life of the process).
+    static func detached(name: String, _ body: @escaping @Sendable () -> Void) {
+        do {
+            pthread_detach(try start(name: name, body).thread)
+        } catch {
+            // No thread to be had: run it on the calling thread rather than lose it.
+            body()
+        }
+    }
 }
 
 /// A counting semaphore on a mutex and condition variable (for start-up hand-shakes

@@ -3,20 +3,32 @@
 /// nothing, and `subscript` reads and modifies elements in place (no copy, no
 /// retain of what an element references, no copy-on-write check).
 ///
+/// A buffer can also start without a block (`init(unallocated:)`), adopt one from a
+/// pool when it gets its first element, and surrender it again once empty: that is
+/// how an idle write queue holds no entry storage (`RingStoragePool`).
+///
 /// Ownership: the buffer owns its block and the elements in it; it is `~Copyable`,
 /// so exactly one owner (a connection's write queue, an async reader's inbox) frees
-/// them, in `deinit`. The unsafe pointer never leaves this type.
-struct RingBuffer<Element>: ~Copyable {
+/// them, in `deinit`, or surrenders the (empty) block to its pool.
+package struct RingBuffer<Element>: ~Copyable {
     private var storage: UnsafeMutablePointer<Element>
+    /// 0: no block (`storage` is a placeholder never read or freed).
     private var capacity: Int
     private var head = 0
-    private(set) var count = 0
+    package private(set) var count = 0
 
-    init(capacity: Int = 16) {
+    package init(capacity: Int = 16) {
         var c = 1
         while c < capacity { c <<= 1 }
         self.capacity = c
         storage = .allocate(capacity: c)
+    }
+
+    /// No block yet: `adopt` one before the first `append` (or let `append` allocate).
+    package init(unallocated: Void) {
+        capacity = 0
+        // A non-zero constant (the alignment, ≥ 1): the bit pattern is never nil.
+        storage = UnsafeMutablePointer(bitPattern: MemoryLayout<Element>.alignment).unsafelyUnwrapped
     }
 
     deinit {
@@ -25,23 +37,45 @@ struct RingBuffer<Element>: ~Copyable {
             (storage + ((head + i) & (capacity - 1))).deinitialize(count: 1)
             i += 1
         }
-        storage.deallocate()
+        if capacity > 0 { storage.deallocate() }
     }
 
-    var isEmpty: Bool { count == 0 }
+    package var isEmpty: Bool { count == 0 }
+    /// True while the buffer holds a block.
+    package var hasStorage: Bool { capacity > 0 }
+
+    /// Takes a block of `capacity` (a power of two) uninitialised elements. Only
+    /// without a block of its own.
+    package mutating func adopt(_ block: UnsafeMutablePointer<Element>, capacity: Int) {
+        // Not from input: blocks come from RingStoragePool, whose capacity is fixed.
+        precondition(self.capacity == 0 && capacity > 0 && capacity & (capacity - 1) == 0)
+        storage = block
+        self.capacity = capacity
+        head = 0
+    }
+
+    /// Gives up the block of an empty buffer (nil when it has none or is not empty);
+    /// the buffer is then unallocated.
+    package mutating func surrender() -> (block: UnsafeMutablePointer<Element>, capacity: Int)? {
+        guard count == 0, capacity > 0 else { return nil }
+        let out = (block: storage, capacity: capacity)
+        capacity = 0
+        head = 0
+        return out
+    }
 
     @inline(__always)
     private func slot(_ i: Int) -> UnsafeMutablePointer<Element> {
         storage + ((head + i) & (capacity - 1))
     }
 
-    mutating func append(_ element: consuming Element) {
+    package mutating func append(_ element: consuming Element) {
         if count == capacity { grow() }
         slot(count).initialize(to: element)
         count += 1
     }
 
-    mutating func popFirst() -> Element? {
+    package mutating func popFirst() -> Element? {
         guard count > 0 else { return nil }
         let e = slot(0).move()
         head = (head + 1) & (capacity - 1)
@@ -49,16 +83,18 @@ struct RingBuffer<Element>: ~Copyable {
         return e
     }
 
-    mutating func popLast() -> Element? {
+    package mutating func popLast() -> Element? {
         guard count > 0 else { return nil }
         count -= 1
         return slot(count).move()
     }
 
     /// Element `i` from the front (0 is the first), read and modified in place.
-    subscript(i: Int) -> Element {
+    package subscript(i: Int) -> Element {
         @inline(__always)
         _read {
+            // Callers index below `count` they just checked (a bounds check kept, not
+            // a path from input: no index here is computed from received bytes).
             precondition(i >= 0 && i < count)
             yield slot(i).pointee
         }
@@ -69,20 +105,21 @@ struct RingBuffer<Element>: ~Copyable {
         }
     }
 
-    mutating func removeAll() {
+    package mutating func removeAll() {
         while popFirst() != nil {}
     }
 
     private mutating func grow() {
-        let bigger = UnsafeMutablePointer<Element>.allocate(capacity: capacity * 2)
+        let newCapacity = Swift.max(capacity * 2, 8)
+        let bigger = UnsafeMutablePointer<Element>.allocate(capacity: newCapacity)
         var i = 0
         while i < count {
             (bigger + i).moveInitialize(from: slot(i), count: 1)
             i += 1
         }
-        storage.deallocate()
+        if capacity > 0 { storage.deallocate() }
         storage = bigger
-        capacity *= 2
+        capacity = newCapacity
         head = 0
     }
 }

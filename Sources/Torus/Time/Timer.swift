@@ -32,7 +32,7 @@ public final class Timer: @unchecked Sendable, CompletionTarget, LoopResource {
         spec.pointee.tv_sec = Int64(interval / 1_000_000_000)
         spec.pointee.tv_nsec = Int64(interval % 1_000_000_000)
         armed = true
-        loop.resources[ObjectIdentifier(self)] = self
+        loop.register(self, as: .other)
         userData = loop.submit(.timeout, target: self) { sqe in
             io_uring_prep_timeout(sqe, spec, 0, 0)
         }
@@ -48,41 +48,41 @@ public final class Timer: @unchecked Sendable, CompletionTarget, LoopResource {
         isDone = true
         callback = nil
         if armed {
-            loop.ledger.cancelled(.timeout)
-            loop.park(userData)
-            let ud = userData
-            loop.submitInternal(.timeoutRemove) { io_uring_prep_timeout_remove($0, ud, 0) }
+            loop.cancelTimeout(userData)
         } else {
-            loop.resources[ObjectIdentifier(self)] = nil
+            loop.unregister(self, as: .other)
         }
     }
 
     func loopIsStopping() { cancelOnLoop() }
 
-    func complete(_ completion: Completion, tag: UInt32, final: Bool, loop: EventLoop) {
+    func complete(_ completion: Completion, tag: UInt32, final: Bool, loop: EventLoop) -> Rearm {
         armed = false
         if isDone {
-            loop.resources[ObjectIdentifier(self)] = nil
-            return
+            loop.unregister(self, as: .other)
+            return .done
         }
         // -ETIME is the timer expiring; anything else (-ECANCELED) means it did not.
         guard completion.result == -ETIME || completion.result == 0 else {
             isDone = true
             callback = nil
-            loop.resources[ObjectIdentifier(self)] = nil
-            return
+            loop.unregister(self, as: .other)
+            return .done
         }
         if repeats {
-            arm()
             callback?(self)
-        } else {
-            isDone = true
-            loop.resources[ObjectIdentifier(self)] = nil
-            let body = callback
-            callback = nil
-            body?(self)
+            // Still wanted unless the callback cancelled it (then it is unregistered).
+            return isDone ? .done : .rearm
         }
+        isDone = true
+        loop.unregister(self, as: .other)
+        let body = callback
+        callback = nil
+        body?(self)
+        return .done
     }
+
+    func rearm(tag: UInt32, loop: EventLoop) { arm() }
 }
 
 extension EventLoop {

@@ -119,9 +119,15 @@ public final class HTTPClient: Sendable {
                     : error is CancellationError ? nil : HTTPClientError.from(error)
                 if reused, attempt == 1, connection.receivedBytes == 0, mapped == .connectionClosed,
                    request.body?.isReplayable ?? true {
+                    configuration.logger.debug("pooled connection was closed by the server; retrying",
+                                               metadata: ["authority": "\(request.authority)"])
                     continue
                 }
                 deadline.cancel()
+                configuration.logger.debug("request failed", metadata: [
+                    "method": "\(request.method)", "authority": "\(request.authority)",
+                    "target": "\(request.target)", "error": "\(mapped.map { "\($0)" } ?? "\(error)")",
+                ])
                 if let mapped { throw mapped }
                 throw error
             }
@@ -185,6 +191,7 @@ public final class HTTPClient: Sendable {
             next.host = host
             next.port = port
             next.target = target
+            // A constant, valid field name: the failable init cannot fail.
             next.headerFields[HTTPField.Name("Host")!] = nil
         } else {
             return nil

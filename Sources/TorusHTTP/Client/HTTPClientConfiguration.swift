@@ -1,3 +1,4 @@
+import Logging
 import Torus
 
 /// Settings of an ``HTTPClient``. Plain value.
@@ -16,9 +17,12 @@ public struct HTTPClientConfiguration: Sendable {
     /// Redirects are not followed unless asked for.
     public var redirects = RedirectPolicy.none
     /// Response parser limits.
-    public var limits = HTTPResponseLimits.default
+    public var limits = HTTPLimits.response
     /// Socket options for new connections (`idleTimeout` is taken from above).
     public var socket = SocketOptions()
+    /// Where the client logs; failed requests and retries on a closed pooled
+    /// connection at `debug` (the errors themselves are thrown to the caller).
+    public var logger = Logger(label: "torus.http.client")
 
     public enum RedirectPolicy: Sendable, Equatable {
         case none
@@ -45,7 +49,7 @@ public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible
     /// The server closed (or reset) the connection before the response was complete.
     case connectionClosed
     /// The response violated HTTP/1.1.
-    case protocolError(HTTPResponseParseError)
+    case protocolError(HTTPParseError)
     /// A collected body exceeded the given limit.
     case bodyTooLarge(limit: Int)
     /// More redirects than the policy allows.
@@ -78,7 +82,7 @@ public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible
     static func from(_ error: any Error, connecting: Bool = false) -> HTTPClientError {
         switch error {
         case let e as HTTPClientError: return e
-        case let e as HTTPResponseParseError: return e == .prematureEnd ? .connectionClosed : .protocolError(e)
+        case let e as HTTPParseError: return e == .prematureEnd ? .connectionClosed : .protocolError(e)
         case let t as TimeoutError:
             if t.what == "connect" { return .connectTimeout }
             return .idleTimeout

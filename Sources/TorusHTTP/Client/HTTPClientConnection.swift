@@ -12,8 +12,8 @@ final class HTTPClientConnection: @unchecked Sendable {
     let key: HTTPClientPoolKey
     var loop: EventLoop { io.loop }
     private var parser: HTTPResponseParser
-    private var queued: [[UInt8]] = []
-    private var queuedHead = 0
+    /// Body bytes parsed and not yet taken, in chunks of up to 64 KiB.
+    private var queued = RingBuffer<[UInt8]>(capacity: 4)
     private var head: HTTPResponseHead?
     private(set) var trailers = HTTPFields()
     private(set) var ended = false
@@ -28,7 +28,7 @@ final class HTTPClientConnection: @unchecked Sendable {
     private(set) var receivedBytes = 0
     private(set) var requestCount = 0
 
-    init(io: AsyncConnection, key: HTTPClientPoolKey, limits: HTTPResponseLimits) {
+    init(io: AsyncConnection, key: HTTPClientPoolKey, limits: HTTPLimits) {
         self.io = io
         self.key = key
         parser = HTTPResponseParser(limits: limits)
@@ -45,7 +45,6 @@ final class HTTPClientConnection: @unchecked Sendable {
     func begin(isHEAD: Bool) {
         parser.expectResponse(toHEAD: isHEAD)
         queued.removeAll()
-        queuedHead = 0
         head = nil
         trailers = HTTPFields()
         ended = false
@@ -99,16 +98,7 @@ final class HTTPClientConnection: @unchecked Sendable {
     /// The next piece of the body, or nil at its end.
     func nextBodyChunk() async throws -> [UInt8]? {
         while true {
-            if queuedHead < queued.count {
-                let chunk = queued[queuedHead]
-                queued[queuedHead] = []
-                queuedHead += 1
-                if queuedHead == queued.count {
-                    queued.removeAll(keepingCapacity: true)
-                    queuedHead = 0
-                }
-                return chunk
-            }
+            if let chunk = queued.popFirst() { return chunk }
             if ended { return nil }
             try await readMore()
         }
@@ -134,8 +124,9 @@ final class HTTPClientConnection: @unchecked Sendable {
             head = h
             return .proceed
         case .body(let slice):
-            if queued.count > queuedHead, let last = queued.indices.last, queued[last].count < 64 * 1024 {
-                queued[last].append(contentsOf: slice)
+            // Fewer, larger chunks: fill the last one up to 64 KiB before starting another.
+            if !queued.isEmpty, queued[queued.count - 1].count < 64 * 1024 {
+                queued[queued.count - 1].append(contentsOf: slice)
             } else {
                 queued.append(Array(slice))
             }
@@ -162,9 +153,9 @@ extension HTTPClientConnection {
     /// When the whole response is already here: its body chunks (the exchange is over).
     func takeCompleteBody() -> [[UInt8]]? {
         guard ended else { return nil }
-        let rest = Array(queued[queuedHead...])
-        queued.removeAll()
-        queuedHead = 0
+        var rest: [[UInt8]] = []
+        rest.reserveCapacity(queued.count)
+        while let chunk = queued.popFirst() { rest.append(chunk) }
         return rest
     }
 }

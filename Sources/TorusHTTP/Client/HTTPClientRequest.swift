@@ -93,6 +93,7 @@ public struct HTTPClientRequest: Sendable {
         out.append(0x20)
         out += Array(target.utf8)
         out += Array(" HTTP/1.1\r\n".utf8)
+        // A constant, valid field name: the failable init cannot fail.
         if headerFields[HTTPField.Name("Host")!] == nil {
             out += Array("Host: \(authority)\r\n".utf8)
         }
@@ -142,11 +143,8 @@ public final class HTTPClientRequestBodyWriter: @unchecked Sendable {
         }
         if chunked {
             var framed: [UInt8] = []
-            framed.reserveCapacity(bytes.count + 16)
-            framed.appendHex(bytes.count)
-            framed += [0x0D, 0x0A]
-            framed += bytes
-            framed += [0x0D, 0x0A]
+            framed.reserveCapacity(bytes.count + 20)
+            bytes.withUnsafeBytes { ChunkFraming.writeChunk($0, into: &framed) }
             try await io.write(framed)
         } else {
             try await io.write(bytes)
@@ -157,7 +155,9 @@ public final class HTTPClientRequestBodyWriter: @unchecked Sendable {
 
     func finish() async throws {
         if chunked {
-            try await io.write(Array("0\r\n\r\n".utf8))
+            var last: [UInt8] = []
+            ChunkFraming.writeLastChunk(into: &last)
+            try await io.write(last)
         } else if let length, bytesWritten != length {
             throw HTTPClientError.requestBodyFailed("\(bytesWritten) bytes written, \(length) declared")
         }

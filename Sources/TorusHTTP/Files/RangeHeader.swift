@@ -39,22 +39,16 @@ public enum RangeHeader {
         // Exactly one non-empty list element.
         var specStart = -1
         var specEnd = -1
-        var s = i
-        while s <= end {
-            var e = s
-            while e < end && p[e] != UInt8(ascii: ",") { e += 1 }
-            var a = s
-            var b = e
-            while a < b && isOWS(p[a]) { a += 1 }
-            while b > a && isOWS(p[b - 1]) { b -= 1 }
-            if b > a {
-                if specStart >= 0 { return .full }  // multiple ranges: not supported, ignore
+        var elements = 0
+        p.withMemoryRebound(to: UInt8.self) { bytes in
+            HeadValidator.forEachListElement(bytes, i, end) { a, b in
+                elements += 1
                 specStart = a
                 specEnd = b
             }
-            s = e + 1
         }
-        guard specStart >= 0 else { return .full }
+        // Multiple ranges are not supported: ignored (the whole file is sent).
+        guard elements == 1 else { return .full }
 
         // Saturating decimal parse of p[from..<to]; nil when empty or non-digit.
         func number(_ from: Int, _ to: Int) -> Int? {

@@ -1,4 +1,4 @@
-/// Size and count limits enforced by ``HTTPRequestParser``.
+/// Size and count limits enforced by ``HTTPRequestParser`` and ``HTTPResponseParser``.
 ///
 /// A plain value type; it owns no memory beyond its stored integers. Every limit
 /// maps to a specific ``HTTPParseError`` (and so to a response status) when exceeded.
@@ -41,6 +41,10 @@ public struct HTTPLimits: Sendable, Hashable {
         self.maxChunkLineLength = maxChunkLineLength
     }
 
-    /// The default limits: 16 KiB head, 100 fields, 8 KiB target, 8 MiB body.
+    /// The default limits of a server: 16 KiB head, 100 fields, 8 KiB target, 8 MiB body.
     public static let `default` = HTTPLimits()
+
+    /// The default limits of a client reading responses: 64 KiB head, 256 fields, no
+    /// body limit (a client streams bodies; it limits what it collects).
+    public static let response = HTTPLimits(maxHeadBytes: 64 * 1024, maxHeaderCount: 256, maxBodyBytes: Int.max)
 }

@@ -1,8 +1,9 @@
-/// A protocol error detected by ``HTTPRequestParser``.
+/// A protocol error detected by ``HTTPRequestParser`` or ``HTTPResponseParser``.
 ///
-/// Plain value (no stored memory). Every case maps to the status code the server must
-/// answer with before closing the connection: 400, 413, 414, 431, 501 or 505.
-/// After throwing one of these the parser is in a terminal state.
+/// Plain value (no stored memory). For a request, every case maps to the status code
+/// the server must answer with before closing the connection: 400, 413, 414, 431, 501
+/// or 505. After throwing one of these a parser is in a terminal state (and a client
+/// closes the connection).
 public enum HTTPParseError: Error, Sendable, Hashable, CaseIterable {
     // Request line
     /// Request line is not `method SP request-target SP HTTP-version`.
@@ -18,7 +19,12 @@ public enum HTTPParseError: Error, Sendable, Hashable, CaseIterable {
     case targetTooLong
     /// HTTP-version is not syntactically `HTTP/DIGIT.DIGIT`.
     case invalidVersion
-    /// Well-formed but unsupported version such as `HTTP/2.0` or `HTTP/1.2` (505).
+    /// A response's status line is not `HTTP-version SP 3DIGIT [SP reason]`.
+    case invalidStatusLine
+    /// A response's status code is not three digits from 100.
+    case invalidStatusCode
+    /// Well-formed but not HTTP/1 (`HTTP/2.0`, `HTTP/0.9`) (505). A higher HTTP/1 minor
+    /// version (`HTTP/1.9`) is not an error: it is served as HTTP/1.1.
     case unsupportedVersion
 
     // Framing of lines
@@ -54,10 +60,10 @@ public enum HTTPParseError: Error, Sendable, Hashable, CaseIterable {
     case conflictingContentLength
     /// Both Content-Length and Transfer-Encoding present (smuggling defence).
     case contentLengthWithTransferEncoding
-    /// Transfer-Encoding syntactically invalid, `chunked` repeated or carrying
-    /// parameters, or present in an HTTP/1.0 request.
+    /// Transfer-Encoding syntactically invalid, `chunked` repeated, carrying
+    /// parameters or not the final coding (RFC 9112 §6.3), or present in an HTTP/1.0 request.
     case invalidTransferEncoding
-    /// Transfer-Encoding containing a coding other than a single final `chunked` (501).
+    /// Transfer-Encoding with a coding besides the final `chunked`, e.g. `gzip, chunked` (501).
     case unsupportedTransferEncoding
     /// Chunk size is not 1*HEXDIG or overflows.
     case invalidChunkSize
@@ -69,6 +75,8 @@ public enum HTTPParseError: Error, Sendable, Hashable, CaseIterable {
     case invalidTrailer
     /// Body larger than ``HTTPLimits/maxBodyBytes`` (413).
     case bodyTooLarge
+    /// The connection ended in the middle of a response (or before its head).
+    case prematureEnd
 
     /// The status code the server must respond with.
     public var statusCode: Int {
@@ -103,6 +111,8 @@ public enum HTTPParseError: Error, Sendable, Hashable, CaseIterable {
         case .invalidTarget: return "invalid request target"
         case .targetTooLong: return "request target too long"
         case .invalidVersion: return "invalid HTTP version"
+        case .invalidStatusLine: return "invalid status line"
+        case .invalidStatusCode: return "invalid status code"
         case .unsupportedVersion: return "HTTP version not supported"
         case .bareCR: return "bare CR in request"
         case .bareLF: return "bare LF in request"
@@ -124,7 +134,8 @@ public enum HTTPParseError: Error, Sendable, Hashable, CaseIterable {
         case .invalidChunkExtension: return "invalid chunk extension"
         case .invalidChunkTerminator: return "invalid chunk terminator"
         case .invalidTrailer: return "invalid trailer field"
-        case .bodyTooLarge: return "request body too large"
+        case .bodyTooLarge: return "body too large"
+        case .prematureEnd: return "connection closed in the middle of a message"
         }
     }
 }

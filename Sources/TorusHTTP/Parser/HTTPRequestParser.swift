@@ -21,7 +21,7 @@
 ///
 /// A value type with exclusive (`mutating`) access: keep one per connection, owned by
 /// that connection's event loop; `Sendable` so connection state can be handed over.
-public struct HTTPRequestParser: Sendable {
+public struct HTTPRequestParser: Sendable, MessageParsing {
     /// What the parser found in the input.
     public enum Event {
         /// A complete, validated request head. The body (if any) follows.
@@ -34,33 +34,12 @@ public struct HTTPRequestParser: Sendable {
     }
 
     /// The handler's answer to an event.
-    public enum Control: Sendable {
-        /// Keep parsing.
-        case proceed
-        /// Stop right after this event: ``HTTPRequestParser/parse(_:_:)`` returns the
-        /// number of bytes consumed so far. Unconsumed bytes belong to the caller (e.g. the
-        /// WebSocket codec after an accepted upgrade, or a copy kept for later). Calling
-        /// `parse` again (possibly with an empty buffer) resumes, e.g. by emitting the
-        /// `.end` of a bodiless request that was paused after its `.head`.
-        case pause
-    }
-
-    @usableFromInline
-    enum State: Equatable, Sendable {
-        case head
-        case fixedBody
-        case chunkSize, chunkSizeWS, chunkExt, chunkSizeLF
-        case chunkData, chunkDataCR, chunkDataLF
-        case trailerLineStart, trailerName, trailerValue, trailerLineLF, trailerEndLF
-        case pendingEnd
-        case closed
-        case failed(HTTPParseError)
-    }
+    public typealias Control = HTTPParserControl
 
     /// The limits this parser enforces.
     public let limits: HTTPLimits
 
-    @usableFromInline var state: State = .head
+    @usableFromInline var state = MessageParseState.head
     @usableFromInline var headStorage: [UInt8]
     @usableFromInline var spanStorage: [FieldSpan]
 
@@ -72,14 +51,7 @@ public struct HTTPRequestParser: Sendable {
     @usableFromInline var scanFirstSpace = -1
     @usableFromInline var scanTotal = 0
 
-    // Body decoding.
-    /// Remaining bytes of a Content-Length body or the current chunk; the size accumulator
-    /// while reading a chunk-size line.
-    @usableFromInline var remaining = 0
-    @usableFromInline var bodyTotal = 0
-    /// Length of the current chunk-size line, or total trailer bytes.
-    @usableFromInline var lineLength = 0
-    @usableFromInline var trailerCount = 0
+    @usableFromInline var body = BodyReader(chunked: ChunkedBodyDecoder(allowsBareLF: false, keepsTrailers: false))
     @usableFromInline var keepAliveAfterMessage = true
 
     /// Creates a parser.
@@ -99,9 +71,45 @@ public struct HTTPRequestParser: Sendable {
         self.spanStorage.reserveCapacity(min(limits.maxHeaderCount, 256))
     }
 
+    /// A parser without head or field storage: its owner lends it storage with
+    /// `adoptStorage` before parsing and takes it back with `surrenderStorage` once
+    /// idle (a server connection between requests holds none). Parsing without
+    /// adopted storage works too; it then allocates as the head arrives.
+    init(limits: HTTPLimits, lendingStorage: Void) {
+        self.limits = limits
+        headStorage = []
+        spanStorage = []
+    }
+
+    /// True while the parser holds head storage.
+    var holdsStorage: Bool { headStorage.capacity > 0 }
+
+    /// Lends the parser (empty) head and field storage. Only while it holds none.
+    mutating func adoptStorage(head: consuming [UInt8], spans: consuming [FieldSpan]) {
+        precondition(headStorage.isEmpty && spanStorage.isEmpty)
+        headStorage = head
+        spanStorage = spans
+    }
+
+    /// Takes the head and field storage back, emptied, while no request is in
+    /// progress (nil otherwise: a half-received head stays where it is).
+    mutating func surrenderStorage() -> (head: [UInt8], spans: [FieldSpan])? {
+        guard isIdle, holdsStorage else { return nil }
+        var head: [UInt8] = []
+        var spans: [FieldSpan] = []
+        swap(&head, &headStorage)
+        swap(&spans, &spanStorage)
+        head.removeAll(keepingCapacity: true)
+        spans.removeAll(keepingCapacity: true)
+        return (head, spans)
+    }
+
     /// `true` when no request is in progress (no partial head or body buffered): a
     /// good moment for a graceful close.
     public var isIdle: Bool { state == .head && scanTotal == 0 }
+
+    /// `true` while a request head has begun but is not complete.
+    public var isReadingHead: Bool { state == .head && scanTotal > 0 }
 
     /// `true` after a non-keep-alive request completed; further input is ignored.
     public var isClosed: Bool { state == .closed }
@@ -117,7 +125,7 @@ public struct HTTPRequestParser: Sendable {
     /// - Parameters:
     ///   - bytes: Received bytes. Only read during this call; never retained.
     ///   - handler: Called for each event; `.body` pointers are valid only during the call.
-    ///     Return ``Control/pause`` to stop early.
+    ///     Return ``HTTPParserControl/pause`` to stop early.
     /// - Returns: The number of bytes consumed: `bytes.count` unless the handler paused or
     ///   the connection is closed (non-keep-alive request finished).
     /// - Throws: ``HTTPParseError``; the parser is then terminal (see type docs).
@@ -126,51 +134,13 @@ public struct HTTPRequestParser: Sendable {
         _ bytes: UnsafeRawBufferPointer,
         _ handler: (Event) -> Control
     ) throws(HTTPParseError) -> Int {
-        if case .failed(let e) = state { throw e }
-        do throws(HTTPParseError) {
-            return try parseAvailable(bytes, handler)
-        } catch {
-            state = .failed(error)
-            throw error
-        }
+        try parseMessages(bytes, handler)
     }
 
-    // MARK: - Driver
+    // MARK: - Messages
 
     @usableFromInline
-    mutating func parseAvailable(
-        _ bytes: UnsafeRawBufferPointer,
-        _ handler: (Event) -> Control
-    ) throws(HTTPParseError) -> Int {
-        let n = bytes.count
-        var i = 0
-        while true {
-            if state == .pendingEnd {
-                if finishMessage(handler) == .pause { return i }
-                continue
-            }
-            // i < n, so the buffer is non-empty and has a base address.
-            guard state != .closed, i < n, let start = bytes.baseAddress else { return i }
-            let base = start.assumingMemoryBound(to: UInt8.self)
-            switch state {
-            case .head:
-                let (next, complete) = try scanHead(base, i, n)
-                i = next
-                if complete, try headComplete(handler) == .pause { return i }
-            case .fixedBody, .chunkData:
-                let take = min(remaining, n - i)
-                remaining -= take
-                let slice = UnsafeRawBufferPointer(start: base + i, count: take)
-                i += take
-                if remaining == 0 { state = state == .fixedBody ? .pendingEnd : .chunkDataCR }
-                if handler(.body(slice)) == .pause { return i }
-            case .failed(let e):
-                throw e
-            default:
-                i = try chunkBytes(base, i, n)
-            }
-        }
-    }
+    static func bodyEvent(_ bytes: UnsafeRawBufferPointer) -> Event { .body(bytes) }
 
     /// Emits `.end` and resets for the next request (or closes).
     @usableFromInline
@@ -179,8 +149,6 @@ public struct HTTPRequestParser: Sendable {
             state = .head
             headStorage.removeAll(keepingCapacity: true)
             spanStorage.removeAll(keepingCapacity: true)
-            bodyTotal = 0
-            remaining = 0
         } else {
             state = .closed
         }
@@ -191,16 +159,11 @@ public struct HTTPRequestParser: Sendable {
     mutating func headComplete(_ handler: (Event) -> Control) throws(HTTPParseError) -> Control {
         let head = try processHead()
         keepAliveAfterMessage = head.keepAlive
-        switch head.bodyFraming {
-        case .none:
+        if head.bodyFraming == .none {
             state = .pendingEnd
-        case .contentLength(let length):
-            remaining = length
-            state = .fixedBody
-        case .chunked:
-            remaining = 0
-            lineLength = 0
-            state = .chunkSize
+        } else {
+            body.start(head.bodyFraming)
+            state = .body
         }
         return handler(.head(head))
     }
@@ -209,6 +172,11 @@ public struct HTTPRequestParser: Sendable {
 
     /// Finds the end of the head (CRLF CRLF), enforcing strict CRLF and the size limits
     /// early, and appends the scanned bytes to `headStorage`.
+    ///
+    /// Line bytes are skipped a run at a time (up to the next CR or LF, found eight bytes
+    /// at a time by ``ByteSearch``); only CR and LF are looked at one by one. The checks
+    /// the request line gets before the head is complete (``checkRequestLineRun``) report
+    /// the same error at the same byte as a byte-by-byte scan, however the input is split.
     @usableFromInline
     mutating func scanHead(_ base: UnsafePointer<UInt8>, _ from: Int, _ n: Int) throws(HTTPParseError) -> (Int, Bool) {
         var i = from
@@ -223,57 +191,48 @@ public struct HTTPRequestParser: Sendable {
         var complete = false
 
         while i < n {
-            let b = base[i]
+            var b = base[i]
+            if !sawCR {
+                if b == asciiCR {
+                    i += 1
+                    total += 1
+                    sawCR = true
+                    if !started { segmentStart = i }
+                    if total > maxHead { throw .headTooLarge }
+                    guard i < n else { break }
+                    // The byte after the CR, usually its LF: handled below at once.
+                    b = base[i]
+                } else if b == asciiLF {
+                    throw .bareLF
+                } else {
+                    // A run of line bytes, up to the next CR or LF or the end of the input.
+                    let runEnd = ByteSearch.firstLineBreak(base, i, n)
+                    started = true
+                    if lineIndex == 0 {
+                        try checkRequestLineRun(base, i, runEnd, &firstSpace, lineLength: lineLength, total: total)
+                    }
+                    lineLength += runEnd - i
+                    total += runEnd - i
+                    i = runEnd
+                    if total > maxHead { throw .headTooLarge }
+                    continue
+                }
+            }
+            // After a CR: its LF ends a line.
             i += 1
             total += 1
-            if sawCR {
-                guard b == asciiLF else { throw .bareCR }
-                sawCR = false
-                if !started {
-                    // Ignored empty line before the request line.
-                    segmentStart = i
-                } else if lineLength == 0 {
-                    complete = true
-                    break
-                } else {
-                    lineIndex += 1
-                    lineLength = 0
-                    if lineIndex - 1 > limits.maxHeaderCount { throw .tooManyHeaders }
-                }
-            } else if b == asciiCR {
-                sawCR = true
-                if !started { segmentStart = i }
-            } else if b == asciiLF {
-                throw .bareLF
+            guard b == asciiLF else { throw .bareCR }
+            sawCR = false
+            if !started {
+                // Ignored empty line before the request line.
+                segmentStart = i
+            } else if lineLength == 0 {
+                complete = true
+                break
             } else {
-                started = true
-                if lineIndex == 0 {
-                    if firstSpace < 0 {
-                        if b == asciiSP {
-                            firstSpace = lineLength
-                        } else if !isTokenChar(b) {
-                            throw .invalidMethod
-                        } else if lineLength >= limits.maxMethodLength {
-                            throw .methodTooLong
-                        }
-                    } else if lineLength - firstSpace > limits.maxTargetLength + 10 {
-                        throw .targetTooLong
-                    }
-                    lineLength += 1
-                } else {
-                    // Field line: nothing to check before the next CR or LF, so skip the
-                    // run of ordinary bytes in a tight loop (the head-size check below
-                    // still fires inside the same run as a byte-wise scan would).
-                    var j = i
-                    while j < n {
-                        let c = base[j]
-                        if c == asciiCR || c == asciiLF { break }
-                        j += 1
-                    }
-                    lineLength += 1 + (j - i)
-                    total += j - i
-                    i = j
-                }
+                lineIndex += 1
+                lineLength = 0
+                if lineIndex - 1 > limits.maxHeaderCount { throw .tooManyHeaders }
             }
             if total > maxHead { throw .headTooLarge }
         }
@@ -297,6 +256,47 @@ public struct HTTPRequestParser: Sendable {
             scanTotal = total
         }
         return (i, complete)
+    }
+
+    /// The early checks of request-line bytes `base[from..<end]` (no CR or LF among
+    /// them), which follow `lineLength` bytes of the line and `total` bytes of the head:
+    /// the method is a token of at most `maxMethodLength` bytes, the target stays within
+    /// `maxTargetLength` (with room for the version), the head within `maxHeadBytes`.
+    /// Throws the error a byte-by-byte check would meet first; records the first space.
+    @inline(__always) @usableFromInline
+    func checkRequestLineRun(
+        _ base: UnsafePointer<UInt8>, _ from: Int, _ end: Int, _ firstSpace: inout Int,
+        lineLength: Int, total: Int
+    ) throws(HTTPParseError) {
+        var q = from
+        var length = lineLength
+        var tot = total
+        // The method, byte by byte (a handful of bytes).
+        while q < end && firstSpace < 0 {
+            let c = base[q]
+            if c == asciiSP {
+                firstSpace = length
+            } else if !isTokenChar(c) {
+                throw .invalidMethod
+            } else if length >= limits.maxMethodLength {
+                throw .methodTooLong
+            }
+            q += 1
+            length += 1
+            tot += 1
+            if tot > limits.maxHeadBytes { throw .headTooLarge }
+        }
+        guard q < end else { return }
+        // After the first space only the lengths are checked: the k-th byte of the rest
+        // (from 0) is too far into the target once k > maxTargetLength + 10 + firstSpace
+        // - length, and puts the head over its limit once k ≥ maxHeadBytes - tot; the
+        // target check comes first for the same byte.
+        let remaining = end - q
+        let targetLimit = max(0, limits.maxTargetLength + 11 + firstSpace - length)
+        let headLimit = max(0, limits.maxHeadBytes - tot)
+        if targetLimit < remaining || headLimit < remaining {
+            throw targetLimit <= headLimit ? .targetTooLong : .headTooLarge
+        }
     }
 
     // MARK: - Head validation
@@ -325,128 +325,6 @@ public struct HTTPRequestParser: Sendable {
                 expectContinue: info.expectContinue, isUpgrade: info.isUpgrade,
                 bodyFraming: info.bodyFraming
             )
-        }
-    }
-
-    // MARK: - Chunked decoding (byte-wise for size lines and trailers)
-
-    @usableFromInline
-    mutating func chunkBytes(_ base: UnsafePointer<UInt8>, _ from: Int, _ n: Int) throws(HTTPParseError) -> Int {
-        var i = from
-        while i < n {
-            let b = base[i]
-            i += 1
-            switch state {
-            case .chunkSize:
-                if let h = hexValue(b) {
-                    lineLength += 1
-                    if lineLength > limits.maxChunkLineLength { throw .invalidChunkSize }
-                    let (times16, o1) = remaining.multipliedReportingOverflow(by: 16)
-                    let (size, o2) = times16.addingReportingOverflow(h)
-                    if o1 || o2 { throw .invalidChunkSize }
-                    if size > limits.maxBodyBytes - bodyTotal { throw .bodyTooLarge }
-                    remaining = size
-                } else if lineLength == 0 {
-                    throw .invalidChunkSize
-                } else if b == asciiCR {
-                    state = .chunkSizeLF
-                } else if b == UInt8(ascii: ";") {
-                    state = .chunkExt
-                } else if isOWS(b) {
-                    state = .chunkSizeWS
-                } else {
-                    throw .invalidChunkSize
-                }
-            case .chunkSizeWS:
-                lineLength += 1
-                if lineLength > limits.maxChunkLineLength { throw .invalidChunkExtension }
-                if b == UInt8(ascii: ";") {
-                    state = .chunkExt
-                } else if !isOWS(b) {
-                    throw .invalidChunkSize
-                }
-            case .chunkExt:
-                lineLength += 1
-                if lineLength > limits.maxChunkLineLength { throw .invalidChunkExtension }
-                if b == asciiCR {
-                    state = .chunkSizeLF
-                } else if b == asciiLF {
-                    throw .bareLF
-                } else if !isFieldValueChar(b) {
-                    throw .invalidChunkExtension
-                }
-            case .chunkSizeLF:
-                guard b == asciiLF else { throw .bareCR }
-                if remaining == 0 {
-                    lineLength = 0
-                    trailerCount = 0
-                    state = .trailerLineStart
-                } else {
-                    bodyTotal += remaining
-                    state = .chunkData
-                    return i
-                }
-            case .chunkDataCR:
-                guard b == asciiCR else { throw .invalidChunkTerminator }
-                state = .chunkDataLF
-            case .chunkDataLF:
-                guard b == asciiLF else { throw .invalidChunkTerminator }
-                lineLength = 0
-                remaining = 0
-                state = .chunkSize
-            case .trailerLineStart, .trailerName, .trailerValue, .trailerLineLF, .trailerEndLF:
-                lineLength += 1
-                if lineLength > limits.maxHeadBytes { throw .headTooLarge }
-                try trailerByte(b)
-                if state == .pendingEnd { return i }
-            default:
-                preconditionFailure("chunkBytes in state \(state)")
-            }
-        }
-        return i
-    }
-
-    @usableFromInline
-    mutating func trailerByte(_ b: UInt8) throws(HTTPParseError) {
-        switch state {
-        case .trailerLineStart:
-            if b == asciiCR {
-                state = .trailerEndLF
-            } else if b == asciiLF {
-                throw .bareLF
-            } else if isOWS(b) {
-                throw .obsFold
-            } else if isTokenChar(b) {
-                trailerCount += 1
-                if trailerCount > limits.maxHeaderCount { throw .tooManyHeaders }
-                state = .trailerName
-            } else {
-                throw .invalidTrailer
-            }
-        case .trailerName:
-            if b == UInt8(ascii: ":") {
-                state = .trailerValue
-            } else if isOWS(b) {
-                throw .whitespaceBeforeColon
-            } else if !isTokenChar(b) {
-                throw .invalidTrailer
-            }
-        case .trailerValue:
-            if b == asciiCR {
-                state = .trailerLineLF
-            } else if b == asciiLF {
-                throw .bareLF
-            } else if !isFieldValueChar(b) {
-                throw .invalidHeaderValue
-            }
-        case .trailerLineLF:
-            guard b == asciiLF else { throw .bareCR }
-            state = .trailerLineStart
-        case .trailerEndLF:
-            guard b == asciiLF else { throw .bareCR }
-            state = .pendingEnd
-        default:
-            preconditionFailure("trailerByte in state \(state)")
         }
     }
 }

@@ -17,12 +17,36 @@ struct HeadInfo {
     var keepAlive = true
     var expectContinue = false
     var isUpgrade = false
-    var bodyFraming = RequestBodyFraming.none
+    var bodyFraming = HTTPBodyFraming.none
 }
 
-/// Validates a complete head (request line + fields + empty line, all lines ending in
-/// CRLF — guaranteed by the scanner) held in the parser's storage. Pure function of its
-/// input; records field spans into the caller's reusable array.
+/// What a field section says about the body's framing, the connection and Host;
+/// filled in by ``HeadValidator/validateFields(_:from:spans:limits:)`` for request
+/// and response heads alike.
+@usableFromInline
+struct FieldSectionInfo {
+    /// -1 when absent.
+    var contentLength = -1
+    var transferEncodingSeen = false
+    var chunkedCount = 0
+    var lastCodingIsChunked = false
+    var otherCodingSeen = false
+    var hostCount = 0
+    /// Index into the spans of the (last) Host field, -1 if absent.
+    var hostIndex = -1
+    var connectionClose = false
+    var connectionKeepAlive = false
+    var connectionUpgrade = false
+    var upgradeSeen = false
+    var expectContinue = false
+}
+
+/// The one field validator of the codec. Validates a complete head (start line +
+/// fields + empty line, all lines ending in CRLF — guaranteed by the scanners) held
+/// in a parser's storage: ``validate(_:spans:limits:)`` a request head, and
+/// ``validateFields(_:from:spans:limits:)`` the field section of any head (the
+/// response parser's too). Pure functions of their input; they record field spans
+/// into the caller's reusable array.
 @usableFromInline
 enum HeadValidator {
     @usableFromInline
@@ -33,13 +57,12 @@ enum HeadValidator {
     ) -> Result<HeadInfo, HTTPParseError> {
         var info = HeadInfo()
         var i = 0
+        // (A complete head is never empty: the scanner ends it with CRLF CRLF.)
+        guard let base = p.baseAddress else { return .failure(.invalidMethod) }
 
         // ---- Request line: method SP request-target SP HTTP-version CRLF
-        while p[i] != asciiSP && p[i] != asciiCR {
-            guard isTokenChar(p[i]) else { return .failure(.invalidMethod) }
-            i += 1
-        }
-        guard i > 0 else { return .failure(.invalidMethod) }
+        while isTokenChar(p[i]) { i += 1 }
+        guard p[i] == asciiSP || p[i] == asciiCR, i > 0 else { return .failure(.invalidMethod) }
         guard p[i] == asciiSP else { return .failure(.invalidRequestLine) }
         if i > limits.maxMethodLength { return .failure(.methodTooLong) }
         info.methodEnd = i
@@ -47,69 +70,87 @@ enum HeadValidator {
         i += 1
 
         info.targetStart = i
-        while p[i] != asciiSP && p[i] != asciiCR {
-            guard isTargetChar(p[i]) else { return .failure(.invalidTarget) }
-            i += 1
-        }
+        while isTargetChar(p[i]) { i += 1 }
+        guard p[i] == asciiSP || p[i] == asciiCR else { return .failure(.invalidTarget) }
         info.targetEnd = i
         guard info.targetEnd > info.targetStart, p[i] == asciiSP else { return .failure(.invalidRequestLine) }
         if info.targetEnd - info.targetStart > limits.maxTargetLength { return .failure(.targetTooLong) }
         i += 1
 
         let versionStart = i
-        while p[i] != asciiCR { i += 1 }
-        if i - versionStart == 8,
-            p[versionStart] == UInt8(ascii: "H"), p[versionStart + 1] == UInt8(ascii: "T"),
-            p[versionStart + 2] == UInt8(ascii: "T"), p[versionStart + 3] == UInt8(ascii: "P"),
-            p[versionStart + 4] == UInt8(ascii: "/"), isDigit(p[versionStart + 5]),
-            p[versionStart + 6] == UInt8(ascii: "."), isDigit(p[versionStart + 7])
+        if versionStart + 8 < p.count, p[versionStart + 8] == asciiCR,
+            ByteSearch.word(base, versionStart) == 0x312E_312F_5054_5448  // "HTTP/1.1", the usual case
         {
-            let major = p[versionStart + 5] - UInt8(ascii: "0")
-            let minor = p[versionStart + 7] - UInt8(ascii: "0")
-            guard major == 1, minor <= 1 else { return .failure(.unsupportedVersion) }
-            info.version = HTTPVersion(major: major, minor: minor)
+            info.version = .http11
+            i += 8
         } else {
-            return .failure(.invalidVersion)
+            if let error = classifyVersion(p, &i, &info) { return .failure(error) }
         }
         i += 2
 
         if let error = classifyTarget(p, &info) { return .failure(error) }
 
-        // ---- Field lines
-        var contentLength = -1
-        var transferEncodingSeen = false
-        var chunkedCount = 0
-        var lastCodingIsChunked = false
-        var otherCodingSeen = false
-        var hostCount = 0
-        var connectionClose = false
-        var connectionKeepAlive = false
-        var connectionUpgrade = false
-        var upgradeSeen = false
-        var expectContinue = false
+        let fields: FieldSectionInfo
+        switch validateFields(p, from: i, spans: &spans, limits: limits) {
+        case .failure(let error): return .failure(error)
+        case .success(let f): fields = f
+        }
+        let contentLength = fields.contentLength
+        info.hostIndex = fields.hostIndex
 
+        // ---- Framing (RFC 9112 §6)
+        if fields.transferEncodingSeen {
+            if contentLength >= 0 { return .failure(.contentLengthWithTransferEncoding) }
+            if info.version == .http10 { return .failure(.invalidTransferEncoding) }
+            // Chunked not final: the body's length cannot be determined (RFC 9112 §6.3).
+            if !fields.lastCodingIsChunked { return .failure(.invalidTransferEncoding) }
+            if fields.otherCodingSeen { return .failure(.unsupportedTransferEncoding) }
+            info.bodyFraming = .chunked
+        } else if contentLength > 0 {
+            if contentLength > limits.maxBodyBytes { return .failure(.bodyTooLarge) }
+            info.bodyFraming = .contentLength(contentLength)
+        }
+
+        // ---- Host (RFC 9112 §3.2)
+        if fields.hostCount > 1 { return .failure(.duplicateHost) }
+        if fields.hostCount == 0 && info.version == .http11 { return .failure(.missingHost) }
+
+        // ---- Connection semantics (RFC 9112 §9.3)
+        info.keepAlive = fields.keepAlive(version: info.version)
+        if info.version == .http11 { info.expectContinue = fields.expectContinue }
+        info.isUpgrade = fields.connectionUpgrade && fields.upgradeSeen
+        return .success(info)
+    }
+
+    /// Validates the field lines from `i` to the empty line ending the head, records
+    /// their spans, and notes the fields that frame the body and steer the connection.
+    @usableFromInline
+    static func validateFields(
+        _ p: UnsafeBufferPointer<UInt8>, from start: Int,
+        spans: inout [FieldSpan],
+        limits: HTTPLimits
+    ) -> Result<FieldSectionInfo, HTTPParseError> {
+        var info = FieldSectionInfo()
+        var i = start
+        let count = p.count
+        guard let base = p.baseAddress else { return .success(info) }
         while p[i] != asciiCR {
             let lineStart = i
-            if isOWS(p[i]) { return .failure(.obsFold) }
-            while p[i] != UInt8(ascii: ":") {
-                let b = p[i]
-                if isTokenChar(b) {
-                    i += 1
-                } else if isOWS(b) {
-                    return .failure(.whitespaceBeforeColon)
-                } else {
-                    return .failure(.invalidHeaderName)
-                }
-            }
+            // field-name = token, then ":" (no whitespace before it, no obs-fold).
+            while isTokenChar(p[i]) { i += 1 }
             let nameEnd = i
-            guard nameEnd > lineStart else { return .failure(.invalidHeaderName) }
+            if p[i] != UInt8(ascii: ":") || nameEnd == lineStart {
+                if nameEnd == lineStart && isOWS(p[i]) { return .failure(.obsFold) }
+                if nameEnd > lineStart && isOWS(p[i]) { return .failure(.whitespaceBeforeColon) }
+                return .failure(.invalidHeaderName)
+            }
             i += 1
             while isOWS(p[i]) { i += 1 }
             let valueStart = i
-            while p[i] != asciiCR {
-                guard isFieldValueChar(p[i]) else { return .failure(.invalidHeaderValue) }
-                i += 1
-            }
+            // The value runs to the line's CR (every line ends in CRLF); any other byte
+            // that is not a field-value byte is invalid.
+            i = ByteSearch.firstNonFieldValue(base, i, count)
+            guard i < count, p[i] == asciiCR else { return .failure(.invalidHeaderValue) }
             var valueEnd = i
             while valueEnd > valueStart && isOWS(p[valueEnd - 1]) { valueEnd -= 1 }
             i += 2
@@ -118,32 +159,40 @@ enum HeadValidator {
             if spans.count > limits.maxHeaderCount { return .failure(.tooManyHeaders) }
 
             switch nameEnd - lineStart {
-            case 4 where bytesEqualLowercased(p, lineStart, nameEnd, "host"):
-                hostCount += 1
+            case 4 where tokenEqualsLowercased(base, lineStart, "host"):
+                info.hostCount += 1
                 info.hostIndex = spans.count - 1
                 for j in valueStart..<valueEnd where !isAuthorityChar(p[j]) {
                     return .failure(.invalidHost)
                 }
-            case 6 where bytesEqualLowercased(p, lineStart, nameEnd, "expect"):
-                if bytesEqualLowercased(p, valueStart, valueEnd, "100-continue") { expectContinue = true }
-            case 7 where bytesEqualLowercased(p, lineStart, nameEnd, "upgrade"):
-                upgradeSeen = true
-            case 10 where bytesEqualLowercased(p, lineStart, nameEnd, "connection"):
-                forEachListElement(p, valueStart, valueEnd) { s, e in
-                    if bytesEqualLowercased(p, s, e, "close") {
-                        connectionClose = true
-                    } else if bytesEqualLowercased(p, s, e, "keep-alive") {
-                        connectionKeepAlive = true
-                    } else if bytesEqualLowercased(p, s, e, "upgrade") {
-                        connectionUpgrade = true
+            case 6 where tokenEqualsLowercased(base, lineStart, "expect"):
+                if bytesEqualLowercased(p, valueStart, valueEnd, "100-continue") { info.expectContinue = true }
+            case 7 where tokenEqualsLowercased(base, lineStart, "upgrade"):
+                info.upgradeSeen = true
+            case 10 where tokenEqualsLowercased(base, lineStart, "connection"):
+                // The usual single-element values first (a value has no OWS at its ends).
+                let length = valueEnd - valueStart
+                if length == 10 && tokenEqualsLowercased(base, valueStart, "keep-alive") {
+                    info.connectionKeepAlive = true
+                } else if length == 5 && tokenEqualsLowercased(base, valueStart, "close") {
+                    info.connectionClose = true
+                } else {
+                    forEachListElement(p, valueStart, valueEnd) { s, e in
+                        if bytesEqualLowercased(p, s, e, "close") {
+                            info.connectionClose = true
+                        } else if bytesEqualLowercased(p, s, e, "keep-alive") {
+                            info.connectionKeepAlive = true
+                        } else if bytesEqualLowercased(p, s, e, "upgrade") {
+                            info.connectionUpgrade = true
+                        }
                     }
                 }
-            case 14 where bytesEqualLowercased(p, lineStart, nameEnd, "content-length"):
-                if let error = parseContentLength(p, valueStart, valueEnd, &contentLength) { return .failure(error) }
-            case 17 where bytesEqualLowercased(p, lineStart, nameEnd, "transfer-encoding"):
-                transferEncodingSeen = true
+            case 14 where tokenEqualsLowercased(base, lineStart, "content-length"):
+                if let error = parseContentLength(p, valueStart, valueEnd, &info.contentLength) { return .failure(error) }
+            case 17 where tokenEqualsLowercased(base, lineStart, "transfer-encoding"):
+                info.transferEncodingSeen = true
                 if let error = parseTransferEncoding(
-                    p, valueStart, valueEnd, &chunkedCount, &lastCodingIsChunked, &otherCodingSeen)
+                    p, valueStart, valueEnd, &info.chunkedCount, &info.lastCodingIsChunked, &info.otherCodingSeen)
                 {
                     return .failure(error)
                 }
@@ -152,35 +201,30 @@ enum HeadValidator {
             }
         }
 
-        // ---- Framing (RFC 9112 §6)
-        if transferEncodingSeen {
-            if contentLength >= 0 { return .failure(.contentLengthWithTransferEncoding) }
-            if info.version == .http10 { return .failure(.invalidTransferEncoding) }
-            if otherCodingSeen || !lastCodingIsChunked {
-                return .failure(chunkedCount == 0 && !otherCodingSeen ? .invalidTransferEncoding : .unsupportedTransferEncoding)
-            }
-            info.bodyFraming = .chunked
-        } else if contentLength > 0 {
-            if contentLength > limits.maxBodyBytes { return .failure(.bodyTooLarge) }
-            info.bodyFraming = .contentLength(contentLength)
-        }
-
-        // ---- Host (RFC 9112 §3.2)
-        if hostCount > 1 { return .failure(.duplicateHost) }
-        if hostCount == 0 && info.version == .http11 { return .failure(.missingHost) }
-
-        // ---- Connection semantics (RFC 9112 §9.3)
-        if info.version == .http11 {
-            info.keepAlive = !connectionClose
-            info.expectContinue = expectContinue
-        } else {
-            info.keepAlive = connectionKeepAlive && !connectionClose
-        }
-        info.isUpgrade = connectionUpgrade && upgradeSeen
         return .success(info)
     }
 
-    static func classifyMethod(_ p: UnsafeBufferPointer<UInt8>, _ end: Int) -> HTTPMethodKind {
+/// HTTP-version = "HTTP/" DIGIT "." DIGIT, from `i` to the request line's CR (where
+    /// it leaves `i`).
+    static func classifyVersion(_ p: UnsafeBufferPointer<UInt8>, _ i: inout Int, _ info: inout HeadInfo) -> HTTPParseError? {
+        let versionStart = i
+        while p[i] != asciiCR { i += 1 }
+        guard i - versionStart == 8,
+            p[versionStart] == UInt8(ascii: "H"), p[versionStart + 1] == UInt8(ascii: "T"),
+            p[versionStart + 2] == UInt8(ascii: "T"), p[versionStart + 3] == UInt8(ascii: "P"),
+            p[versionStart + 4] == UInt8(ascii: "/"), isDigit(p[versionStart + 5]),
+            p[versionStart + 6] == UInt8(ascii: "."), isDigit(p[versionStart + 7])
+        else { return .invalidVersion }
+        let major = p[versionStart + 5] - UInt8(ascii: "0")
+        let minor = p[versionStart + 7] - UInt8(ascii: "0")
+        // A higher minor version of HTTP/1 is answered as HTTP/1.1 (RFC 9110 §2.5);
+        // other majors, and HTTP/0.x written with a version, are not HTTP/1.
+        guard major == 1 else { return .unsupportedVersion }
+        info.version = minor == 0 ? .http10 : .http11
+        return nil
+    }
+
+        static func classifyMethod(_ p: UnsafeBufferPointer<UInt8>, _ end: Int) -> HTTPMethodKind {
         @inline(__always) func eq(_ s: StaticString) -> Bool {
             guard s.utf8CodeUnitCount == end else { return false }
             let u = s.utf8Start
@@ -214,23 +258,26 @@ enum HeadValidator {
         let start = info.targetStart
         let end = info.targetEnd
 
-        // Percent-encoding must be %HH everywhere.
+        // Percent-encoding must be %HH everywhere; on the way, note the first "?" (never
+        // inside a %HH, and never in the scheme or authority of an absolute-form target,
+        // so it is where the path of any form ends).
         var k = start
+        var question = end
         while k < end {
-            if p[k] == UInt8(ascii: "%") {
+            let c = p[k]
+            if c == UInt8(ascii: "%") {
                 guard k + 2 < end, hexValue(p[k + 1]) != nil, hexValue(p[k + 2]) != nil else { return .invalidTarget }
                 k += 3
             } else {
+                if c == UInt8(ascii: "?") && question == end { question = k }
                 k += 1
             }
         }
 
         func splitPathQuery(from s: Int) {
             info.pathStart = s
-            var q = s
-            while q < end && p[q] != UInt8(ascii: "?") { q += 1 }
-            info.pathEnd = q
-            info.queryStart = q < end ? q + 1 : -1
+            info.pathEnd = question
+            info.queryStart = question < end ? question + 1 : -1
         }
 
         if info.method == .connect {
@@ -371,5 +418,13 @@ enum HeadValidator {
             }
         }
         return sawElement ? nil : .invalidTransferEncoding
+    }
+}
+
+extension FieldSectionInfo {
+    /// Whether the connection stays open after the message (RFC 9112 §9.3): HTTP/1.1
+    /// unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
+    func keepAlive(version: HTTPVersion) -> Bool {
+        version == .http11 ? !connectionClose : connectionKeepAlive && !connectionClose
     }
 }

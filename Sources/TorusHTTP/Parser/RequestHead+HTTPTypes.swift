@@ -17,21 +17,9 @@ extension RequestHead {
     ///   use the RFC 9110 token grammar).
     public func makeHTTPRequest(scheme: String = "http") throws(HTTPParseError) -> HTTPRequest {
         guard let method = HTTPRequest.Method(methodString) else { throw .invalidMethod }
-        var fields = HTTPFields()
-        fields.reserveCapacity(spans.count)
-        var failed = false
-        storage.withUnsafeBytes { raw in
-            for (index, span) in spans.enumerated() where index != Int(hostIndex) {
-                let nameBytes = UnsafeRawBufferPointer(rebasing: raw[Int(span.nameStart)..<Int(span.nameEnd)])
-                guard let name = HTTPField.Name(String(decoding: nameBytes, as: UTF8.self)) else {
-                    failed = true
-                    return
-                }
-                let value = UnsafeRawBufferPointer(rebasing: raw[Int(span.valueStart)..<Int(span.valueEnd)])
-                fields.append(HTTPField(name: name, value: value))
-            }
+        guard let fields = storage.withUnsafeBytes({ FieldSpan.httpFields($0, spans, skipping: Int(hostIndex)) }) else {
+            throw .invalidHeaderName
         }
-        if failed { throw .invalidHeaderName }
 
         switch targetForm {
         case .origin:

@@ -14,16 +14,6 @@ struct FieldSpan: Sendable {
     }
 }
 
-/// How the body of a request is delimited.
-public enum RequestBodyFraming: Sendable, Hashable {
-    /// No body (no Content-Length and no Transfer-Encoding, or `Content-Length: 0`).
-    case none
-    /// Exactly this many bytes follow the head (always > 0).
-    case contentLength(Int)
-    /// `Transfer-Encoding: chunked`.
-    case chunked
-}
-
 /// A parsed, validated request head (request line + header fields).
 ///
 /// Memory: the head's bytes live in an `[UInt8]` that is *shared copy-on-write with the
@@ -35,8 +25,8 @@ public enum RequestBodyFraming: Sendable, Hashable {
 /// convert it with ``makeHTTPRequest(scheme:)``. Accessors returning `String` allocate;
 /// the `…Equals` and `with…` accessors do not.
 public struct RequestHead: Sendable {
-    @usableFromInline let storage: [UInt8]
-    @usableFromInline let spans: [FieldSpan]
+    @usableFromInline var storage: [UInt8]
+    @usableFromInline var spans: [FieldSpan]
     @usableFromInline let methodEnd: Int32
     @usableFromInline let targetStart: Int32
     @usableFromInline let targetEnd: Int32
@@ -63,15 +53,16 @@ public struct RequestHead: Sendable {
     public let expectContinue: Bool
     /// `Connection: upgrade` together with an `Upgrade` field.
     public let isUpgrade: Bool
-    /// How the body that follows is framed.
-    public let bodyFraming: RequestBodyFraming
+    /// How the body that follows is framed: `.none`, `.contentLength(n)` with n > 0, or
+    /// `.chunked` (never `.untilClose`).
+    public let bodyFraming: HTTPBodyFraming
 
     @usableFromInline
     init(
         storage: [UInt8], spans: [FieldSpan], methodEnd: Int, targetStart: Int, targetEnd: Int,
         pathStart: Int, pathEnd: Int, queryStart: Int, authorityStart: Int, authorityEnd: Int,
         hostIndex: Int, method: HTTPMethodKind, version: HTTPVersion, targetForm: RequestTargetForm,
-        keepAlive: Bool, expectContinue: Bool, isUpgrade: Bool, bodyFraming: RequestBodyFraming
+        keepAlive: Bool, expectContinue: Bool, isUpgrade: Bool, bodyFraming: HTTPBodyFraming
     ) {
         self.storage = storage
         self.spans = spans
@@ -93,6 +84,17 @@ public struct RequestHead: Sendable {
         self.bodyFraming = bodyFraming
     }
 
+    /// The same head in storage of its own, exactly as large as its bytes and fields:
+    /// for a head kept long after its request (a WebSocket's upgrade request), which
+    /// would otherwise pin the parser's head and field storage, reserved for the largest
+    /// head, for the life of the connection.
+    public func compacted() -> RequestHead {
+        var copy = self
+        copy.storage = storage.withUnsafeBufferPointer { Array($0) }
+        copy.spans = spans.withUnsafeBufferPointer { Array($0) }
+        return copy
+    }
+
     // MARK: Framing shortcuts
 
     /// The Content-Length, if the body is length-delimited (`0` is reported as `0`
@@ -101,7 +103,7 @@ public struct RequestHead: Sendable {
         switch bodyFraming {
         case .contentLength(let n): return n
         case .none: return hasZeroContentLength ? 0 : nil
-        case .chunked: return nil
+        case .chunked, .untilClose: return nil
         }
     }
 

@@ -2,6 +2,8 @@ extension Array where Element == UInt8 {
     /// Appends the ASCII decimal representation of a non-negative integer without allocating.
     @inlinable
     mutating func appendDecimal(_ value: Int) {
+        // Not from input: callers pass status codes (HTTPTypes keeps them in 0...999)
+        // and byte counts or range lengths, which are never negative.
         precondition(value >= 0)
         var divisor = 1
         while divisor <= value / 10 { divisor *= 10 }
@@ -14,6 +16,7 @@ extension Array where Element == UInt8 {
     /// Appends the lowercase hexadecimal representation of a non-negative integer.
     @inlinable
     mutating func appendHex(_ value: Int) {
+        // Not from input: the only caller is ChunkFraming.writeHeader (a chunk's size > 0).
         precondition(value >= 0)
         let hex: StaticString = "0123456789abcdef"
         var shift = (Int.bitWidth - value.leadingZeroBitCount + 3) / 4 * 4 - 4

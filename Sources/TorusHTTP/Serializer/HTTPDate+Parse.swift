@@ -1,10 +1,12 @@
 extension HTTPDate {
     /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into seconds since the
     /// epoch; nil for anything else (obsolete formats are not accepted: a failed parse
-    /// only means a conditional request is served in full).
+    /// only means a conditional request is served in full). The year must be four
+    /// digits (RFC 9110 §5.6.7): a longer one from a peer would overflow the arithmetic.
     public static func parse(_ value: String) -> Int? {
         let parts = value.split(separator: " ")
         guard parts.count == 6, parts[5] == "GMT", parts[0].hasSuffix(","),
+              parts[3].utf8.count == 4, parts[3].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
               let day = Int(parts[1]), let year = Int(parts[3]),
               let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
                 .firstIndex(of: String(parts[2])) else { return nil }

@@ -11,8 +11,11 @@ public enum HTTPDate {
     public static let length = 29
 
     /// Writes the 29-byte IMF-fixdate for `epochSeconds` (seconds since 1970, UTC) to `out`,
-    /// which must have room for ``length`` bytes. The caller owns `out`.
-    public static func write(epochSeconds: Int, to out: UnsafeMutablePointer<UInt8>) {
+    /// which must have room for ``length`` bytes. The caller owns `out`. Times outside
+    /// years 0–9999 (a file's mtime can be anything) are clamped to them, so the
+    /// arithmetic below never overflows.
+    public static func write(epochSeconds unclamped: Int, to out: UnsafeMutablePointer<UInt8>) {
+        let epochSeconds = min(max(unclamped, -62_167_219_200), 253_402_300_799)
         let days = epochSeconds >= 0 ? epochSeconds / 86_400 : (epochSeconds - 86_399) / 86_400
         let secondOfDay = epochSeconds - days * 86_400
         // Howard Hinnant's civil_from_days.
@@ -55,6 +58,7 @@ public enum HTTPDate {
     /// The IMF-fixdate for `epochSeconds` as a new `String` (allocates; not for hot paths).
     public static func string(epochSeconds: Int) -> String {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: length) { buffer in
+            // A temporary allocation of `length` (29) elements has a base address.
             write(epochSeconds: epochSeconds, to: buffer.baseAddress!)
             return String(decoding: buffer, as: UTF8.self)
         }
@@ -94,6 +98,7 @@ public struct HTTPDateCache: Sendable {
     public init(epochSeconds: Int) {
         bytes = [UInt8](repeating: 0, count: HTTPDate.length)
         cachedSecond = epochSeconds
+        // `bytes` always holds `HTTPDate.length` elements, so it has a base address.
         bytes.withUnsafeMutableBufferPointer { HTTPDate.write(epochSeconds: epochSeconds, to: $0.baseAddress!) }
     }
 
@@ -102,6 +107,7 @@ public struct HTTPDateCache: Sendable {
         guard epochSeconds != cachedSecond else { return }
         cachedSecond = epochSeconds
         regenerations += 1
+        // `bytes` always holds `HTTPDate.length` elements, so it has a base address.
         bytes.withUnsafeMutableBufferPointer { HTTPDate.write(epochSeconds: epochSeconds, to: $0.baseAddress!) }
     }
 

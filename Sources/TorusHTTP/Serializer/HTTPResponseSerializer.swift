@@ -1,17 +1,5 @@
 import HTTPTypes
 
-/// How the body of a response is delimited on the wire.
-public enum ResponseFraming: Sendable, Hashable {
-    /// No framing field is written: for 1xx, 204 and 304 responses (which never have a
-    /// body), or when the connection closes after the body (then pass `keepAlive: false`).
-    case none
-    /// `Content-Length: n`. For a response to HEAD, write the head with the length the
-    /// GET body would have and send no body.
-    case contentLength(Int)
-    /// `Transfer-Encoding: chunked`; send the body with the chunk helpers.
-    case chunked
-}
-
 /// Serializes HTTP/1.1 responses into a caller-provided, reusable `[UInt8]`.
 ///
 /// Memory: the output array belongs to the caller, who keeps it with its capacity (clear
@@ -29,7 +17,9 @@ public struct HTTPResponseSerializer: Sendable {
     }
 
     /// Creates a serializer with an explicit date cache (e.g. a fixed time in tests).
-    /// - Parameter refreshDate: when `false`, the cache is never refreshed from the clock.
+    /// - Parameters:
+    ///   - dateCache: the cache whose `Date` value responses carry.
+    ///   - refreshDate: when `false`, the cache is never refreshed from the clock.
     public init(dateCache: HTTPDateCache, refreshDate: Bool = true) {
         self.dateCache = dateCache
         self.refreshDate = refreshDate
@@ -50,7 +40,9 @@ public struct HTTPResponseSerializer: Sendable {
     /// Appends a status line and header section.
     ///
     /// Writes, in order: `HTTP/1.1 code reason`, the fields of `response` except
-    /// Content-Length and Transfer-Encoding (framing is taken from `framing` only), `Date`
+    /// Content-Length and Transfer-Encoding (framing is taken from `framing` only: for a
+    /// response to HEAD pass the length the GET body would have; a chunked body is
+    /// sent with ``ChunkFraming``), `Date`
     /// (unless present in the fields), the framing field, and a Connection field when
     /// needed: `close` if `!keepAlive`, `keep-alive` for a kept-alive HTTP/1.0 client. If
     /// `response` carries its own Connection field (e.g. `Upgrade` on a 101) no automatic
@@ -58,7 +50,7 @@ public struct HTTPResponseSerializer: Sendable {
     /// no header injection is possible.
     public mutating func writeHead(
         _ response: HTTPResponse,
-        framing: ResponseFraming,
+        framing: HTTPBodyFraming,
         keepAlive: Bool,
         requestVersion: HTTPVersion = .http11,
         into out: inout [UInt8]
@@ -81,7 +73,9 @@ public struct HTTPResponseSerializer: Sendable {
         }
         if !hasDate { appendDateField(to: &out) }
         switch framing {
-        case .none:
+        case .none, .untilClose:
+            // No framing field: 1xx, 204 and 304 never have a body; a body until the
+            // close needs `keepAlive: false`.
             break
         case .contentLength(let n):
             out.appendStatic("Content-Length: ")
@@ -138,36 +132,11 @@ public struct HTTPResponseSerializer: Sendable {
         if !isHeadRequest { out.append(contentsOf: fixed.body) }
     }
 
-    // MARK: Interim and chunked helpers
+    // MARK: Interim responses
 
     /// Appends `HTTP/1.1 100 Continue\r\n\r\n` (answer to ``RequestHead/expectContinue``).
     public static func writeContinue(into out: inout [UInt8]) {
         out.appendStatic("HTTP/1.1 100 Continue\r\n\r\n")
-    }
-
-    /// Appends a chunk header `<hex size>\r\n`. `size` must be > 0 (0 is the last chunk).
-    public static func writeChunkHeader(size: Int, into out: inout [UInt8]) {
-        precondition(size > 0, "use writeLastChunk for the terminating chunk")
-        out.appendHex(size)
-        out.appendStatic("\r\n")
-    }
-
-    /// Appends the CRLF that ends a chunk's data.
-    public static func writeChunkEnd(into out: inout [UInt8]) {
-        out.appendStatic("\r\n")
-    }
-
-    /// Appends a whole chunk (header, data, CRLF); nothing for empty data.
-    public static func writeChunk(_ data: UnsafeRawBufferPointer, into out: inout [UInt8]) {
-        guard !data.isEmpty else { return }
-        writeChunkHeader(size: data.count, into: &out)
-        out.append(contentsOf: data)
-        writeChunkEnd(into: &out)
-    }
-
-    /// Appends the last chunk and an empty trailer section: `0\r\n\r\n`.
-    public static func writeLastChunk(into out: inout [UInt8]) {
-        out.appendStatic("0\r\n\r\n")
     }
 
     // MARK: Errors

@@ -1,4 +1,5 @@
 import HTTPTypes
+import Logging
 import Torus
 
 /// One HTTP/1.1 connection: feeds received bytes to the parser, answers in order.
@@ -6,8 +7,15 @@ import Torus
 /// Fixed routes and errors are answered inline on the loop, so a pipelined batch of
 /// plaintext requests becomes one write of all responses. An async handler runs in a
 /// task preferring the loop; while it answers, parsing of later pipelined requests
-/// pauses (their bytes wait in `leftover` and reading is paused), so responses leave
-/// strictly in order. Request bodies stream to the handler with backpressure.
+/// waits (their bytes wait in `leftover` and reading is paused), so responses leave
+/// strictly in order. Request bodies stream to the handler with backpressure. Where
+/// the connection is in this cycle is its ``HTTPConnectionPhase``.
+///
+/// Memory: an idle keep-alive connection holds only its phase, whether the request in
+/// progress is the last, and references to the server, its connection and its loop's
+/// scratch. The parser, buffers, inline answer and request clock are an
+/// ``HTTPRequestWork`` taken from the loop's ``HTTPScratch`` when bytes arrive and
+/// given back when the connection is idle again.
 ///
 /// Ownership: owned by its `Connection` (as its handler) until it closes or upgrades;
 /// the server's per-loop registry holds it too, for graceful shutdown. Loop thread only.
@@ -17,47 +25,40 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     /// `isOpen` is then false); the cycle with `connection.handler` is broken when the
     /// connection drops its handler after `closed`.
     let connection: Connection
-    private var parser: HTTPRequestParser
-    private var serializer = HTTPResponseSerializer()
-    private var out: [UInt8] = []
+    /// The loop's serializer and spare request work.
+    private let scratch: HTTPScratch
+    /// The loop's serializer (its `Date` cache is per loop, not per connection).
+    private var serializer: HTTPResponseSerializer {
+        get { scratch.serializer }
+        _modify { yield &scratch.serializer }
+    }
+    private var phase = HTTPConnectionPhase.reading
+    /// The peer sent FIN or the server is stopping: the request in progress is the last.
+    private var lastRequest = false
+    /// Where the handler is in its loop's registry (an `IndexedSet`; -1: not a member).
+    var registrySlot: Int32 = -1
+    /// The request in progress; nil while idle (see ``HTTPRequestWork``).
+    private var work: HTTPRequestWork?
+    private var logger: Logger { server.configuration.logger }
 
-    private enum Current {
-        case none
-        case fixed(PrecomputedResponse)
-        case status(HTTPResponse.Status, String)
-        case handler(RequestBodyState)
-        case upgraded
+    /// The request work, taken from the scratch when none is held.
+    private var busy: HTTPRequestWork {
+        if let work { return work }
+        let taken = scratch.takeWork()
+        work = taken
+        return taken
     }
-    private var current = Current.none
-    private var keepAlive = true
-    private var isHeadRequest = false
-    private var version = HTTPVersion.http11
-    /// An async response is being produced or sent.
-    private var responding = false
-    private var requestEnded = false
-    private var leftover: [UInt8] = []
-    private var parsePaused = false
-    private var closeAfterResponse = false
-    private var stopping = false
-    private var requestTimer: Timer?
-    private var bodyWriter: HTTPResponseBodyWriter?
-    private var fileSender: FileSender?
-    /// The current request broke (malformed body, or it stalled) while its handler
-    /// runs: answered instead of the handler's response, or the connection closes if
-    /// that response has started.
-    private var pendingAbort: Abort?
-    private enum Abort {
-        case parse(HTTPParseError)
-        case timeout
+
+    /// Response bytes on their way to the write queue (in the request work).
+    private var out: [UInt8] {
+        get { busy.out }
+        _modify { yield &busy.out }
     }
-    /// The head of the async response has been queued.
-    private var responseStarted = false
 
     init(server: HTTPServerState, connection: Connection) {
         self.server = server
         self.connection = connection
-        parser = HTTPRequestParser(limits: server.configuration.limits)
-        out.reserveCapacity(2048)
+        scratch = server.scratch(for: connection.loop)
     }
 
     func connected(_ connection: Connection) {
@@ -65,178 +66,289 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     }
 
     func received(_ bytes: ReceivedBytes, from connection: Connection) {
-        if parsePaused {
-            leftover.append(contentsOf: bytes.unsafeBytes)
+        switch phase {
+        case .closing, .upgrading:
             return
+        case .handling(let exchange) where exchange.requestEnded:
+            // Pipelined requests wait until this response is out.
+            busy.leftover.append(contentsOf: bytes.unsafeBytes)
+            connection.pauseReading()
+        case .reading, .handling:
+            process(bytes.unsafeBytes)
         }
-        process(bytes.unsafeBytes)
     }
 
     func inputClosed(_ connection: Connection) {
         // The peer sent FIN: finish what is in progress, then close.
-        if responding || parsePaused {
-            closeAfterResponse = true
+        if case .handling = phase {
+            lastRequest = true
         } else {
             connection.closeAfterWriting()
         }
     }
 
     func writable(_ connection: Connection) {
-        bodyWriter?.wake(error: nil)
-        fileSender?.writable()
+        guard case .handling(let exchange) = phase, case .sending(let sender) = exchange.stage else { return }
+        switch sender {
+        case .whole: break
+        case .stream(let writer): writer.wake(error: nil)
+        case .file(let fileSender): fileSender?.writable()
+        }
     }
 
     func closed(_ connection: Connection, error: (any Error)?) {
-        requestTimer?.cancel()
-        requestTimer = nil
-        if case .handler(let body) = current { body.finish(error: HTTPServerError.connectionClosed) }
-        bodyWriter?.wake(error: HTTPServerError.connectionClosed)
-        bodyWriter = nil
+        cancelRequestTimer()
+        if case .handling(let exchange) = phase {
+            exchange.body.finish(error: HTTPServerError.connectionClosed)
+            exchange.streamWriter?.wake(error: HTTPServerError.connectionClosed)
+        }
+        phase = .closing
         server.unregister(self)
+        if let work, !work.parsing {
+            self.work = nil
+            work.out.removeAll(keepingCapacity: true)
+            work.leftover.removeAll(keepingCapacity: true)
+            work.inline = nil
+            scratch.give(work)
+        }
     }
 
     // MARK: Parsing
 
     private func process(_ bytes: UnsafeRawBufferPointer) {
+        let work = busy
         var consumed = 0
+        work.parsing = true
         do {
-            consumed = try parser.parse(bytes) { event in
+            consumed = try work.parser.parse(bytes) { event in
                 switch event {
                 case .head(let head): return onHead(head)
                 case .body(let chunk): return onBody(chunk)
                 case .end: return onEnd()
                 }
             }
+            work.parsing = false
         } catch {
+            work.parsing = false
             onParseError(error)
             return
         }
-        if case .upgraded = current {
-            finishUpgrade(leftover: UnsafeRawBufferPointer(rebasing: bytes[consumed...]))
+        if case .upgrading(let makeHandler) = phase {
+            finishUpgrade(makeHandler, leftover: UnsafeRawBufferPointer(rebasing: bytes[consumed...]))
             return
         }
-        if consumed < bytes.count && !parser.isClosed {
-            leftover.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[consumed...]))
-            parsePaused = true
+        if consumed < bytes.count, case .handling = phase {
+            work.leftover.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[consumed...]))
             connection.pauseReading()
         }
+        updateRequestTimer()
         flushOut()
-        // The timer runs while a request's head or body is incomplete, also while its
-        // handler is already running (a stalled upload must not hold the connection).
-        if parser.isIdle || parsePaused || parser.isClosed || !connection.isOpen {
-            if let t = requestTimer {
-                t.cancel()
-                requestTimer = nil
-            }
-        } else if requestTimer == nil {
-            // A request is half-received: it must complete in time.
-            requestTimer = connection.loop.schedule(after: server.configuration.requestTimeout) { [weak self] in
-                self?.requestTimedOut()
-            }
-        }
     }
 
     private func onHead(_ head: RequestHead) -> HTTPRequestParser.Control {
-        keepAlive = head.keepAlive && !stopping && !closeAfterResponse
-        isHeadRequest = head.method == .head
-        version = head.version
-        requestEnded = false
+        let facts = RequestFacts(keepAlive: head.keepAlive && !lastRequest, isHeadRequest: head.method == .head,
+                                 version: head.version)
+        if server.logsRequests {
+            logger.debug("request", metadata: ["method": "\(head.methodString)", "target": "\(head.target)"])
+        }
         if head.targetForm == .asterisk {
-            current = head.method == .options ? .fixed(server.optionsResponse) : .status(.badRequest, "bad target")
+            guard head.method == .options else { return refuse(.badRequest, "bad target", head, facts) }
+            busy.inline = InlineRequest(answer: .fixed(server.optionsResponse), facts: facts)
             return .proceed
         }
         switch server.router.match(head) {
         case .found(.fixed(let response), _):
-            current = .fixed(response)
+            busy.inline = InlineRequest(answer: .fixed(response), facts: facts)
         case .found(.upgrade(let decide), _):
-            guard head.isUpgrade else {
-                current = .status(.upgradeRequired, "this resource needs an Upgrade")
-                return .proceed
-            }
+            guard head.isUpgrade else { return refuse(.upgradeRequired, "this resource needs an Upgrade", head, facts) }
             switch decide(head) {
             case .reject(let status, let fields, let reason):
                 var fields = fields
                 fields[.contentType] = "text/plain; charset=utf-8"
-                keepAlive = false
                 serializer.writeResponse(HTTPResponse(status: status, headerFields: fields), body: Array((reason + "\n").utf8),
-                                         keepAlive: false, requestVersion: version, into: &out)
-                current = .status(status, "")
-                closeAfterResponse = true
-                return .proceed
+                                         keepAlive: false, requestVersion: facts.version, into: &out)
+                enterClosing()
+                return .pause
             case .accept(let fields, let makeHandler):
                 serializer.writeHead(HTTPResponse(status: .switchingProtocols, headerFields: fields),
                                      framing: .none, keepAlive: true, into: &out)
-                pendingUpgrade = makeHandler
-                current = .upgraded
+                phase = .upgrading(makeHandler)
                 return .pause
             }
         case .found(.handler(let handler), let parameters):
-            startHandler(handler, head: head, parameters: parameters)
+            startHandler(handler, head: head, parameters: parameters, facts: facts)
         case .methodNotAllowed:
-            current = .status(.methodNotAllowed, "method not allowed")
+            return refuse(.methodNotAllowed, "method not allowed", head, facts)
         case .notFound:
-            current = .status(.notFound, "not found")
+            return refuse(.notFound, "not found", head, facts)
         }
         return .proceed
     }
 
-    private var pendingUpgrade: (@Sendable (Connection) -> any UpgradedConnectionHandler)?
+    /// A request refused by its head alone. Normally the refusal is sent once the
+    /// body has been read and skipped, keeping the connection. A client that asked
+    /// `Expect: 100-continue` waits for a 100 before sending its body, so it gets the
+    /// final status at once and the connection closes (its body is never read).
+    private func refuse(_ status: HTTPResponse.Status, _ reason: String, _ head: RequestHead,
+                        _ facts: RequestFacts) -> HTTPRequestParser.Control {
+        guard head.expectContinue && head.bodyFraming != .none else {
+            busy.inline = InlineRequest(answer: .status(status, reason: reason), facts: facts)
+            return .proceed
+        }
+        var facts = facts
+        facts.keepAlive = false
+        writeStatus(status, reason, facts)
+        enterClosing()
+        return .pause
+    }
 
     private func onBody(_ chunk: UnsafeRawBufferPointer) -> HTTPRequestParser.Control {
-        if case .handler(let body) = current { body.append(chunk) }
+        if case .handling(let exchange) = phase { exchange.body.append(chunk) }
         return .proceed
     }
 
     private func onEnd() -> HTTPRequestParser.Control {
-        requestEnded = true
-        switch current {
-        case .fixed(let response):
-            serializer.write(response, keepAlive: keepAlive, requestVersion: version,
-                             isHeadRequest: isHeadRequest, into: &out)
-            current = .none
-        case .status(let status, let reason):
-            if !reason.isEmpty { writeStatus(status, reason) }
-            current = .none
-        case .handler(let body):
-            body.finish()
-            if responding { return .pause }
-            current = .none
-        case .none, .upgraded:
-            break
+        switch phase {
+        case .reading:
+            guard let inline = busy.inline else { return .proceed }
+            busy.inline = nil
+            switch inline.answer {
+            case .fixed(let response):
+                serializer.write(response, keepAlive: inline.facts.keepAlive && !lastRequest,
+                                 requestVersion: inline.facts.version, isHeadRequest: inline.facts.isHeadRequest, into: &out)
+            case .status(let status, let reason):
+                var facts = inline.facts
+                if lastRequest { facts.keepAlive = false }
+                writeStatus(status, reason, facts)
+            }
+            if !inline.facts.keepAlive || lastRequest {
+                enterClosing()
+                return .pause
+            }
+            return .proceed
+        case .handling(let exchange):
+            // The handler still answers (when it has finished first, the connection is
+            // closing): the next request waits for its response.
+            exchange.requestEnded = true
+            exchange.body.finish()
+            return .pause
+        case .upgrading, .closing:
+            return .pause
         }
-        if !keepAlive { closeAfterResponse = true }
-        return closeAfterResponse ? .pause : .proceed
     }
 
-    private func writeStatus(_ status: HTTPResponse.Status, _ reason: String) {
+    private func writeStatus(_ status: HTTPResponse.Status, _ reason: String, _ facts: RequestFacts) {
         serializer.writeResponse(HTTPResponse(status: status, headerFields: [.contentType: "text/plain; charset=utf-8"]),
-                                 body: Array((reason + "\n").utf8), keepAlive: keepAlive,
-                                 requestVersion: version, isHeadRequest: isHeadRequest, into: &out)
+                                 body: Array((reason + "\n").utf8), keepAlive: facts.keepAlive,
+                                 requestVersion: facts.version, isHeadRequest: facts.isHeadRequest, into: &out)
     }
 
     private func onParseError(_ error: HTTPParseError) {
         connection.pauseReading()
-        requestTimer?.cancel()
-        requestTimer = nil
-        if responding {
-            abortHandler(.parse(error), bodyError: error == .bodyTooLarge ? .bodyTooLarge : .badRequest)
+        cancelRequestTimer()
+        logger.info("bad request refused", metadata: [
+            "status": "\(error.statusCode)", "reason": "\(error.detail)", "peer": "\(peerDescription)",
+        ])
+        if case .handling(let exchange) = phase {
+            abort(exchange, .parse(error), bodyError: error == .bodyTooLarge ? .bodyTooLarge : .badRequest)
             return
         }
         serializer.writeErrorResponse(for: error, into: &out)
-        closeAfterResponse = true
+        enterClosing()
         flushOut()
     }
 
-    private func requestTimedOut() {
-        requestTimer = nil
-        guard connection.isOpen else { return }
+    /// The response queued last ends the connection: no further input is read.
+    private func enterClosing() {
+        phase = .closing
         connection.pauseReading()
-        if responding {
-            abortHandler(.timeout, bodyError: .requestTimeout)
+    }
+
+    private func flushOut() {
+        if let work, !work.out.isEmpty {
+            connection.send(work.out.withUnsafeBytes { $0 })
+            work.out.removeAll(keepingCapacity: true)
+        }
+        if case .closing = phase { connection.closeAfterWriting() }
+        releaseWorkIfIdle()
+    }
+
+    /// Between requests (nothing half-parsed, nothing answered in progress, no timer)
+    /// the request work goes back to the loop's `scratch`.
+    private func releaseWorkIfIdle() {
+        guard let work, case .reading = phase, work.isReusable else { return }
+        self.work = nil
+        scratch.give(work)
+    }
+
+    /// True while the connection holds no request work (tests).
+    var holdsNoScratch: Bool { work == nil }
+
+    private var peerDescription: String { connection.remoteAddress?.description ?? "unknown" }
+
+    // MARK: Timeouts
+
+    /// The request clock runs while a request's head or body is incomplete, also while
+    /// its handler already runs (a stalled upload must not hold the connection). Its
+    /// deadlines live in the loop's deadline wheel: the connection asks
+    /// `checkLiveness` when the earliest is due.
+    private func updateRequestTimer() {
+        let waiting: Bool
+        switch phase {
+        case .reading: waiting = false
+        case .handling(let exchange): waiting = exchange.requestEnded
+        case .upgrading, .closing: waiting = true
+        }
+        guard let work else { return }
+        if waiting || work.parser.isIdle || work.parser.isClosed || !connection.isOpen {
+            cancelRequestTimer()
+        } else if work.requestClock == .stopped {
+            // A request is half-received: its head must complete within the head
+            // timeout, the whole request within the request timeout.
+            let since = MonotonicClock.now()
+            work.requestClock = .running(since: since)
+            connection.watchLiveness(by: requestDeadline(since: since, readingHead: work.parser.isReadingHead))
+        }
+    }
+
+    private func requestDeadline(since: UInt64, readingHead: Bool) -> UInt64 {
+        let configuration = server.configuration
+        let limit = readingHead ? min(configuration.headTimeout, configuration.requestTimeout) : configuration.requestTimeout
+        return since &+ limit.nanoseconds
+    }
+
+    private func cancelRequestTimer() {
+        work?.requestClock = .stopped
+    }
+
+    /// The connection's deadlines came due: 408 when the head or the whole request is
+    /// late; otherwise the next of them (none while no request is incomplete).
+    func checkLiveness(_ connection: Connection, now: UInt64) -> UInt64? {
+        guard let work, case .running(let since) = work.requestClock, connection.isOpen else { return nil }
+        let elapsed = now &- since
+        let configuration = server.configuration
+        if work.parser.isReadingHead && elapsed >= configuration.headTimeout.nanoseconds {
+            work.requestClock = .stopped
+            requestTimedOut("head")
+            return nil
+        }
+        if elapsed >= configuration.requestTimeout.nanoseconds {
+            work.requestClock = .stopped
+            requestTimedOut(work.parser.isReadingHead ? "head" : "body")
+            return nil
+        }
+        return requestDeadline(since: since, readingHead: work.parser.isReadingHead)
+    }
+
+    private func requestTimedOut(_ part: String) {
+        connection.pauseReading()
+        logger.info("request timed out", metadata: ["part": "\(part)", "peer": "\(peerDescription)"])
+        if case .handling(let exchange) = phase {
+            abort(exchange, .timeout, bodyError: .requestTimeout)
             return
         }
         writeTimeout()
-        closeAfterResponse = true
+        enterClosing()
         flushOut()
     }
 
@@ -245,22 +357,14 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
                                  body: Array("request timed out\n".utf8), keepAlive: false, into: &out)
     }
 
-    private func flushOut() {
-        if !out.isEmpty {
-            connection.send(out.withUnsafeBytes { $0 })
-            out.removeAll(keepingCapacity: true)
-        }
-        if closeAfterResponse && !responding { connection.closeAfterWriting() }
-    }
-
     // MARK: Upgrade
 
-    private func finishUpgrade(leftover bytes: UnsafeRawBufferPointer) {
+    private func finishUpgrade(_ makeHandler: @Sendable (Connection) -> any UpgradedConnectionHandler,
+                               leftover bytes: UnsafeRawBufferPointer) {
         flushOut()
+        cancelRequestTimer()
         server.unregister(self)
-        guard let make = pendingUpgrade else { return connection.close() }
-        pendingUpgrade = nil
-        let next = make(connection)
+        let next = makeHandler(connection)
         connection.handler = next
         next.upgraded(connection, leftover: bytes)
     }
@@ -270,20 +374,21 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     /// The request under a running handler broke: its body ends with `bodyError` (so
     /// a handler reading it stops), and its response is replaced by the error status,
     /// or, when the response has already started, the connection closes.
-    private func abortHandler(_ abort: Abort, bodyError: HTTPServerError) {
-        if case .handler(let body) = current { body.finish(error: bodyError) }
-        if responseStarted {
+    private func abort(_ exchange: HandlerExchange, _ reason: RequestAbort, bodyError: HTTPServerError) {
+        exchange.body.finish(error: bodyError)
+        switch exchange.stage {
+        case .running:
+            exchange.stage = .running(broken: reason)
+        case .sending:
             connection.close(error: bodyError)
-        } else {
-            pendingAbort = abort
         }
     }
 
-    private func startHandler(_ handler: @escaping HTTPHandler, head: RequestHead, parameters: [String: String]) {
-        let body = RequestBodyState(connection: connection, limit: server.configuration.bodyBufferLimit)
-        current = .handler(body)
-        responding = true
-        responseStarted = false
+    private func startHandler(_ handler: @escaping HTTPHandler, head: RequestHead, parameters: [String: String],
+                              facts: RequestFacts) {
+        let body = RequestBodyState.requestBody(on: connection, limit: server.configuration.bodyBufferLimit)
+        let exchange = HandlerExchange(body: body, facts: facts)
+        phase = .handling(exchange)
         connection.idleTimeoutSuspended = true
         if head.expectContinue {
             HTTPResponseSerializer.writeContinue(into: &out)
@@ -291,6 +396,7 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
         let request = HTTPServerRequest(head: head, parameters: parameters, body: HTTPRequestBody(state: body),
                                         remoteAddress: connection.remoteAddress, loop: connection.loop)
         let loop = connection.loop
+        let logger = self.logger
         Task(executorPreference: loop) { [self] in
             let response: HTTPServerResponse
             do {
@@ -298,133 +404,139 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
             } catch HTTPServerError.bodyTooLarge {
                 response = .status(.contentTooLarge)
             } catch {
+                logger.error("handler failed: 500", metadata: [
+                    "target": "\(request.head.target)", "error": "\(error)",
+                ])
                 response = .status(.internalServerError)
             }
-            loop.runOnLoop { [self] in self.send(response) }
+            loop.runOnLoop { [self] in self.send(response, for: exchange) }
         }
     }
 
-    private func send(_ response: HTTPServerResponse) {
-        guard connection.isOpen else { return }
-        if let abort = pendingAbort {
+    private func send(_ response: HTTPServerResponse, for exchange: HandlerExchange) {
+        guard connection.isOpen, case .handling(let current) = phase, current === exchange else { return }
+        if case .running(let broken?) = exchange.stage {
             // The request broke before this response started: answer the error instead.
-            pendingAbort = nil
-            responding = false
             connection.idleTimeoutSuspended = false
-            switch abort {
+            switch broken {
             case .parse(let error):
                 serializer.writeErrorResponse(for: error, into: &out)
             case .timeout:
                 writeTimeout()
             }
-            closeAfterResponse = true
+            enterClosing()
             flushOut()
             return
         }
-        responseStarted = true
-        // While the server stops, every response announces the close.
-        if stopping { keepAlive = false }
+        exchange.stage = .sending(.whole)
+        var facts = exchange.facts
+        // While the server stops, or after the peer's FIN, every response announces the close.
+        if lastRequest { facts.keepAlive = false }
         // A response ready before its request has fully arrived announces the close
         // (the rest of the request body will not be read). A streamed response is the
         // exception: its handler usually consumes the body while producing (an echo),
         // so keep-alive is decided when the response ends (see `finishResponse`).
-        if !requestEnded, !response.body.isStream { keepAlive = false }
+        if !exchange.requestEnded, !response.body.isStream { facts.keepAlive = false }
+        let isHeadRequest = facts.isHeadRequest
         let noBody = response.status.code == 204 || response.status.code == 304 || response.status.kind == .informational
+        let head = HTTPResponse(status: response.status, headerFields: response.headerFields)
         switch response.body {
         case .empty:
-            serializer.writeHead(HTTPResponse(status: response.status, headerFields: response.headerFields),
-                                 framing: noBody ? .none : .contentLength(0), keepAlive: keepAlive,
-                                 requestVersion: version, into: &out)
-            finishResponse()
+            serializer.writeHead(head, framing: noBody ? .none : .contentLength(0), keepAlive: facts.keepAlive,
+                                 requestVersion: facts.version, into: &out)
+            exchange.facts = facts
+            finishResponse(exchange)
         case .bytes(let bytes):
-            serializer.writeResponse(HTTPResponse(status: response.status, headerFields: response.headerFields),
-                                     body: bytes, keepAlive: keepAlive, requestVersion: version,
+            serializer.writeResponse(head, body: bytes, keepAlive: facts.keepAlive, requestVersion: facts.version,
                                      isHeadRequest: isHeadRequest, into: &out)
-            finishResponse()
+            exchange.facts = facts
+            finishResponse(exchange)
         case .stream(let produce):
             let length = response.headerFields[.contentLength].flatMap { Int($0) }
-            let chunked = length == nil && version == .http11
-            if length == nil && !chunked { keepAlive = false }
-            serializer.writeHead(HTTPResponse(status: response.status, headerFields: response.headerFields),
-                                 framing: length.map { .contentLength($0) } ?? (chunked ? .chunked : .none),
-                                 keepAlive: keepAlive, requestVersion: version, into: &out)
+            let chunked = length == nil && facts.version == .http11
+            if length == nil && !chunked { facts.keepAlive = false }
+            exchange.facts = facts
+            serializer.writeHead(head, framing: length.map { .contentLength($0) } ?? (chunked ? .chunked : .untilClose),
+                                 keepAlive: facts.keepAlive, requestVersion: facts.version, into: &out)
             flushOut()
             let writer = HTTPResponseBodyWriter(connection: connection, chunked: chunked, headOnly: isHeadRequest)
-            bodyWriter = writer
+            exchange.stage = .sending(.stream(writer))
             let loop = connection.loop
             Task(executorPreference: loop) { [self] in
-                let ok: Bool
+                let failure: (any Error)?
                 do {
                     try await produce(writer)
-                    ok = true
+                    failure = nil
                 } catch {
-                    ok = false
+                    failure = error
                 }
                 loop.runOnLoop { [self] in
-                    bodyWriter = nil
                     guard connection.isOpen else { return }
-                    if !ok {
+                    if let failure {
+                        logger.info("response stream failed", metadata: ["error": "\(failure)"])
                         connection.close(error: HTTPServerError.connectionClosed)
                         return
                     }
-                    if chunked && !isHeadRequest { HTTPResponseSerializer.writeLastChunk(into: &out) }
-                    finishResponse()
+                    if chunked && !isHeadRequest { ChunkFraming.writeLastChunk(into: &out) }
+                    finishResponse(exchange)
                 }
             }
-        case .file(let path, let range, _):
+        case .file(_, let range, _), .openedFile(_, let range):
+            exchange.facts = facts
             let count = range.map { Int($0.upperBound - $0.lowerBound + 1) } ?? 0
-            serializer.writeHead(HTTPResponse(status: response.status, headerFields: response.headerFields),
-                                 framing: .contentLength(count), keepAlive: keepAlive,
-                                 requestVersion: version, into: &out)
+            serializer.writeHead(head, framing: .contentLength(count), keepAlive: facts.keepAlive,
+                                 requestVersion: facts.version, into: &out)
             flushOut()
-            guard let range, !isHeadRequest else { return finishResponse() }
-            connection.loop.openFile(path) { [self] result in
+            guard let range, !isHeadRequest else {
+                response.body.discardFile(on: connection.loop)
+                return finishResponse(exchange)
+            }
+            exchange.stage = .sending(.file(nil))
+            response.body.openForSending(on: connection.loop) { [self] result in
                 switch result {
-                case .failure:
+                case .failure(let error):
+                    logger.info("static file failed to open", metadata: ["error": "\(error)"])
                     connection.close(error: HTTPServerError.connectionClosed)
                 case .success(let file):
                     let sender = FileSender(connection: connection, file: file, range: range) { [self] ok in
-                        fileSender = nil
-                        if ok { finishResponse() } else { connection.close(error: HTTPServerError.connectionClosed) }
+                        if ok { finishResponse(exchange) } else { connection.close(error: HTTPServerError.connectionClosed) }
                     }
-                    fileSender = sender
+                    exchange.stage = .sending(.file(sender))
                     sender.start()
                 }
             }
         }
     }
 
-    private func finishResponse() {
-        responding = false
+    /// The handler's response is queued in full: the connection goes on with the
+    /// requests that waited, or closes.
+    private func finishResponse(_ exchange: HandlerExchange) {
+        guard case .handling(let current) = phase, current === exchange else { return }
         connection.idleTimeoutSuspended = false
-        if pendingAbort != nil {
-            // The request broke after its response was complete: just close.
-            pendingAbort = nil
-            closeAfterResponse = true
+        guard exchange.facts.keepAlive, !lastRequest, exchange.requestEnded else {
+            enterClosing()
+            flushOut()
+            return
         }
-        if !keepAlive || stopping || !requestEnded { closeAfterResponse = true }
-        if requestEnded { current = .none }
+        phase = .reading
+        // The pipelined requests that waited for this response.
+        var pending: [UInt8] = []
+        if let work { swap(&pending, &work.leftover) }
         flushOut()
-        guard !closeAfterResponse, connection.isOpen else { return }
-        // Resume the pipelined requests that waited for this response.
-        if parsePaused {
-            parsePaused = false
-            let pending = leftover
-            leftover.removeAll()
-            connection.resumeReading()
-            pending.withUnsafeBytes { process($0) }
-        }
+        guard connection.isOpen else { return }
+        // Resume them (reading may also have been paused by the request body's
+        // backpressure).
+        connection.resumeReading()
+        if !pending.isEmpty { pending.withUnsafeBytes { process($0) } }
     }
 
     // MARK: Graceful shutdown
 
     /// Idle connections close now; busy ones after their current response.
     func beginStopping() {
-        stopping = true
-        if !responding && parser.isIdle && leftover.isEmpty {
+        lastRequest = true
+        if case .reading = phase, work?.isReusable ?? true {
             connection.closeAfterWriting()
-        } else {
-            closeAfterResponse = true
         }
     }
 }

@@ -73,8 +73,15 @@ public struct HTTPRouter: Sendable {
     }
 
     /// Serves files under `root` at `prefix/*` through the ring (GET and HEAD).
-    public mutating func files(_ prefix: String, root: String) {
-        let files = StaticFiles(root: root)
+    ///
+    /// Nothing outside `root` is ever served: each file is opened with `openat2` and
+    /// `RESOLVE_BENEATH` relative to the root's descriptor (opened here, once).
+    /// Symbolic links are refused (404) unless `followSymlinks`; even then a link
+    /// is followed only when its target stays inside `root` (a relative target).
+    /// Throws ``StaticFilesError`` when `root` is not a directory that can be opened,
+    /// or when the kernel's io_uring lacks `openat2` (files are then not served at all).
+    public mutating func files(_ prefix: String, root: String, followSymlinks: Bool = false) throws(StaticFilesError) {
+        let files = try StaticFiles(root: root, followSymlinks: followSymlinks)
         let pattern = prefix.hasSuffix("/") ? prefix + "*" : prefix + "/*"
         on(.get, pattern) { request in try await files.respond(to: request) }
         on(.head, pattern) { request in try await files.respond(to: request) }

@@ -22,7 +22,7 @@ public final class HTTPServer: Sendable {
 
     public static func start(on loops: [EventLoop], address: SocketAddress, router: HTTPRouter,
                              configuration: HTTPServerConfiguration = HTTPServerConfiguration()) throws -> HTTPServer {
-        let state = HTTPServerState(router: router, configuration: configuration, loops: loops.count)
+        let state = HTTPServerState(router: router, configuration: configuration)
         var options = configuration.socket
         options.idleTimeout = configuration.keepAliveTimeout
         let server = try Server.start(on: loops, address: address, options: options) { connection in
@@ -38,25 +38,15 @@ public final class HTTPServer: Sendable {
 
     /// Live HTTP connections on all loops (a momentary count).
     public func connectionCount() async -> Int {
-        var total = 0
-        for listener in server.listeners {
-            let loop = listener.loop
-            total += await withCheckedContinuation { c in
-                loop.execute { c.resume(returning: self.state.connections(on: loop).count) }
-            }
-        }
-        return total
+        await state.registries.sum { $0.value.count }
     }
 
     /// Graceful shutdown: stop accepting, close idle keep-alive connections, let
     /// requests in progress finish for up to `grace`, then close what is left.
     public func shutdown(grace: Duration = .seconds(10)) async {
         server.close()
-        for listener in server.listeners {
-            let loop = listener.loop
-            loop.execute {
-                for handler in self.state.connections(on: loop) { handler.beginStopping() }
-            }
+        state.registries.forEachShard { shard in
+            for handler in shard.value.members { handler.beginStopping() }
         }
         let clock = ContinuousClock()
         let deadline = clock.now + grace
@@ -64,38 +54,53 @@ public final class HTTPServer: Sendable {
             if await connectionCount() == 0 { return }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        for listener in server.listeners {
-            let loop = listener.loop
-            loop.execute {
-                for handler in self.state.connections(on: loop) { handler.connection.close() }
-            }
+        state.registries.forEachShard { shard in
+            for handler in shard.value.members { handler.connection.close() }
         }
     }
 }
 
 /// State shared by every connection of a server: immutable router and configuration,
-/// plus one registry per loop (each touched only by its own loop thread).
+/// plus one registry per loop (each touched only by its own loop thread, found by the
+/// loop's identity: two standalone loops never share one).
 final class HTTPServerState: @unchecked Sendable {
     let router: HTTPRouter
     let configuration: HTTPServerConfiguration
     let optionsResponse = PrecomputedResponse(headerFields: [.allow: "GET, HEAD, POST, PUT, DELETE, OPTIONS"], body: [])
-    private var registries: [[ObjectIdentifier: HTTPConnectionHandler]]
+    let registries = LoopShards<IndexedSet<HTTPConnectionHandler>> { IndexedSet(index: \.registrySlot) }
+    /// Per-request events are logged only when the logger is at debug level (checked
+    /// once, so the hot path pays nothing at the default level).
+    let logsRequests: Bool
+    /// Each loop's spare request work (`HTTPScratch`), made on first use.
+    private let scratches = LoopShards<HTTPScratch?> { nil }
 
-    init(router: HTTPRouter, configuration: HTTPServerConfiguration, loops: Int) {
+    /// `loop`'s scratch. Loop thread only.
+    func scratch(for loop: EventLoop) -> HTTPScratch {
+        let shard = scratches.shard(for: loop)
+        if let s = shard.value { return s }
+        let s = HTTPScratch(loop: loop, limits: configuration.limits)
+        shard.value = s
+        return s
+    }
+
+    /// Spare request work kept on all loops (a momentary count; tests).
+    func spareWorkCount() async -> Int {
+        await scratches.sum { $0.value?.spareCount ?? 0 }
+    }
+
+    init(router: HTTPRouter, configuration: HTTPServerConfiguration) {
         self.router = router
         self.configuration = configuration
-        registries = Array(repeating: [:], count: max(loops, 1) + 64)
+        logsRequests = configuration.logger.logLevel <= .debug
     }
 
+    /// Loop thread of `handler`'s connection.
     func register(_ handler: HTTPConnectionHandler) {
-        registries[handler.connection.loop.index][ObjectIdentifier(handler)] = handler
+        registries.shard(for: handler.connection.loop).value.insert(handler)
     }
 
+    /// Loop thread of `handler`'s connection.
     func unregister(_ handler: HTTPConnectionHandler) {
-        registries[handler.connection.loop.index][ObjectIdentifier(handler)] = nil
-    }
-
-    func connections(on loop: EventLoop) -> [HTTPConnectionHandler] {
-        Array(registries[loop.index].values)
+        registries.shard(for: handler.connection.loop).value.remove(handler)
     }
 }

@@ -1,11 +1,16 @@
+import Logging
 import Torus
 
 /// Limits and timeouts of an HTTP server, with safe defaults for a public-facing one.
 public struct HTTPServerConfiguration: Sendable {
     /// Parser limits: head size and field count (431), target length (414), body (413).
     public var limits = HTTPLimits.default
+    /// A request head not complete this long after its first byte gets 408 and the
+    /// connection closes (slowloris defence). Default 30 s (nginx's
+    /// `client_header_timeout` is 60 s).
+    public var headTimeout: Duration = .seconds(30)
     /// A request whose head or body is not complete this long after it started gets
-    /// 408 and the connection closes (slowloris defence).
+    /// 408 and the connection closes (a stalled upload). Default 30 s.
     public var requestTimeout: Duration = .seconds(30)
     /// An idle keep-alive connection closes after this long.
     public var keepAliveTimeout: Duration = .seconds(60)
@@ -13,6 +18,10 @@ public struct HTTPServerConfiguration: Sendable {
     public var bodyBufferLimit = 1 << 20
     /// Socket options (keepalive, user timeout, write water marks).
     public var socket = SocketOptions()
+    /// Where the server logs: refused bad requests (status, reason, peer) and timeouts
+    /// at `info`, handler errors answered with 500 at `error`, each request at `debug`
+    /// (nothing per request at the default level).
+    public var logger = Logger(label: "torus.http")
 
     public init() {}
 }

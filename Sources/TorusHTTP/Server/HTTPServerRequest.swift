@@ -60,73 +60,28 @@ public enum HTTPServerError: Error, Sendable {
     case requestTimeout
 }
 
-/// Loop-confined buffer between the parser (producer) and a handler task (consumer).
-final class RequestBodyState: @unchecked Sendable {
-    /// Strong: the handler may read after the connection closed (it then gets the error).
-    let connection: Connection
-    let limit: Int
-    private var chunks: [[UInt8]] = []
-    private var head = 0
-    private var buffered = 0
-    private var finished = false
-    private var failure: (any Error)?
-    private var waiter: CheckedContinuation<[UInt8]?, any Error>?
-    private var paused = false
+/// The request body between the parser (producer, on the loop) and the handler task
+/// (consumer): the core's `Inbox`, pausing the socket above `limit` unread bytes and
+/// resuming at half.
+typealias RequestBodyState = Inbox<[UInt8]>
 
-    init(connection: Connection, limit: Int) {
-        self.connection = connection
-        self.limit = limit
-    }
-
-    // Producer side (loop thread).
-    func append(_ bytes: UnsafeRawBufferPointer) {
-        if let w = waiter {
-            waiter = nil
-            w.resume(returning: Array(bytes))
-            return
-        }
-        chunks.append(Array(bytes))
-        buffered += bytes.count
-        if buffered > limit && !paused {
-            paused = true
-            connection.pauseReading()
-        }
-    }
-
-    func finish(error: (any Error)? = nil) {
-        guard !finished else { return }
-        finished = true
-        failure = error
-        if let w = waiter {
-            waiter = nil
-            if let error { w.resume(throwing: error) } else { w.resume(returning: nil) }
-        }
-    }
-
-    // Consumer side (any task; state touched on the loop).
-    func next() async throws -> [UInt8]? {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8]?, any Error>) in
-            connection.loop.runOnLoop { [self] in
-                if head < chunks.count {
-                    let chunk = chunks[head]
-                    chunks[head] = []
-                    head += 1
-                    if head == chunks.count {
-                        chunks.removeAll(keepingCapacity: true)
-                        head = 0
-                    }
-                    buffered -= chunk.count
-                    if paused && buffered <= limit / 2 {
-                        paused = false
-                        connection.resumeReading()
-                    }
-                    c.resume(returning: chunk)
-                } else if finished {
-                    if let failure { c.resume(throwing: failure) } else { c.resume(returning: nil) }
-                } else {
-                    waiter = c
-                }
+extension Inbox<[UInt8]> {
+    /// An inbox for one request body on `connection`. It holds the connection
+    /// strongly: the handler may read after the connection closed (it then gets the
+    /// error).
+    static func requestBody(on connection: Connection, limit: Int) -> Inbox<[UInt8]> {
+        let inbox = Inbox(loop: connection.loop, highWater: limit)
+        inbox.onPressure = { [connection] pressure in
+            switch pressure {
+            case .pause: connection.pauseReading()
+            case .resume: connection.resumeReading()
             }
         }
+        return inbox
+    }
+
+    /// Producer side (loop thread): a copy of `bytes`.
+    func append(_ bytes: UnsafeRawBufferPointer) {
+        push(Array(bytes), weight: bytes.count)
     }
 }

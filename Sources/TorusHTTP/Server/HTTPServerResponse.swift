@@ -1,4 +1,6 @@
+import Glibc
 import HTTPTypes
+import Synchronization
 import Torus
 
 /// What an HTTP handler answers: a status, fields and a body.
@@ -17,8 +19,13 @@ public struct HTTPServerResponse: Sendable {
         /// Streamed with chunked transfer coding (or `Content-Length` when the fields
         /// carry one); the closure writes through the writer and returns at the end.
         case stream(@Sendable (HTTPResponseBodyWriter) async throws -> Void)
-        /// A file served through the ring, with the given byte range.
+        /// A file served through the ring, with the given byte range. Opened by the
+        /// path as given when the response is sent (not confined to any folder: a
+        /// folder is served with ``HTTPRouter/files(_:root:followSymlinks:)``).
         case file(path: String, range: ClosedRange<UInt64>?, size: UInt64)
+        /// A file already open (the static-files route's, opened confined to its
+        /// root), with the byte range to send; the response owns the descriptor.
+        case openedFile(OpenedFile, range: ClosedRange<UInt64>?)
     }
 
     public init(status: HTTPResponse.Status = .ok, headerFields: HTTPFields = [:], body: Body = .empty) {
@@ -41,6 +48,46 @@ public struct HTTPServerResponse: Sendable {
     /// A bodiless response with the status's reason as a short text body.
     public static func status(_ status: HTTPResponse.Status) -> HTTPServerResponse {
         text(status.reasonPhrase + "\n", status: status)
+    }
+}
+
+/// An open file travelling with a response (``HTTPServerResponse/Body/openedFile(_:range:)``).
+///
+/// Ownership: the descriptor is the response's until the connection takes it to send
+/// (it then closes it through the ring when done, or at once through the ring for a
+/// HEAD or empty range). A response never sent (its connection closed while the
+/// handler ran) closes it with a plain `close(2)` when dropped.
+public final class OpenedFile: Sendable {
+    private let file: Mutex<File?>
+
+    public init(_ file: File) { self.file = Mutex(file) }
+
+    /// Takes the file; nil when it was taken already.
+    func take() -> File? { file.withLock { $0.take() } }
+
+    deinit {
+        if let file = file.withLock({ $0.take() }) { Glibc.close(file.fd) }
+    }
+}
+
+extension HTTPServerResponse.Body {
+    /// The file to send: opened (a path body) or taken (an opened body) through the
+    /// ring. Loop thread of `loop`.
+    func openForSending(on loop: EventLoop, _ done: @escaping (Result<File, IOError>) -> Void) {
+        switch self {
+        case .file(let path, _, _):
+            loop.openFile(path, done)
+        case .openedFile(let opened, _):
+            if let file = opened.take() { done(.success(file)) } else { done(.failure(IOError(errno: EBADF, "file body sent twice"))) }
+        case .empty, .bytes, .stream:
+            done(.failure(IOError(errno: EINVAL, "not a file body")))
+        }
+    }
+
+    /// Closes, through the ring, an opened file whose bytes will not be sent (HEAD,
+    /// empty range). Loop thread of `loop`.
+    func discardFile(on loop: EventLoop) {
+        if case .openedFile(let opened, _) = self, let file = opened.take() { loop.close(file) }
     }
 }
 
@@ -74,7 +121,7 @@ public final class HTTPResponseBodyWriter: @unchecked Sendable {
                 if !headOnly {
                     if chunked {
                         var header: [UInt8] = []
-                        HTTPResponseSerializer.writeChunkHeader(size: bytes.count, into: &header)
+                        ChunkFraming.writeHeader(size: bytes.count, into: &header)
                         connection.send(header)
                         connection.send(bytes)
                         connection.send("\r\n")

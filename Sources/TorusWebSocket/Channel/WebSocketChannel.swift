@@ -24,7 +24,7 @@ public final class WebSocketChannel: Sendable {
     }
 
     public let policy: SlowSubscriberPolicy
-    let shards = LoopShards()
+    let shards = WebSocketShards()
     private let dropped = Atomic<Int>(0)
     private let disconnected = Atomic<Int>(0)
     private let delivered = Atomic<Int>(0)
@@ -44,13 +44,13 @@ public final class WebSocketChannel: Sendable {
     public func subscribe(_ ws: WebSocketConnection) {
         precondition(ws.role == .server, "WebSocketChannel sends unmasked frames: server-side connections only")
         let shard = shards.shard(for: ws.loop)
-        ws.loop.runOnLoop { shard.add(ws) }
+        ws.loop.runOnLoop { shard.value.add(ws) }
     }
 
     /// Removes `ws`. Safe from any thread.
     public func unsubscribe(_ ws: WebSocketConnection) {
         let shard = shards.shard(for: ws.loop)
-        ws.loop.runOnLoop { shard.remove(ws) }
+        ws.loop.runOnLoop { shard.value.remove(ws) }
     }
 
     /// Subscribers right now.
@@ -71,10 +71,10 @@ public final class WebSocketChannel: Sendable {
     }
 
     /// Loop thread of `shard`.
-    private func deliver(_ frame: WebSocketFrame, to shard: LoopShards.Shard, skipping: ObjectIdentifier?) {
+    private func deliver(_ frame: WebSocketFrame, to shard: WebSocketShards.Shard, skipping: ObjectIdentifier?) {
         var sent = 0
         var slow: [WebSocketConnection] = []
-        for (id, ws) in shard.members where id != skipping {
+        for (id, ws) in shard.value.members where id != skipping {
             guard ws.isOpen else { continue }
             if ws.isWritable {
                 if ws.send(frame) { sent += 1 }
@@ -90,7 +90,7 @@ public final class WebSocketChannel: Sendable {
         case .disconnect:
             disconnected.add(slow.count, ordering: .relaxed)
             for ws in slow {
-                shard.remove(ws)
+                shard.value.remove(ws)
                 ws.fail(code: .policyViolation, reason: "slow consumer", error: WebSocketError.slowConsumer)
             }
         }

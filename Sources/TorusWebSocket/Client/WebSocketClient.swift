@@ -1,4 +1,5 @@
 import Torus
+import TorusHTTP
 
 /// What a client offers and how long it waits. A plain value; `Sendable`.
 public struct WebSocketClientConfiguration: Sendable {
@@ -126,15 +127,15 @@ public enum WebSocketClient {
     }
 }
 
-/// The client's handler until the server's 101 arrives: sends the request, collects
-/// and checks the response head, then hands the connection to a `WebSocketConnection`
-/// with the bytes that followed the head. Loop thread only.
+/// The client's handler until the server's 101 arrives: sends the request, reads the
+/// response head with the HTTP response parser, checks it, then hands the connection
+/// to a `WebSocketConnection` with the bytes that followed the head. Loop thread only.
 final class ClientHandshakeHandler: ConnectionHandler {
     let url: WebSocketURL
     let configuration: WebSocketClientConfiguration
     let handshake: ClientHandshake
     private var done: ((Result<WebSocketConnection, any Error>) -> Void)?
-    private var buffer: [UInt8] = []
+    private var parser: HTTPResponseParser
     private var timer: Timer?
 
     init(url: WebSocketURL, configuration: WebSocketClientConfiguration,
@@ -143,6 +144,8 @@ final class ClientHandshakeHandler: ConnectionHandler {
         self.configuration = configuration
         self.done = done
         handshake = ClientHandshake(subprotocols: configuration.subprotocols, deflate: configuration.deflate)
+        parser = HTTPResponseParser(limits: HTTPLimits(maxHeadBytes: max(configuration.maxResponseHeadSize, 64),
+                                                       maxHeaderCount: 256))
     }
 
     func finish(_ result: Result<WebSocketConnection, any Error>) {
@@ -166,45 +169,32 @@ final class ClientHandshakeHandler: ConnectionHandler {
 
     func received(_ bytes: ReceivedBytes, from connection: Connection) {
         guard done != nil else { return }
-        let searchFrom = max(0, buffer.count - 3)
-        buffer.append(contentsOf: bytes.unsafeBytes)
-        guard let end = Self.headEnd(buffer, from: searchFrom) else {
-            if buffer.count > configuration.maxResponseHeadSize {
-                connection.close(error: WebSocketError.handshakeFailed("response head too large"))
+        let input = bytes.unsafeBytes
+        var head: HTTPResponseHead?
+        let consumed: Int
+        do {
+            consumed = try parser.parse(input) { event in
+                guard case .head(let h) = event else { return .proceed }  // 1xx before the 101
+                head = h
+                return .pause
             }
-            return
+        } catch {
+            let reason = error == .headTooLarge ? "response head too large" : "malformed response: \(error.detail)"
+            return connection.close(error: WebSocketError.handshakeFailed(reason))
         }
-        let head = String(decoding: buffer[..<end], as: UTF8.self)
-        let lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
-        let status = lines.first.flatMap { line -> Int? in
-            let parts = line.split(separator: " ", maxSplits: 2)
-            guard parts.count >= 2, parts[0].hasPrefix("HTTP/1.") else { return nil }
-            return Int(parts[1])
-        }
-        guard let status else {
-            return connection.close(error: WebSocketError.handshakeFailed("malformed status line"))
-        }
-        var headers = HandshakeHeaderList([])
-        for line in lines.dropFirst() where !line.isEmpty {
-            guard let colon = line.firstIndex(of: ":") else {
-                return connection.close(error: WebSocketError.handshakeFailed("malformed header line"))
-            }
-            let value = line[line.index(after: colon)...].trimmingCharacters(where: { $0 == " " || $0 == "\t" })
-            headers.fields.append(HandshakeHeader(String(line[..<colon]), String(value)))
-        }
+        guard let head else { return }
         let result: ClientHandshake.Result
         do {
-            result = try handshake.validateResponse(status: status, headers: headers)
+            result = try handshake.validateResponse(status: head.status.code, headers: head)
         } catch {
             return connection.close(error: WebSocketError.handshakeFailed(error.reason))
         }
         let ws = WebSocketConnection(connection: connection, role: .client, subprotocol: result.subprotocol,
-                                     deflate: result.deflate, configuration: configuration.connection, request: nil)
+                                     deflate: result.deflate,
+                                     configuration: SharedWebSocketConfiguration(configuration.connection), request: nil)
         connection.handler = ws
         finish(.success(ws))
-        let leftover = Array(buffer[(end + 4)...])
-        buffer = []
-        leftover.withUnsafeBytes { ws.start(leftover: $0) }
+        ws.start(leftover: UnsafeRawBufferPointer(rebasing: input[consumed...]))
     }
 
     func inputClosed(_ connection: Connection) {
@@ -215,14 +205,7 @@ final class ClientHandshakeHandler: ConnectionHandler {
         finish(.failure(error ?? WebSocketError.handshakeFailed("connection closed during the handshake")))
     }
 
-    /// Index of the `\r\n\r\n` ending the head, searching from `from`.
-    static func headEnd(_ b: [UInt8], from: Int) -> Int? {
-        guard b.count >= 4 else { return nil }
-        var i = from
-        while i + 3 < b.count {
-            if b[i] == 13 && b[i + 1] == 10 && b[i + 2] == 13 && b[i + 3] == 10 { return i }
-            i += 1
-        }
-        return nil
-    }
 }
+
+/// The server's handshake response, as read by the HTTP response parser.
+extension HTTPResponseHead: WebSocketHandshakeHeaders {}

@@ -1,3 +1,4 @@
+import Logging
 import Torus
 
 /// Per-connection settings shared by servers and clients. A plain value; `Sendable`.
@@ -24,6 +25,10 @@ public struct WebSocketConfiguration: Sendable {
     /// Async face: bytes of received messages waiting for `messages` before reading
     /// pauses (resumes at half).
     public var inboundBufferLimit = 1 << 20
+    /// Where the connection's operational events go (metadata: `peer`, `fd`):
+    /// closes for a protocol error (with the close code), a ping timeout or a closing
+    /// handshake that timed out, at `info`. Nothing is logged per message.
+    public var logger = Logger(label: "torus.websocket")
 
     public init() {}
 
@@ -80,8 +85,6 @@ public enum WebSocketError: Error, Sendable, CustomStringConvertible {
     case closeTimeout
     /// A broadcast channel disconnected this subscriber for not keeping up.
     case slowConsumer
-    /// `nextMessage()` while another call is waiting.
-    case readPending
     /// A `ws://` URL could not be parsed (or is `wss://`, which needs TLS).
     case invalidURL(String)
 
@@ -94,8 +97,18 @@ public enum WebSocketError: Error, Sendable, CustomStringConvertible {
         case .pingTimeout: "WebSocket ping timed out"
         case .closeTimeout: "WebSocket closing handshake timed out"
         case .slowConsumer: "WebSocket subscriber too slow"
-        case .readPending: "another nextMessage() is pending"
         case .invalidURL(let u): "invalid WebSocket URL: \(u)"
         }
+    }
+}
+
+/// One `WebSocketConfiguration` shared by every connection of a route: a connection
+/// keeps a reference instead of its own copy (with its logger), which an idle
+/// connection would otherwise carry for its whole life. Immutable.
+final class SharedWebSocketConfiguration: Sendable {
+    let value: WebSocketConfiguration
+
+    init(_ value: WebSocketConfiguration) {
+        self.value = value
     }
 }

@@ -1,8 +1,5 @@
 import Torus
 
-/// Identifies one pending `next()` so a late cancellation cannot hit a later one.
-final class MessageWaiter: Sendable {}
-
 extension WebSocketConnection {
     /// Received messages as an async sequence (used when ``onText``/``onBinary`` are
     /// not set). Ends (returns nil) after a closing handshake or a close we started;
@@ -15,21 +12,31 @@ extension WebSocketConnection {
         let ws: WebSocketConnection
         public struct AsyncIterator: AsyncIteratorProtocol {
             let ws: WebSocketConnection
-            public mutating func next() async throws -> WebSocketMessage? { try await ws.nextMessage() }
+            /// The connection's inbox, once fetched (made on the loop at first use).
+            var inbox: Inbox<WebSocketMessage>?
+            public mutating func next() async throws -> WebSocketMessage? {
+                if let inbox { return try await inbox.next() }
+                let made = await ws.messageInbox()
+                inbox = made
+                return try await made.next()
+            }
         }
         public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(ws: ws) }
     }
 
     /// The next received message, or nil once the connection closed normally.
+    /// Throws ``WebSocketError`` when it ended abnormally, `CancellationError` when the
+    /// awaiting task is cancelled. One consumer at a time.
     public func nextMessage() async throws -> WebSocketMessage? {
-        let waiter = MessageWaiter()
-        let loop = self.loop
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (c: CheckedContinuation<WebSocketMessage?, any Error>) in
-                loop.runOnLoop { self.takeMessage(c, waiter: waiter) }
-            }
-        } onCancel: {
-            loop.runOnLoop { self.cancelTake(waiter) }
+        try await messageInbox().next()
+    }
+
+    /// The async face's inbox, made on the loop at first use (from a task that is not
+    /// on the loop this costs one hop).
+    func messageInbox() async -> Inbox<WebSocketMessage> {
+        if loop.inLoop { return face.inbox }
+        return await withCheckedContinuation { (c: CheckedContinuation<Inbox<WebSocketMessage>, Never>) in
+            loop.runOnLoop { c.resume(returning: self.face.inbox) }
         }
     }
 
@@ -49,7 +56,7 @@ extension WebSocketConnection {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             loop.runOnLoop {
                 if self.closeInfo != nil { return c.resume() }
-                self.closers.append(c)
+                self.face.closers.append(c)
                 self.close(code: code, reason: reason)
             }
         }
@@ -60,7 +67,7 @@ extension WebSocketConnection {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             loop.runOnLoop {
                 if self.closeInfo != nil { return c.resume() }
-                self.closers.append(c)
+                self.face.closers.append(c)
             }
         }
         return await withCheckedContinuation { (c: CheckedContinuation<WebSocketCloseInfo, Never>) in
@@ -71,61 +78,38 @@ extension WebSocketConnection {
     // MARK: Loop side
 
     func enqueue(_ message: WebSocketMessage, size: Int) {
-        if let (c, _) = reader, inboxHead == inbox.count {
-            reader = nil
-            c.resume(returning: message)
-            return
-        }
-        inbox.append(message)
-        inboxBytes += size
-        if inboxBytes > configuration.inboundBufferLimit && !pausedForInbox {
-            pausedForInbox = true
-            connection.pauseReading()
-        }
+        face.inbox.push(message, weight: size)
     }
 
-    private func popMessage() -> WebSocketMessage? {
-        guard inboxHead < inbox.count else { return nil }
-        let m = inbox[inboxHead]
-        inboxHead += 1
-        if inboxHead == inbox.count {
-            inbox.removeAll(keepingCapacity: true)
-            inboxHead = 0
-        } else if inboxHead >= 64 && inboxHead * 2 >= inbox.count {
-            inbox.removeFirst(inboxHead)
-            inboxHead = 0
-        }
-        switch m {
-        case .text(let s): inboxBytes -= s.utf8.count
-        case .binary(let b): inboxBytes -= b.count
-        }
-        if pausedForInbox && inboxBytes <= configuration.inboundBufferLimit / 2 {
-            pausedForInbox = false
+    /// The async face, made on first use: messages no callback took wait in its inbox
+    /// for `nextMessage()`; above `inboundBufferLimit` bytes reading pauses until the
+    /// reader is down to half. Made after the close, it ends as the connection ended.
+    /// Loop thread only.
+    var face: WebSocketAsyncFace {
+        if let asyncFace { return asyncFace }
+        loop.assertInLoop()
+        let inbox = Inbox<WebSocketMessage>(loop: loop, highWater: configuration.inboundBufferLimit)
+        inbox.onPressure = { [unowned self] pressure in inboxPressure(pressure) }
+        let made = WebSocketAsyncFace(inbox: inbox)
+        asyncFace = made
+        if closeReceived || closeInfo != nil { inbox.finish(error: endError()) }
+        return made
+    }
+
+    /// The inbox asks to pause reading above its high water mark, or to resume.
+    func inboxPressure(_ pressure: Inbox<WebSocketMessage>.Pressure) {
+        switch pressure {
+        case .pause:
+            asyncFace?.pausedForInbox = true
+            connection.pauseReading()
+        case .resume:
+            asyncFace?.pausedForInbox = false
             if !readingPaused { connection.resumeReading() }
         }
-        return m
-    }
-
-    private func takeMessage(_ c: CheckedContinuation<WebSocketMessage?, any Error>, waiter: MessageWaiter) {
-        if let m = popMessage() {
-            c.resume(returning: m)
-        } else if closeReceived || closeInfo != nil {
-            if let error = endError() { c.resume(throwing: error) } else { c.resume(returning: nil) }
-        } else if reader != nil {
-            c.resume(throwing: WebSocketError.readPending)
-        } else {
-            reader = (c, waiter)
-        }
-    }
-
-    private func cancelTake(_ waiter: MessageWaiter) {
-        guard let (c, w) = reader, w === waiter else { return }
-        reader = nil
-        c.resume(throwing: CancellationError())
     }
 
     /// Why the message sequence ends with an error, or nil for a normal end.
-    private func endError() -> (any Error)? {
+    func endError() -> (any Error)? {
         if closeReceived { return nil }
         if let failure { return failure }
         if closedByApplication, closeInfo?.error == nil { return nil }
@@ -135,40 +119,30 @@ extension WebSocketConnection {
 
     private func sendAsync(_ message: WebSocketMessage, _ c: CheckedContinuation<Void, any Error>) {
         guard send(message) else { return c.resume(throwing: WebSocketError.closed) }
-        if connection.isWritable { c.resume() } else { writers.append(c) }
+        if connection.isWritable { c.resume() } else { face.writers.append(c) }
     }
 
     func resumeWriters() {
-        guard !writers.isEmpty else { return }
-        let w = writers
-        writers.removeAll()
+        guard let asyncFace, !asyncFace.writers.isEmpty else { return }
+        let w = asyncFace.writers
+        asyncFace.writers.removeAll()
         for c in w { c.resume() }
     }
 
-    /// The peer's close frame arrived: a waiting reader with nothing left to read ends.
+    /// The peer's close frame arrived: the reader gets what is queued, then the end.
     func wakeReaderAtClose() {
-        guard let (c, _) = reader, inboxHead == inbox.count else { return }
-        reader = nil
-        c.resume(returning: nil)
+        asyncFace?.inbox.finish()
     }
 
     /// Ends the async face when the socket is released.
     func finishAsync(_ info: WebSocketCloseInfo) {
-        if let (c, _) = reader {
-            reader = nil
-            if let m = popMessage() {
-                c.resume(returning: m)
-            } else if let error = endError() {
-                c.resume(throwing: error)
-            } else {
-                c.resume(returning: nil)
-            }
-        }
-        let w = writers
-        writers.removeAll()
+        guard let asyncFace else { return }
+        asyncFace.inbox.finish(error: endError())
+        let w = asyncFace.writers
+        asyncFace.writers.removeAll()
         for c in w { c.resume(throwing: WebSocketError.closed) }
-        let cl = closers
-        closers.removeAll()
+        let cl = asyncFace.closers
+        asyncFace.closers.removeAll()
         for c in cl { c.resume() }
     }
 }

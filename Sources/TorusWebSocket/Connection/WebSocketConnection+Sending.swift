@@ -81,12 +81,13 @@ extension WebSocketConnection {
 
     func sendMessage(opcode: Opcode, payload: UnsafeRawBufferPointer) -> Bool {
         guard canSendData, sendingFragmented == nil else { return false }
-        if let compressor, payload.count >= configuration.compressionThreshold {
-            scratch.removeAll(keepingCapacity: true)
-            compressor.compress(payload, into: &scratch)
-            let ok = scratch.withUnsafeBytes { sendFrame(opcode: opcode, fin: true, rsv1: true, payload: $0) }
+        if let negotiated, negotiated.deflate != nil, payload.count >= configuration.compressionThreshold,
+           let compressor = negotiated.compressor {
+            negotiated.compressed.removeAll(keepingCapacity: true)
+            compressor.compress(payload, into: &negotiated.compressed)
+            let ok = negotiated.compressed.withUnsafeBytes { sendFrame(opcode: opcode, fin: true, rsv1: true, payload: $0) }
             // One huge message should not pin its buffer for the connection's lifetime.
-            if scratch.capacity > 1 << 20 { scratch = [] }
+            if negotiated.compressed.capacity > 1 << 20 { negotiated.compressed = [] }
             return ok
         }
         return sendFrame(opcode: opcode, fin: true, rsv1: false, payload: payload)
@@ -109,19 +110,7 @@ extension WebSocketConnection {
             guard connection.send(UnsafeRawBufferPointer(rebasing: header[..<size])) else { return false }
             guard payload.count > 0 else { return true }
             guard let key else { return connection.send(payload) }
-            let piece = 16 << 10
-            return withUnsafeTemporaryAllocation(byteCount: min(piece, payload.count), alignment: 8) { tmp -> Bool in
-                var done = 0
-                while done < payload.count {
-                    let n = min(piece, payload.count - done)
-                    let dst = UnsafeMutableRawBufferPointer(rebasing: tmp[..<n])
-                    Masking.apply(key, from: UnsafeRawBufferPointer(rebasing: payload[done ..< done + n]), to: dst,
-                                  offset: done)
-                    guard connection.send(UnsafeRawBufferPointer(dst)) else { return false }
-                    done += n
-                }
-                return true
-            }
+            return Masking.forEachPiece(key, of: payload, pieceSize: 16 << 10) { connection.send($0) }
         }
     }
 }

@@ -1,3 +1,4 @@
+import Logging
 import Torus
 import TorusHTTP
 
@@ -25,7 +26,8 @@ import TorusHTTP
 /// nothing arrived for ``WebSocketConfiguration/pingInterval`` a ping goes out, and
 /// if still nothing arrives within ``WebSocketConfiguration/pingTimeout`` the
 /// connection fails with 1011 and closes as soon as that frame is written (no close
-/// handshake is awaited from a peer presumed gone).
+/// handshake is awaited from a peer presumed gone). Both deadlines are checked by the
+/// loop's deadline wheel (`checkLiveness`): no timer per connection.
 ///
 /// Backpressure: ``isWritable`` is the write queue's water mark; ``onWritable`` runs
 /// when it drained below the low mark; async senders wait for it.
@@ -35,20 +37,31 @@ import TorusHTTP
 /// `close(code:reason:) async`) is safe from any task and costs no hop for a task
 /// that prefers the loop as its executor.
 ///
+/// Memory: an idle open connection is one object (its callbacks, decoder state and a
+/// few flags) plus its `Connection`. What only some connections or moments need is
+/// made when needed: the async face's inbox at the first message that goes to it or
+/// the first async call, the closing record when closing starts, the permessage-deflate
+/// compressor at the first message compressed. The upgrade request is dropped after
+/// the route's `upgraded` callback unless the route keeps it.
+///
 /// Ownership: owned by its `Connection` until `closed` (the connection then drops
 /// it); the callbacks are dropped after ``onClose`` runs, which breaks the usual
 /// cycle of a callback capturing the connection.
 public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Sendable {
     public let connection: Connection
     public var loop: EventLoop { connection.loop }
-    public let role: WebSocketRole
     /// The negotiated subprotocol, if any.
-    public let subprotocol: String?
+    public var subprotocol: String? { negotiated?.subprotocol }
     /// The negotiated permessage-deflate parameters, if any.
-    public let deflate: PerMessageDeflateAgreement?
-    public let configuration: WebSocketConfiguration
-    /// Server side: the upgrade request (path, query, headers).
-    public let request: RequestHead?
+    public var deflate: PerMessageDeflateAgreement? { negotiated?.deflate }
+    /// The settings (shared with the other connections of its route).
+    public var configuration: WebSocketConfiguration { sharedConfiguration.value }
+    let sharedConfiguration: SharedWebSocketConfiguration
+    /// Server side: the upgrade request (path, query, headers). Available while the
+    /// route's `upgraded` callback runs; afterwards only when the route keeps it
+    /// (`WebSocketServerConfiguration.keepsUpgradeRequest`, and always for the async
+    /// `serve` form), so an idle connection does not carry its request head.
+    public var request: RequestHead? { upgrade?.head }
     /// Application state (the library never touches it).
     public var context: AnyObject?
 
@@ -79,56 +92,76 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
     // Hot-path state is `@exclusivity(unchecked)`, like the core `Connection`'s: it is
     // touched on the loop thread only and never through overlapping accesses (the
     // debug test suite checks every other property dynamically).
+    // The byte-sized state follows the decoder, which ends on an odd offset (less
+    // padding in an object every idle connection carries).
     @exclusivity(unchecked) var decoder: MessageDecoder
-    let encoder: FrameEncoder
-    let compressor: PerMessageDeflateCompressor?
-    var scratch: [UInt8] = []
+    /// Server or client.
+    public let role: WebSocketRole
     /// The opcode of a fragmented message we are sending, between its first and last frame.
     @exclusivity(unchecked) var sendingFragmented: Opcode?
-
     @exclusivity(unchecked) var closeSent = false
     @exclusivity(unchecked) var closeReceived = false
     var closedByApplication = false
-    var sentCode: CloseCode?
-    var receivedCode: CloseCode?
-    var receivedReason = ""
-    @exclusivity(unchecked) var failure: (any Error)?
-    /// Set once the socket is released.
-    public internal(set) var closeInfo: WebSocketCloseInfo?
-
-    private var closeTimer: Timer?
-    private var pingTimer: Timer?
-    private var pongTimer: Timer?
-    @exclusivity(unchecked) private var receivedSinceTick = false
-    @exclusivity(unchecked) private var awaitingPong = false
     private var started = false
     private var pausedByApplication = false
-    private var onUpgrade: ((WebSocketConnection) -> Void)?
-    var memberships: [ObjectIdentifier: any WebSocketMembership] = [:]
-
-    // Async face.
-    var inbox: [WebSocketMessage] = []
-    var inboxHead = 0
-    var inboxBytes = 0
-    var pausedForInbox = false
-    var reader: (CheckedContinuation<WebSocketMessage?, any Error>, MessageWaiter)?
-    var writers: [CheckedContinuation<Void, any Error>] = []
-    var closers: [CheckedContinuation<Void, Never>] = []
+    var encoder: FrameEncoder { FrameEncoder(role: role) }
+    /// Subprotocol and permessage-deflate, when the handshake agreed either.
+    let negotiated: WebSocketNegotiated?
+    /// Where the ping liveness is (see `checkLiveness`).
+    @exclusivity(unchecked) private var liveness = Liveness.listening(since: 0)
+    /// The closing handshake's record, made when closing starts.
+    private var closing: WebSocketClosing?
+    /// Server side: the upgrade request and callback, while held.
+    private var upgrade: WebSocketUpgradeState?
+    /// The sets (registry, channels) this connection is in.
+    var memberships = WebSocketMemberships.none
+    /// The async face, made at its first use (see ``WebSocketAsyncFace``).
+    var asyncFace: WebSocketAsyncFace?
 
     init(connection: Connection, role: WebSocketRole, subprotocol: String?, deflate: PerMessageDeflateAgreement?,
-         configuration: WebSocketConfiguration, request: RequestHead?,
+         configuration shared: SharedWebSocketConfiguration, request: RequestHead?,
          onUpgrade: ((WebSocketConnection) -> Void)? = nil) {
+        let configuration = shared.value
         self.connection = connection
         self.role = role
-        self.subprotocol = subprotocol
-        self.deflate = deflate
-        self.configuration = configuration
-        self.request = request
-        self.onUpgrade = onUpgrade
-        encoder = FrameEncoder(role: role)
-        compressor = deflate?.makeCompressor(role: role)
+        negotiated = subprotocol == nil && deflate == nil
+            ? nil : WebSocketNegotiated(subprotocol: subprotocol, deflate: deflate, role: role)
+        sharedConfiguration = shared
+        upgrade = request == nil && onUpgrade == nil ? nil : WebSocketUpgradeState(head: request, onUpgrade: onUpgrade)
+        let decompressor = deflate?.makeDecompressor(role: role)
         decoder = MessageDecoder(role: role, configuration: configuration.decoderConfiguration(deflate: deflate != nil),
-                                 decompressor: deflate?.makeDecompressor(role: role))
+                                 decompressor: decompressor)
+        decoder.compressionUnavailable = deflate != nil && decompressor == nil
+    }
+
+    /// Drops the upgrade request (server side, after the `upgraded` callback, unless
+    /// the route keeps it). Loop thread only.
+    func dropUpgradeRequest() {
+        upgrade = nil
+    }
+
+    // MARK: Closing record
+
+    /// Set once the socket is released.
+    public internal(set) var closeInfo: WebSocketCloseInfo? {
+        get { closing?.info }
+        set { closingRecord.info = newValue }
+    }
+
+    /// Why we failed the connection, if we did.
+    var failure: (any Error)? {
+        get { closing?.failure }
+        set { closingRecord.failure = newValue }
+    }
+
+    var sentCode: CloseCode? { closing?.sentCode }
+
+    /// The closing record, made on first use.
+    private var closingRecord: WebSocketClosing {
+        if let closing { return closing }
+        let made = WebSocketClosing()
+        closing = made
+        return made
     }
 
     /// True until a close frame was sent or the socket started closing.
@@ -147,11 +180,11 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
 
     public func resumeReading() {
         pausedByApplication = false
-        if !pausedForInbox { connection.resumeReading() }
+        if !(asyncFace?.pausedForInbox ?? false) { connection.resumeReading() }
     }
 
     /// Whether reading is paused by the application or by the async inbox.
-    var readingPaused: Bool { pausedByApplication || pausedForInbox }
+    var readingPaused: Bool { pausedByApplication || (asyncFace?.pausedForInbox ?? false) }
 
     // MARK: Start
 
@@ -166,16 +199,15 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
         started = true
         // Ping-based liveness replaces the HTTP keep-alive idle timeout.
         connection.idleTimeoutSuspended = true
-        if let interval = configuration.pingInterval {
-            // The timers hold the connection strongly (a weak reference would give it a
-            // side table and make every retain on the message path slower); `closed`
-            // cancels them, which drops their closures and breaks the cycle, and every
-            // path ends in `closed`.
-            pingTimer = loop.scheduleRepeating(every: interval) { [self] _ in pingTick() }
+        if configuration.pingInterval != nil {
+            // The loop's deadline wheel checks them (`checkLiveness`): no timer, no
+            // kernel timeout in flight for an idle connection.
+            liveness = .listening(since: connection.lastReceive)
+            connection.watchLiveness()
         }
-        let upgrade = onUpgrade
-        onUpgrade = nil
-        upgrade?(self)
+        let onUpgrade = upgrade?.onUpgrade
+        upgrade?.onUpgrade = nil
+        onUpgrade?(self)
         if !leftover.isEmpty && connection.isOpen { process(leftover, inPlace: false) }
     }
 
@@ -189,10 +221,9 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
     /// modify), whole small messages are unmasked and delivered where they lie;
     /// everything else goes through the decoder's copying path.
     func process(_ bytes: UnsafeRawBufferPointer, inPlace: Bool) {
-        receivedSinceTick = true
-        awaitingPong = false
+        if case .awaitingPong = liveness { liveness = .listening(since: 0) }
         // After the peer's close frame or our failure, input is discarded.
-        guard !closeReceived, failure == nil, connection.isOpen else { return }
+        guard !closeReceived, closing?.failure == nil, connection.isOpen else { return }
         var input = bytes
         while true {
             if inPlace, !input.isEmpty {
@@ -297,13 +328,17 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
     }
 
     private func fail(_ error: WebSocketProtocolError) {
+        configuration.logger.info("protocol error; closing", metadata: logMetadata([
+            "code": "\(error.closeCode.rawValue)", "reason": "\(error.reason)",
+        ]))
         fail(code: error.closeCode, reason: error.reason, error: WebSocketError.protocolViolation(error))
     }
 
     private func peerClosed(code: CloseCode?, reason: String) {
         closeReceived = true
-        receivedCode = code ?? .noStatusReceived
-        receivedReason = reason
+        let record = closingRecord
+        record.receivedCode = code ?? .noStatusReceived
+        record.receivedReason = reason
         if !closeSent {
             // Echo the peer's code (an empty close is answered with an empty close).
             sendClose(code: code, reason: "")
@@ -325,7 +360,7 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
         // empty close body.
         let code = requested.flatMap { $0.isValidOnWire ? $0 : nil }
         closeSent = true
-        sentCode = code
+        closingRecord.sentCode = code
         sendingFragmented = nil
         var body: [UInt8] = []
         if let code {
@@ -338,9 +373,14 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
     }
 
     private func armCloseTimer() {
-        guard closeTimer == nil else { return }
-        closeTimer = loop.schedule(after: configuration.closeTimeout) { [self] in
-            self.closeTimer = nil
+        let record = closingRecord
+        guard record.closeTimer == nil else { return }
+        record.closeTimer = loop.schedule(after: configuration.closeTimeout) { [self] in
+            self.closing?.closeTimer = nil
+            if !self.closeReceived {
+                self.configuration.logger.info("closing handshake timed out; closing the socket",
+                                               metadata: self.logMetadata(["timeout": "\(self.configuration.closeTimeout)"]))
+            }
             if self.failure == nil && !self.closeReceived { self.failure = WebSocketError.closeTimeout }
             self.connection.close(error: self.closeReceived ? nil : WebSocketError.closeTimeout)
         }
@@ -348,49 +388,70 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
 
     // MARK: Liveness
 
-    private func pingTick() {
-        guard connection.isOpen, !closeSent else { return }
+    /// The ping liveness: quiet for `pingInterval` since the last bytes (or since
+    /// reading resumed) sends a ping; no bytes within `pingTimeout` of it fail the
+    /// connection with 1011.
+    enum Liveness {
+        /// Waiting for silence; `since`: the later of the last receive and the last
+        /// moment reading was paused.
+        case listening(since: UInt64)
+        /// A ping went out at `sentAt`; any bytes from the peer end the wait.
+        case awaitingPong(sentAt: UInt64)
+    }
+
+    /// The ping liveness, checked by the loop's deadline wheel while `pingInterval` is
+    /// set: returns when to look again (the ping is due `pingInterval` after the last
+    /// bytes, the pong `pingTimeout` after the ping). Bytes arriving move nothing:
+    /// the check at the old deadline finds them and returns the later one.
+    public func checkLiveness(_ connection: Connection, now: UInt64) -> UInt64? {
+        guard let interval = configuration.pingInterval, connection.isOpen, !closeSent else { return nil }
         if readingPaused {
-            // We are not reading, so the peer's answers cannot arrive.
-            awaitingPong = false
-            receivedSinceTick = false
-            return
+            // We are not reading, so the peer's answers cannot arrive: the quiet time
+            // counts from when reading resumes (looked at every resolution step).
+            liveness = .listening(since: now)
+            return now &+ EventLoop.deadlineResolution.nanoseconds
         }
-        if receivedSinceTick || awaitingPong {
-            receivedSinceTick = false
-            return
-        }
-        awaitingPong = true
-        _ = sendFrame(opcode: .ping, fin: true, rsv1: false, payload: UnsafeRawBufferPointer(start: nil, count: 0))
-        pongTimer?.cancel()
-        pongTimer = loop.schedule(after: configuration.pingTimeout) { [self] in
-            self.pongTimer = nil
-            guard self.awaitingPong, !self.readingPaused, self.connection.isOpen else { return }
+        switch liveness {
+        case .listening(let since):
+            let quietSince = max(since, connection.lastReceive)
+            let pingDue = quietSince &+ interval.nanoseconds
+            guard now >= pingDue else { return pingDue }
+            liveness = .awaitingPong(sentAt: now)
+            _ = sendFrame(opcode: .ping, fin: true, rsv1: false, payload: UnsafeRawBufferPointer(start: nil, count: 0))
+            return now &+ configuration.pingTimeout.nanoseconds
+        case .awaitingPong(let sentAt):
+            let pongDue = sentAt &+ configuration.pingTimeout.nanoseconds
+            guard now >= pongDue else { return pongDue }
             // The peer is presumed gone: say 1011 and release the socket as soon as that
             // is written, rather than wait the close timeout for an answer that will not
             // come (the close timer still bounds a write that cannot drain).
-            self.fail(code: .internalError, reason: "ping timeout", error: WebSocketError.pingTimeout)
-            self.connection.closeAfterWriting()
+            configuration.logger.info("ping timeout; closing", metadata: logMetadata([
+                "code": "\(CloseCode.internalError.rawValue)", "timeout": "\(configuration.pingTimeout)",
+            ]))
+            fail(code: .internalError, reason: "ping timeout", error: WebSocketError.pingTimeout)
+            connection.closeAfterWriting()
+            return nil
         }
     }
 
     // MARK: Closed
 
     public func closed(_ connection: Connection, error: (any Error)?) {
-        closeTimer?.cancel()
-        pingTimer?.cancel()
-        pongTimer?.cancel()
-        closeTimer = nil
-        pingTimer = nil
-        pongTimer = nil
+        closing?.closeTimer?.cancel()
+        closing?.closeTimer = nil
         let code: CloseCode
         let reason: String
         if closeReceived {
-            code = receivedCode ?? .noStatusReceived
-            reason = receivedReason
+            code = closing?.receivedCode ?? .noStatusReceived
+            reason = closing?.receivedReason ?? ""
         } else if failure != nil, let sent = sentCode {
             code = sent
             reason = ""
+        } else if error is QueueLimitError {
+            // The core closed a peer that would not read what it was sent: a policy
+            // violation (no close frame could be queued behind what it did not read).
+            code = .policyViolation
+            reason = "write queue limit exceeded"
         } else {
             code = .abnormalClosure
             reason = ""
@@ -399,9 +460,7 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
                                       sentCode: sentCode, error: error ?? (closeReceived ? nil : failure))
         closeInfo = info
         closeSent = true
-        let groups = memberships
-        memberships.removeAll()
-        for (_, m) in groups { m.remove(self) }
+        for m in memberships.removeAll() { m.remove(self) }
         finishAsync(info)
         let callback = onClose
         onMessageBytes = nil
@@ -415,8 +474,31 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
     }
 }
 
+extension WebSocketConnection {
+    /// Log metadata naming this connection (the peer and the socket), plus `extra`.
+    /// Built only when a line is written (swift-log's metadata is an autoclosure).
+    func logMetadata(_ extra: Logger.Metadata = [:]) -> Logger.Metadata {
+        var metadata = extra
+        metadata["peer"] = "\(connection.remoteAddress?.description ?? "?")"
+        metadata["fd"] = "\(connection.fd)"
+        return metadata
+    }
+}
+
 /// Something a connection belongs to (a channel's or registry's per-loop set),
 /// told when the connection closes. Loop thread only.
 protocol WebSocketMembership: AnyObject {
     func remove(_ ws: WebSocketConnection)
+}
+
+extension WebSocketConnection {
+    /// Records that `set` holds this connection (once).
+    func joined(_ set: any WebSocketMembership) {
+        memberships.insert(set)
+    }
+
+    /// Records that `set` no longer holds this connection.
+    func left(_ set: any WebSocketMembership) {
+        memberships.remove(set)
+    }
 }

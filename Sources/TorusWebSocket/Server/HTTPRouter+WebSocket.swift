@@ -1,4 +1,5 @@
 import HTTPTypes
+import Logging
 import Torus
 import TorusHTTP
 
@@ -13,13 +14,20 @@ public struct WebSocketServerConfiguration: Sendable {
     /// Origin check: called with the request's `Origin` (nil when absent); false
     /// answers 403. Nil: every origin is accepted.
     public var originCheck: (@Sendable (String?) -> Bool)?
+    /// Whether each connection keeps its upgrade request (``WebSocketConnection/request``)
+    /// after the `upgraded` callback returns. Off by default: the request is there
+    /// while the callback runs (read what you need then), and an idle connection does
+    /// not carry it (about 300 bytes each). The async `serve` form always keeps it.
+    public var keepsUpgradeRequest: Bool
 
     public init(connection: WebSocketConfiguration = WebSocketConfiguration(), subprotocols: [String] = [],
-                deflate: PerMessageDeflateConfiguration? = nil, originCheck: (@Sendable (String?) -> Bool)? = nil) {
+                deflate: PerMessageDeflateConfiguration? = nil, originCheck: (@Sendable (String?) -> Bool)? = nil,
+                keepsUpgradeRequest: Bool = false) {
         self.connection = connection
         self.subprotocols = subprotocols
         self.deflate = deflate
         self.originCheck = originCheck
+        self.keepsUpgradeRequest = keepsUpgradeRequest
     }
 
     /// An origin check that accepts exactly these origins (and requests without one
@@ -43,8 +51,11 @@ extension HTTPRouter {
                                    configuration: WebSocketServerConfiguration = WebSocketServerConfiguration(),
                                    registry: WebSocketRegistry? = nil,
                                    _ upgraded: @escaping @Sendable (WebSocketConnection) -> Void) {
+        // One copy of the connection settings for every connection of the route.
+        let shared = SharedWebSocketConfiguration(configuration.connection)
         upgrade(path) { head in
-            WebSocketUpgrade.decide(head, configuration: configuration, registry: registry, upgraded: upgraded)
+            WebSocketUpgrade.decide(head, configuration: configuration, shared: shared, registry: registry,
+                                    upgraded: upgraded)
         }
     }
 
@@ -55,12 +66,17 @@ extension HTTPRouter {
                                    configuration: WebSocketServerConfiguration = WebSocketServerConfiguration(),
                                    registry: WebSocketRegistry? = nil,
                                    serve: @escaping @Sendable (WebSocketConnection) async throws -> Void) {
+        // `serve` starts after the upgrade callback: it may read the request.
+        var configuration = configuration
+        configuration.keepsUpgradeRequest = true
         webSocket(path, configuration: configuration, registry: registry) { ws in
             Task(executorPreference: ws.loop) {
                 do {
                     try await serve(ws)
                     await ws.close()
                 } catch {
+                    ws.configuration.logger.warning("WebSocket handler threw; closing 1011",
+                                                    metadata: ws.logMetadata(["error": "\(error)"]))
                     await ws.close(code: .internalError, reason: "")
                 }
             }
@@ -69,9 +85,15 @@ extension HTTPRouter {
 }
 
 enum WebSocketUpgrade {
-    static func decide(_ head: RequestHead, configuration: WebSocketServerConfiguration, registry: WebSocketRegistry?,
+    static func decide(_ head: RequestHead, configuration: WebSocketServerConfiguration,
+                       shared settings: SharedWebSocketConfiguration, registry: WebSocketRegistry?,
                        upgraded: @escaping @Sendable (WebSocketConnection) -> Void) -> HTTPUpgradeDecision {
+        let logger = configuration.connection.logger
         if let check = configuration.originCheck, !check(head.header(named: "Origin")) {
+            logger.info("handshake refused", metadata: [
+                "path": "\(head.path)", "status": "403", "reason": "origin not allowed",
+                "origin": "\(head.header(named: "Origin") ?? "none")",
+            ])
             return .reject(.forbidden, headerFields: [:], reason: "origin not allowed")
         }
         let accept: ServerHandshakeAccept
@@ -81,15 +103,23 @@ enum WebSocketUpgrade {
                 configuration: ServerHandshakeConfiguration(subprotocols: configuration.subprotocols,
                                                             deflate: configuration.deflate))
         } catch {
+            logger.info("handshake refused", metadata: [
+                "path": "\(head.path)", "status": "\(error.status)", "reason": "\(error.reason)",
+            ])
             return .reject(HTTPResponse.Status(code: error.status), headerFields: fields(error.headers),
                            reason: error.reason)
         }
-        let settings = configuration.connection
+        // A connection that keeps its upgrade request keeps it in storage of its own,
+        // not the parser's (reserved for the largest head). Otherwise it borrows the
+        // parser's only while `upgraded` runs.
+        let keeps = configuration.keepsUpgradeRequest
+        let request = keeps ? head.compacted() : head
         return .accept(headerFields: fields(accept.responseHeaders)) { connection in
             WebSocketConnection(connection: connection, role: .server, subprotocol: accept.subprotocol,
-                                deflate: accept.deflate, configuration: settings, request: head) { ws in
+                                deflate: accept.deflate, configuration: settings, request: request) { ws in
                 registry?.add(ws)
                 upgraded(ws)
+                if !keeps { ws.dropUpgradeRequest() }
             }
         }
     }

@@ -8,7 +8,7 @@ import Torus
 /// on upgrade and leave when they close. Safe from any thread; each loop's part is
 /// confined to that loop.
 public final class WebSocketRegistry: Sendable {
-    let shards = LoopShards()
+    let shards = WebSocketShards()
     private let closing = Mutex<(code: CloseCode, reason: String)?>(nil)
 
     public init() {}
@@ -19,7 +19,7 @@ public final class WebSocketRegistry: Sendable {
             ws.close(code: code, reason: reason)
             return
         }
-        shards.shard(for: ws.loop).add(ws)
+        shards.shard(for: ws.loop).value.add(ws)
     }
 
     /// Live connections right now.
@@ -32,7 +32,7 @@ public final class WebSocketRegistry: Sendable {
                          grace: Duration = .seconds(5)) async {
         closing.withLock { $0 = (code, reason) }
         shards.forEachShard { shard in
-            for ws in Array(shard.members.values) { ws.close(code: code, reason: reason) }
+            for ws in Array(shard.value.members.values) { ws.close(code: code, reason: reason) }
         }
         let clock = ContinuousClock()
         let deadline = clock.now + grace
@@ -41,7 +41,7 @@ public final class WebSocketRegistry: Sendable {
             try? await Task.sleep(for: .milliseconds(10))
         }
         shards.forEachShard { shard in
-            for ws in Array(shard.members.values) { ws.connection.close(error: WebSocketError.closeTimeout) }
+            for ws in Array(shard.value.members.values) { ws.connection.close(error: WebSocketError.closeTimeout) }
         }
     }
 }

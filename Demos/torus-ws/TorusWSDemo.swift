@@ -6,7 +6,8 @@ import TorusWebSocket
 
 /// WebSocket server: echo at `/` (what Autobahn|Testsuite drives), a broadcast chat
 /// room at `/chat`, the ledger at `/debug/ledger`.
-struct TorusWSDemo: ParsableCommand {
+@main
+struct TorusWSDemo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "torus-ws",
         abstract: "WebSocket server on Torus: echo at /, broadcast chat at /chat.")
@@ -34,9 +35,8 @@ struct TorusWSDemo: ParsableCommand {
         }
     }
 
-    func run() throws {
-        DemoRuntime.blockSignals()
-        try common.applyLimits()
+    mutating func run() async throws {
+        try common.prepareProcess()
         let group = try EventLoopGroup(loops: common.threads, configuration: common.configuration)
 
         var settings = WebSocketConfiguration()
@@ -74,15 +74,12 @@ struct TorusWSDemo: ParsableCommand {
         http.socket = common.socketOptions
         let server = try HTTPServer.start(on: group, address: try .tcp(common.host, port), router: router,
                                           configuration: http)
-        DemoRuntime.say("listening on \(server.address)")
-        DemoRuntime.startStats(group, every: common.statsInterval)
-        let sig = DemoRuntime.waitForSignal()
-        DemoRuntime.stopGracefully { grace in
-            await server.shutdown(grace: grace)
-            await registry.closeAll(code: .goingAway, reason: "server shutting down", grace: grace)
+        // Stopped last one first: the HTTP server stops accepting and lets requests
+        // finish, then every WebSocket client gets close 1001.
+        let webSockets = AtGracefulShutdown {
+            await registry.closeAll(code: .goingAway, reason: "server shutting down", grace: .seconds(5))
         }
-        DemoRuntime.shutdown(group, signal: sig)
+        await DemoRuntime.serve([webSockets, server], listeningOn: [server.address], group: group,
+                                options: common, label: "torus-ws")
     }
 }
-
-TorusWSDemo.main()

@@ -1,11 +1,16 @@
 import ArgumentParser
 import DemoSupport
+import Glibc
+import Logging
+import ServiceLifecycle
 import Torus
 import TorusHub
+import UnixSignals
 
 /// The smart-home gateway: routers over a framed TCP protocol, an HTTP API for
 /// commands and state, event streams for apps.
-struct TorusHubCommand: ParsableCommand {
+@main
+struct TorusHubCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "torus-hub",
         abstract: "Smart-home gateway on Torus: router links, HTTP API, event streams, WebSocket faces.",
@@ -20,6 +25,12 @@ struct TorusHubCommand: ParsableCommand {
             (server-sent events), GET /metrics (Prometheus), GET /debug/ledger (JSON). \
             WebSocket: /app[?routers=a,b] (send {"subscribe":[...]} / {"unsubscribe":[...]}), \
             /web (every event).
+
+            Routers authenticate (protocol version 2: HMAC-SHA256 over a nonce with the \
+            router's secret) against the credential file (--credentials). On first start \
+            without one, the hub writes it (mode 0600) with an admin token and a secret for \
+            router r1, and prints both. --add-router ID adds a router's secret to the file \
+            and prints it; SIGHUP reloads the file without dropping authorized routers.
             """)
 
     @OptionGroup var common: CommonOptions
@@ -66,7 +77,31 @@ struct TorusHubCommand: ParsableCommand {
     @Option(help: "Bytes per outbound pool chunk (one page by default, for the same reason).")
     var outboundChunkSize: Int = 4096
 
+    @Option(help: "The credential file (JSON: router secrets, API token hashes); written with an admin token and router r1 on first start.")
+    var credentials: String = "torus-hub-credentials.json"
+
+    @Option(help: "Add a router with a generated secret to the credential file, print the secret and exit.")
+    var addRouter: String?
+
+    @Flag(help: "Also accept protocol version 1 routers (HELLO without proof). For tests of the old protocol only.")
+    var insecureRouters = false
+
+    @Option(help: "Seconds a router link may take to authenticate before it is refused.")
+    var authTimeout: Double = 5
+
+    @Option(help: "Failed router authentications a source address may make in a burst; then its links are refused until it earns tokens back.")
+    var authFailureBurst: Int = 10
+
+    @Option(help: "Failed router authentications per second a source address earns back.")
+    var authFailureRate: Double = 1
+
+    @Option(help: "Router links of one source address that may wait for authentication at once.")
+    var maxUnauthenticated: Int = 64
+
     func validate() throws {
+        guard authTimeout > 0, authFailureBurst >= 1, authFailureRate > 0, maxUnauthenticated >= 1 else {
+            throw ValidationError("authentication limits must be positive")
+        }
         guard heartbeatTimeout > 0, commandTimeout > 0, pingInterval > 0, wsPingTimeout > 0, wsCloseTimeout > 0 else {
             throw ValidationError("timeouts and intervals must be positive")
         }
@@ -81,9 +116,18 @@ struct TorusHubCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
-        DemoRuntime.blockSignals()
-        try common.applyLimits()
+    mutating func run() async throws {
+        if let addRouter {
+            guard HubFrame.isValidID(addRouter) else { throw ValidationError("invalid router id \(addRouter)") }
+            var store = FileManagerless.exists(credentials) ? try HubCredentials.load(path: credentials) : HubCredentials()
+            let secret = HubCredentials.newSecret()
+            store.routers[addRouter] = secret
+            try store.write(path: credentials)
+            DemoRuntime.say("router \(addRouter) secret (base64): \(HubCredentials.base64(secret))  (in \(credentials))")
+            return
+        }
+        let store = try Self.loadOrCreateCredentials(at: credentials)
+        try common.prepareProcess()
         var loopConfiguration = common.configuration
         loopConfiguration.receiveBufferSize = receiveBufferSize
         loopConfiguration.outboundChunkSize = outboundChunkSize
@@ -104,14 +148,58 @@ struct TorusHubCommand: ParsableCommand {
         configuration.subscriberWriteHighWater = subscriberHighWater
         configuration.subscriberWriteLowWater = subscriberHighWater / 4
         configuration.socket = common.socketOptions
+        configuration.credentials = store
+        configuration.auth.insecureRouters = insecureRouters
+        configuration.auth.authTimeout = .milliseconds(Int(authTimeout * 1000))
+        configuration.auth.failureBurst = authFailureBurst
+        configuration.auth.failureRefillPerSecond = authFailureRate
+        configuration.auth.maxUnauthenticatedPerSource = maxUnauthenticated
         let hub = try Hub.start(on: group, configuration: configuration)
-        DemoRuntime.say("listening on \(hub.httpAddress)")
-        DemoRuntime.say("listening on \(hub.routerAddress)")
-        DemoRuntime.startStats(group, every: common.statsInterval)
-        let sig = DemoRuntime.waitForSignal()
-        DemoRuntime.stopGracefully { grace in await hub.shutdown(grace: grace) }
-        DemoRuntime.shutdown(group, signal: sig)
+        let reload = CredentialReloader(hub: hub, path: credentials, logger: configuration.logger)
+        await DemoRuntime.serve([hub, reload], listeningOn: [hub.httpAddress, hub.routerAddress], group: group,
+                                options: common, label: "torus-hub")
+    }
+
+    /// Loads the credential file, or (first start) writes one with mode 0600: an
+    /// admin token and a secret for router r1, both printed once.
+    static func loadOrCreateCredentials(at path: String) throws -> HubCredentials {
+        if FileManagerless.exists(path) { return try HubCredentials.load(path: path) }
+        let admin = HubCredentials.newToken()
+        let secret = HubCredentials.newSecret()
+        let store = HubCredentials(routers: ["r1": secret],
+                                   tokens: [admin.hash: .init(routers: nil, rights: ["admin"])])
+        try store.write(path: path, exclusive: true)
+        DemoRuntime.say("created credential file \(path) (mode 0600)")
+        DemoRuntime.say("admin token: \(admin.token)")
+        DemoRuntime.say("router r1 secret (base64): \(HubCredentials.base64(secret)); add routers with --add-router ID")
+        return store
     }
 }
 
-TorusHubCommand.main()
+/// File existence without Foundation.
+enum FileManagerless {
+    static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+}
+
+/// Reloads the credential file on SIGHUP until the graceful shutdown; a file that
+/// does not parse is logged and the credentials in force are kept.
+struct CredentialReloader: Service {
+    let hub: Hub
+    let path: String
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await cancelWhenGracefulShutdown {
+            for await _ in signals {
+                do {
+                    hub.reloadCredentials(try HubCredentials.load(path: path))
+                } catch {
+                    logger.error("credential reload failed; keeping the credentials in force", metadata: [
+                        "path": "\(path)", "error": "\(error)",
+                    ])
+                }
+            }
+        }
+    }
+}

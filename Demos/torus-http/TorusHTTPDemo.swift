@@ -5,7 +5,8 @@ import Torus
 import TorusHTTP
 
 /// TechEmpower-style HTTP server: `/plaintext`, `/json`, `POST /echo`, `/static/*`.
-struct TorusHTTPDemo: ParsableCommand {
+@main
+struct TorusHTTPDemo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "torus-http",
         abstract: "HTTP/1.1 server on Torus: plaintext, json, echo and static files.")
@@ -15,17 +16,23 @@ struct TorusHTTPDemo: ParsableCommand {
     @Option(help: "Port to listen on (0: any).")
     var port: UInt16 = 8080
 
-    @Option(help: "Folder served under /static/.")
+    @Option(help: "Folder served under /static/ (nothing outside it is ever served: openat2 with RESOLVE_BENEATH).")
     var root = "."
+
+    @Flag(help: """
+        Follow symbolic links under --root whose target stays inside it (relative targets); \
+        without it every link is refused (404). A link leaving the root is never followed.
+        """)
+    var followSymlinks = false
 
     @Option(help: "Seconds a request may take to arrive before 408.")
     var requestTimeout: Int = 30
 
-    func run() throws {
-        DemoRuntime.blockSignals()
-        try common.applyLimits()
-        let group = try EventLoopGroup(loops: common.threads, configuration: common.configuration)
+    mutating func run() async throws {
+        try common.prepareProcess()
         var router = HTTPRouter()
+        // First, so a root that cannot be served stops the demo before any loop starts.
+        try router.files("/static", root: root, followSymlinks: followSymlinks)
         router.get("/plaintext", fixed: PrecomputedResponse(contentType: "text/plain", body: "Hello, World!",
                                                            headerFields: [.server: "torus"]))
         router.get("/json", fixed: PrecomputedResponse(contentType: "application/json",
@@ -41,18 +48,13 @@ struct TorusHTTPDemo: ParsableCommand {
             let ledger = await request.loop.ledgerSnapshot()
             return .text(ledger.description)
         }
-        router.files("/static", root: root)
+        let group = try EventLoopGroup(loops: common.threads, configuration: common.configuration)
         var configuration = HTTPServerConfiguration()
         configuration.requestTimeout = .seconds(requestTimeout)
         configuration.socket = common.socketOptions
         let server = try HTTPServer.start(on: group, address: try .tcp(common.host, port), router: router,
                                           configuration: configuration)
-        DemoRuntime.say("listening on \(server.address)")
-        DemoRuntime.startStats(group, every: common.statsInterval)
-        let sig = DemoRuntime.waitForSignal()
-        DemoRuntime.stopGracefully(server.shutdown)
-        DemoRuntime.shutdown(group, signal: sig)
+        await DemoRuntime.serve([server], listeningOn: [server.address], group: group, options: common,
+                                label: "torus-http")
     }
 }
-
-TorusHTTPDemo.main()

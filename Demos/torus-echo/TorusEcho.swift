@@ -1,15 +1,19 @@
 import ArgumentParser
 import DemoSupport
 import Torus
+import TorusTLS
 
 /// TCP echo server: every byte received is sent back, with backpressure (a peer that
-/// does not read stops being read from).
-struct TorusEcho: ParsableCommand {
+/// does not read stops being read from). With `--tls-cert` and `--tls-key` it speaks
+/// TLS (echoing the plaintext), on the same ring.
+@main
+struct TorusEcho: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "torus-echo",
         abstract: "Echo server on Torus: one io_uring loop per thread, multishot recv, gathered sends.")
 
     @OptionGroup var common: CommonOptions
+    @OptionGroup var tls: TLSOptions
 
     @Option(help: "Port to listen on (0: any).")
     var port: UInt16 = 7000
@@ -17,20 +21,17 @@ struct TorusEcho: ParsableCommand {
     @Option(help: "Close connections idle for this many seconds (0: never).")
     var idleTimeout: Int = 0
 
-    func run() throws {
-        DemoRuntime.blockSignals()
-        try common.applyLimits()
+    mutating func run() async throws {
+        try common.prepareProcess()
         let group = try EventLoopGroup(loops: common.threads, configuration: common.configuration)
         var options = common.socketOptions
         if idleTimeout > 0 { options.idleTimeout = .seconds(idleTimeout) }
-        let server = try Server.start(on: group, address: try .tcp(common.host, port), options: options) { _ in
+        let context = try tls.serverContext()
+        let server = try Server.start(on: group, address: try .tcp(common.host, port), tls: context, options: options) { _ in
             EchoHandler()
         }
-        DemoRuntime.say("listening on \(server.address)")
-        DemoRuntime.startStats(group, every: common.statsInterval)
-        let sig = DemoRuntime.waitForSignal()
-        server.close()
-        DemoRuntime.shutdown(group, signal: sig)
+        await DemoRuntime.serve([server], listeningOn: [server.address], group: group, options: common,
+                                label: "torus-echo")
     }
 }
 
@@ -45,5 +46,3 @@ final class EchoHandler: ConnectionHandler {
         connection.resumeReading()
     }
 }
-
-TorusEcho.main()

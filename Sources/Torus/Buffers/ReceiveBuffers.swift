@@ -1,0 +1,73 @@
+import CLiburing
+
+/// The loop's side of its provided receive buffers, for the owners that use them: a
+/// buffer is named by a key (group << 16 | bid); each hand-over is recorded in the
+/// ledger here, so a connection never touches the rings or the ledger itself.
+/// Loop thread only.
+extension EventLoop {
+    @inline(__always)
+    static func receiveKey(group: UInt16, bid: UInt16) -> Int32 { Int32(group) << 16 | Int32(bid) }
+
+    @inline(__always)
+    private func ring(of key: Int32) -> ProvidedBufferRing {
+        receiveRing(UInt16(truncatingIfNeeded: key >> 16))
+    }
+
+    /// The group new receives select from (the caller counts its receive as armed on
+    /// it: `ProvidedBufferRing.armedReceives`).
+    var receiveGroup: UInt16 { receiveBuffers.groupID }
+
+    /// Hands the filled buffer `key` to the application: its first `length` bytes.
+    @inline(__always)
+    func takeReceivedBuffer(_ key: Int32, length: Int, fd: Int32) -> UnsafeMutableRawBufferPointer {
+        ledger.move(.received, from: .pool, to: .application, key: Int(key), holder: BufferHolder("recv on fd", Int(fd)))
+        let ring = ring(of: key)
+        let bid = UInt16(truncatingIfNeeded: key & 0xFFFF)
+        ring.consumed(bid)
+        return ring.bytes(bid, length: length)
+    }
+
+    /// The application is done with buffer `key`: back to its ring.
+    @inline(__always)
+    func returnReceivedBuffer(_ key: Int32) {
+        ledger.move(.received, from: .application, to: .pool, key: Int(key), holder: .none)
+        ring(of: key).recycle(UInt16(truncatingIfNeeded: key & 0xFFFF))
+    }
+
+    /// Posts back a buffer a completion consumed but nobody was handed (a receive that
+    /// completed while its connection was closing).
+    @inline(__always)
+    func recycleUnusedReceivedBuffer(_ key: Int32) {
+        let ring = ring(of: key)
+        let bid = UInt16(truncatingIfNeeded: key & 0xFFFF)
+        ring.consumed(bid)
+        ring.recycle(bid)
+    }
+
+    /// A write queue keeps buffer `key` (to send it as is). False, keeping nothing,
+    /// when more than half its ring is already held that way (the caller copies).
+    @inline(__always)
+    func keepReceivedBuffer(_ key: Int32) -> Bool {
+        let ring = ring(of: key)
+        guard ring.retained * 2 < ring.count else { return false }
+        ring.retained += 1
+        return true
+    }
+
+    /// A kept buffer is sent or dropped: back to its ring.
+    @inline(__always)
+    func releaseKeptReceivedBuffer(_ key: Int32) {
+        ring(of: key).retained -= 1
+        returnReceivedBuffer(key)
+    }
+
+    @inline(__always)
+    func lendReceivedBuffer(_ key: Int32, fd: Int32) {
+        ledger.move(.received, from: .application, to: .kernel, key: Int(key), holder: BufferHolder("sendmsg on fd", Int(fd)))
+    }
+
+    @inline(__always)
+    func reclaimReceivedBuffer(_ key: Int32, fd: Int32) {
+        ledger.move(.received, from: .kernel, to: .application, key: Int(key), holder: BufferHolder("write queue of fd", Int(fd)))
+    }
+}

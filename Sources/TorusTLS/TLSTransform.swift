@@ -1,0 +1,236 @@
+import Torus
+
+/// TLS between a `Connection` and its handler: a ``TLSEngine`` over the
+/// connection's own receive buffers and outbound chunks (the connection's transform).
+///
+/// - Inbound: each received buffer is fed to the engine (copied into its read BIO, the
+///   ring buffer goes back right after); plaintext is decrypted into a buffer of the
+///   loop's `tlsPlaintext` pool and lent to the handler for one `received` call.
+/// - Outbound: every `send` variant of the connection comes here; plaintext is
+///   encrypted in slices of at most one record and the ciphertext moved into pooled
+///   outbound chunks (`sendRaw(reserving:)`), flushed by the loop as usual.
+/// - Handshake: the handler's `connected` runs once the handshake completes.
+///   Plaintext sent before then (an `AsyncConnection` writing at once, a client
+///   writing as soon as TCP connected) waits here, bounded by the connection's
+///   `maxQueuedBytes`, and is encrypted when the handshake completes. The handshake
+///   timeout is a deadline of the connection's (no timer of its own). A handshake
+///   that fails reaches the handler only as `closed(error:)`, without `connected`.
+/// - Closing: a graceful close (`closeAfterWriting`, `shutdownWriting`) sends
+///   close_notify first, then the socket closes after the queue drains (this side
+///   does not wait for the peer's close_notify). The peer's close_notify is the
+///   handler's `inputClosed`; a FIN without it closes with
+///   ``TLSError/unexpectedEOF``. Any error sends the engine's alert, then closes
+///   with the error; a plaintext HTTP request gets ``TLSEngine/plaintextHTTPResponse``.
+/// - Idle: after each receive that left nothing buffered, the engine's record
+///   buffers are released (``TLSEngine/releaseBuffers()``).
+///
+/// Loop thread only. The engine (and its `SSL*`) is freed with the connection.
+final class TLSTransform: ConnectionTransform {
+    let engine: TLSEngine
+    private var phase: Phase
+    /// When the handshake times out (the loop's clock); set at `start`.
+    private var handshakeDeadline: UInt64 = .max
+    private let handshakeTimeout: UInt64
+
+    enum Phase {
+        /// Handshaking, with the plaintext the application already sent.
+        case handshaking(pending: [UInt8])
+        case established
+        /// Closing, closed or failed: no more plaintext either way.
+        case finished
+    }
+
+    /// What one read step produced.
+    private enum Step {
+        case more, stop, peerClosed
+        case failed(TLSError)
+    }
+
+    init(engine: TLSEngine, handshakeTimeout: Duration) {
+        self.engine = engine
+        phase = .handshaking(pending: [])
+        let (seconds, attoseconds) = handshakeTimeout.components
+        self.handshakeTimeout = UInt64(max(0, seconds)) &* 1_000_000_000 &+ UInt64(max(0, attoseconds) / 1_000_000_000)
+    }
+
+    func start(_ connection: Connection) {
+        handshakeDeadline = connection.loopNow &+ handshakeTimeout
+        connection.scheduleTransformDeadline(at: handshakeDeadline)
+        do throws(TLSError) {
+            try engine.advanceHandshake()  // a client's ClientHello; nothing on a server
+        } catch {
+            fail(error, on: connection)
+            return
+        }
+        flush(connection)
+    }
+
+    func inbound(_ bytes: ReceivedBytes, on connection: Connection) {
+        engine.feed(bytes.unsafeBytes)
+        drain(connection)
+        if case .established = phase, connection.isOpen, engine.bufferedCiphertext == 0, engine.pendingCiphertext == 0 {
+            engine.releaseBuffers()
+        }
+    }
+
+    func inputClosed(_ connection: Connection) {
+        engine.feedEOF()
+        if case .finished = phase {
+            connection.deliverInputClosed()
+            return
+        }
+        drain(connection)
+        // A FIN right after a complete close_notify exchange (or a close this side
+        // started) still has to end the connection.
+        if connection.isOpen, case .finished = phase { connection.deliverInputClosed() }
+    }
+
+    func outbound(_ bytes: UnsafeRawBufferPointer, on connection: Connection) -> Bool {
+        switch phase {
+        case .handshaking(var pending):
+            phase = .finished  // no copy-on-write of `pending` while it grows
+            pending.append(contentsOf: bytes)
+            let count = pending.count
+            phase = .handshaking(pending: pending)
+            guard count <= connection.options.maxQueuedBytes else {
+                fail(.handshakeFailure(reason: "\(count) bytes written before the handshake completed"), on: connection)
+                return false
+            }
+            return true
+        case .established:
+            return encrypt(bytes, on: connection)
+        case .finished:
+            return false
+        }
+    }
+
+    func closing(_ connection: Connection) {
+        switch phase {
+        case .handshaking, .established:
+            phase = .finished
+            engine.close()
+            flush(connection)
+        case .finished:
+            break
+        }
+    }
+
+    func checkDeadline(_ connection: Connection, now: UInt64) -> UInt64? {
+        guard case .handshaking = phase else { return nil }
+        guard now >= handshakeDeadline else { return handshakeDeadline }
+        engine.expireHandshake(now: engine.handshakeExpiry)
+        connection.loop.logger.debug("closing a connection whose TLS handshake timed out",
+                                     metadata: ["peer": "\(connection.remoteAddress.map { "\($0)" } ?? "?")"])
+        fail(.handshakeTimeout, on: connection)
+        return nil
+    }
+
+    // MARK: Steps
+
+    /// Reads every plaintext record the fed ciphertext holds, handing each to the
+    /// handler, and sends what the engine produced (handshake flights, alerts).
+    private func drain(_ connection: Connection) {
+        while connection.isOpen {
+            let step = connection.withTransformBuffer { buffer -> Step in
+                do throws(TLSError) {
+                    switch try engine.readPlaintext(into: buffer) {
+                    case .bytes(let count):
+                        established(connection)
+                        guard count > 0, connection.isOpen else { return .more }
+                        connection.deliver(UnsafeMutableRawBufferPointer(rebasing: buffer[..<count]))
+                        return .more
+                    case .needsCiphertext:
+                        return .stop
+                    case .closed:
+                        return .peerClosed
+                    }
+                } catch {
+                    return .failed(error)
+                }
+            }
+            switch step {
+            case .more:
+                flush(connection)
+            case .stop:
+                flush(connection)
+                established(connection)
+                return
+            case .peerClosed:
+                phase = .finished
+                flush(connection)  // the answering close_notify
+                if connection.isOpen { connection.deliverInputClosed() }
+                return
+            case .failed(let error):
+                fail(error, on: connection)
+                return
+            }
+        }
+    }
+
+    /// The handshake completed: the handler is told, then the waiting plaintext goes.
+    private func established(_ connection: Connection) {
+        guard case .handshaking(let pending) = phase, case .established = engine.state else { return }
+        phase = .established
+        flush(connection)
+        if !pending.isEmpty {
+            guard pending.withUnsafeBytes({ encrypt($0, on: connection) }) else { return }
+        }
+        connection.transformEstablished()
+    }
+
+    /// Encrypts `bytes` one record's worth at a time, moving each into outbound chunks.
+    private func encrypt(_ bytes: UnsafeRawBufferPointer, on connection: Connection) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(bytes.count, offset + Self.recordSize)
+            do throws(TLSError) {
+                try engine.writePlaintext(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
+            } catch {
+                fail(error, on: connection)
+                return false
+            }
+            guard flush(connection) else { return false }
+            offset = end
+        }
+        return connection.isOpen
+    }
+
+    /// The largest plaintext slice encrypted at once (one TLS record).
+    static let recordSize = 16 * 1024
+
+    /// Moves the engine's pending ciphertext into the connection's write queue.
+    @discardableResult
+    private func flush(_ connection: Connection) -> Bool {
+        while engine.pendingCiphertext > 0 {
+            let count = min(engine.pendingCiphertext, connection.reservableBytes)
+            let taken = connection.sendRaw(reserving: count) { engine.takeCiphertext(into: $0) }
+            guard taken else { return false }
+        }
+        return true
+    }
+
+    /// Sends the alert (or, for plaintext HTTP, a 400), then closes with `error`.
+    private func fail(_ error: TLSError, on connection: Connection) {
+        phase = .finished
+        if error == .plaintextHTTP {
+            TLSEngine.plaintextHTTPResponse.withUnsafeBytes { _ = connection.sendRaw($0) }
+        } else {
+            flush(connection)
+        }
+        connection.loop.logger.debug("TLS connection failed", metadata: ["reason": "\(error)"])
+        connection.closeAfterWriting(error: error)
+    }
+}
+
+/// Stands in for a TLS transform whose engine could not be made: closes the
+/// connection with the error as soon as it starts.
+final class FailedTLSTransform: ConnectionTransform {
+    let error: TLSError
+    init(_ error: TLSError) { self.error = error }
+    func start(_ connection: Connection) { connection.close(error: error) }
+    func inbound(_ bytes: ReceivedBytes, on connection: Connection) {}
+    func outbound(_ bytes: UnsafeRawBufferPointer, on connection: Connection) -> Bool { false }
+    func inputClosed(_ connection: Connection) { connection.close(error: error) }
+    func closing(_ connection: Connection) {}
+    func checkDeadline(_ connection: Connection, now: UInt64) -> UInt64? { nil }
+}

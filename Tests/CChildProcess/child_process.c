@@ -1,0 +1,43 @@
+#define _GNU_SOURCE
+#include "child_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <unistd.h>
+
+int torus_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int torus_spawn(const char *path, char *const argv[], char *const envp[],
+                const char *directory, int stdin_fd, int output_fd, pid_t *pid) {
+    posix_spawn_file_actions_t actions;
+    int error = posix_spawn_file_actions_init(&actions);
+    if (error != 0) return error;
+    if (stdin_fd >= 0) {
+        error = posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
+    } else {
+        error = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    }
+    if (error == 0) error = posix_spawn_file_actions_adddup2(&actions, output_fd, 1);
+    if (error == 0) error = posix_spawn_file_actions_adddup2(&actions, output_fd, 2);
+    if (error == 0 && directory != NULL) error = posix_spawn_file_actions_addchdir_np(&actions, directory);
+    if (error == 0) error = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    if (error == 0) {
+        posix_spawnattr_t attributes;
+        error = posix_spawnattr_init(&attributes);
+        if (error == 0) {
+            // The child starts with default signal dispositions and an empty mask (the
+            // test process may block or ignore signals the child relies on).
+            sigset_t all, none;
+            sigfillset(&all);
+            sigemptyset(&none);
+            posix_spawnattr_setsigdefault(&attributes, &all);
+            posix_spawnattr_setsigmask(&attributes, &none);
+            posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+            error = posix_spawn(pid, path, &actions, &attributes, argv, envp);
+            posix_spawnattr_destroy(&attributes);
+        }
+    }
+    posix_spawn_file_actions_destroy(&actions);
+    return error;
+}

@@ -1,0 +1,320 @@
+import Foundation
+import Testing
+import Torus
+import TorusTestSupport
+@testable import TorusTLS
+
+/// Python client: for each size, a TLS connection (verified against the test CA)
+/// that sends that many random bytes while reading the echo, then compares.
+private let pythonEcho = """
+import os, select, socket, ssl, sys, time
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+for n in [int(x) for x in sys.argv[3].split(',')]:
+    data = os.urandom(n)
+    s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port), timeout=10), server_hostname='localhost')
+    version = s.version()
+    s.setblocking(False)
+    got, sent, deadline = bytearray(), 0, time.time() + 60
+    while len(got) < n and time.time() < deadline:
+        if sent < n:
+            try:
+                sent += s.send(data[sent:sent + 65536])
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                pass
+        try:
+            b = s.recv(262144)
+            if not b:
+                break
+            got += b
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            select.select([s], [s] if sent < n else [], [], 0.5)
+    print(n, version, 'ok' if bytes(got) == data else 'BAD got %d' % len(got), flush=True)
+    s.setblocking(True)
+    try:
+        s.unwrap()
+    except (ssl.SSLError, OSError):
+        pass
+    s.close()
+"""
+
+extension TLSTests {
+    /// TLS on the ring: Torus connections with a TLS transform against real peers.
+    @Suite struct OnConnections {
+        @Test(arguments: ["-tls1_2", "-tls1_3"])
+        func openSSLClientEcho(versionFlag: String) async throws {
+            let certs = try await TestCertificates.get()
+            let ends = Locked<[String]>([])
+            let ledger = try await withGroup(loops: 1) { group in
+                let server = try startTLSEcho(on: group, certs.server(), ends: ends)
+                defer { server.close() }
+                let port = try #require(server.address.port)
+                let (echoed, text) = await onOwnThread { () -> (Bool, String) in
+                    guard let client = try? ChildProcess("/usr/bin/openssl",
+                        ["s_client", "-connect", "127.0.0.1:\(port)", "-servername", "localhost", versionFlag,
+                         "-CAfile", "ca.pem", "-verify_return_error", "-brief"],
+                        directory: certs.directory, input: true) else { return (false, "no openssl") }
+                    client.waitFor { $0.contains("Protocol version") }
+                    client.send("torus over tls \(versionFlag)\n")
+                    let echoed = client.waitFor { $0.contains("torus over tls \(versionFlag)\n") }
+                    client.closeInput()
+                    _ = client.waitForExit()
+                    return (echoed, client.text)
+                }
+                #expect(echoed, "\(text)")
+                #expect(text.contains(versionFlag == "-tls1_3" ? "TLSv1.3" : "TLSv1.2"), "\(text)")
+                #expect(await eventually { ends.current.count == 1 })
+            }
+            #expect(ledger[.tlsPlaintext].pool >= 1, "plaintext went through the TLS pool")
+            expectNothingLive()
+        }
+
+        @Test func pythonClientEchoesEverySize() async throws {
+            let certs = try await TestCertificates.get()
+            let ends = Locked<[String]>([])
+            let sizes = [0, 1, 1000, 16384, 16385, 100_000, 1 << 20, 4 << 20]
+            try await withGroup(loops: 1) { group in
+                let server = try startTLSEcho(on: group, certs.server(), ends: ends)
+                defer { server.close() }
+                let port = try #require(server.address.port)
+                let (status, text) = await runPython(pythonEcho, ["\(port)", certs.caFile,
+                                                                  sizes.map(String.init).joined(separator: ",")])
+                #expect(status == 0, "\(text)")
+                for size in sizes {
+                    #expect(text.contains("\(size) TLSv1.3 ok"), "\(size): \(text)")
+                }
+                #expect(await eventually { ends.current.count == sizes.count })
+            }
+            expectNothingLive()
+        }
+
+        @Test func torusClientsAgainstTorusServer() async throws {
+            let certs = try await TestCertificates.get()
+            let ends = Locked<[String]>([])
+            let greeting = Array("welcome\n".utf8)
+            try await withGroup(loops: 1) { group in
+                let server = try startTLSEcho(on: group, certs.server(), ends: ends, greeting: greeting)
+                defer { server.close() }
+                let port = try #require(server.address.port)
+                let client = try TLSContext(certs.client())
+                let loop = group.loops[0]
+                try await withThrowingTaskGroup(of: Bool.self) { tasks in
+                    for i in 0..<24 {
+                        tasks.addTask {
+                            let payload = testBytes(1000 + i * 7919, seed: UInt64(i + 1))
+                            let back = try await torusTLSRound(on: loop, port: port, context: client,
+                                                               greeting: greeting.count, payload: payload)
+                            return back == greeting + payload
+                        }
+                    }
+                    var exact = 0
+                    for try await ok in tasks where ok { exact += 1 }
+                    #expect(exact == 24)
+                }
+                #expect(await eventually { ends.current.count == 24 })
+                // The clients close gracefully: close_notify, never a failure.
+                #expect(ends.current.allSatisfy { !$0.contains("handshake") && !$0.contains("record") }, "\(ends.current)")
+            }
+            #expect(await eventually { TLSResources.liveEngines == 0 })
+            expectNothingLive()
+        }
+
+        @Test func torusClientAgainstOpenSSLServer() async throws {
+            let certs = try await TestCertificates.get()
+            try await withGroup(loops: 1) { group in
+                let server = try ChildProcess("/usr/bin/openssl",
+                    ["s_server", "-accept", "127.0.0.1:0", "-naccept", "1", "-rev",
+                     "-cert", "server.pem", "-key", "server.key"],
+                    directory: certs.directory, input: true)
+                let accepting = await onOwnThread { server.waitFor { $0.contains("ACCEPT") } }
+                #expect(accepting)
+                let line = server.text.split(separator: "\n").first { $0.hasPrefix("ACCEPT") }
+                let port = try #require(line.flatMap { $0.split(separator: ":").last.flatMap { UInt16($0) } })
+                let connection = try await AsyncConnection.connect(to: try .tcp("127.0.0.1", port), on: group.loops[0],
+                                                                   tls: try TLSContext(certs.client()))
+                let (sent, expected) = reversedLines(count: 200, length: 500)
+                try await connection.write(sent)
+                let back = try await connection.read(exactly: expected.count)
+                #expect(back == expected)
+                let session = try await group.loops[0].run { connection.connection.tlsSession }
+                #expect(session?.peerSubject == "CN=localhost,O=Torus")
+                await connection.close()
+                _ = await onOwnThread { server.waitForExit(timeout: .seconds(5)) }
+            }
+            #expect(await eventually { TLSResources.liveEngines == 0 })
+            expectNothingLive()
+        }
+
+        @Test func mutualTLSRequiredRefusesAClientWithoutCertificate() async throws {
+            let certs = try await TestCertificates.get()
+            let ends = Locked<[String]>([])
+            let subjects = Locked<[String]>([])
+            try await withGroup(loops: 1) { group in
+                let server = try startTLSEcho(on: group, certs.server(clientAuthentication: .required(caFile: certs.caFile)),
+                                              ends: ends, subjects: subjects)
+                defer { server.close() }
+                let port = try #require(server.address.port)
+                let loop = group.loops[0]
+                // Without a certificate: refused (TLS 1.3 lets the client finish first;
+                // its first read then fails or ends).
+                let bare = try await AsyncConnection.connect(to: try .tcp("127.0.0.1", port), on: loop,
+                                                             tls: try TLSContext(certs.client()))
+                try? await bare.write(Array("hello".utf8))
+                let refused: Bool
+                do { refused = try await bare.read() == nil } catch { refused = true }
+                #expect(refused)
+                await bare.close()
+                #expect(await eventually { ends.current.contains("\(TLSError.peerCertificateRequired)") }, "\(ends.current)")
+                // With one: served, and the server sees who it is.
+                let back = try await torusTLSRound(on: loop, port: port,
+                                                   context: try TLSContext(certs.client(certificate: "client")),
+                                                   greeting: 0, payload: Array("ping".utf8))
+                #expect(back == Array("ping".utf8))
+                #expect(subjects.current == ["CN=client-1,O=Torus"])
+            }
+            #expect(await eventually { TLSResources.liveEngines == 0 })
+            expectNothingLive()
+        }
+
+        /// Bad input on a real socket: each case ends the connection (never a hang),
+        /// a fresh client is served right after, and every buffer comes back.
+        @Test(arguments: ["garbage", "plaintextHTTP", "stallMidHandshake", "resetMidHandshake", "truncatedThenFIN"])
+        func badInput(_ scenario: String) async throws {
+            let certs = try await TestCertificates.get()
+            let hello = try clientHello(certs)
+            let ends = Locked<[String]>([])
+            var configuration = certs.server()
+            configuration.handshakeTimeout = .milliseconds(600)
+            let ledger = try await withGroup(loops: 1) { group in
+                let server = try startTLSEcho(on: group, configuration, ends: ends)
+                defer { server.close() }
+                let port = try #require(server.address.port)
+                let started = ContinuousClock.now
+                let (bytes, closed) = await onOwnThread { () -> ([UInt8], Bool) in
+                    guard let peer = try? RawPeer(port: port) else { return ([], false) }
+                    switch scenario {
+                    case "garbage":
+                        peer.send([0x16, 0x03, 0x01, 0xff, 0xff] + testBytes(600))
+                    case "plaintextHTTP":
+                        peer.send(Array("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8))
+                    case "stallMidHandshake":
+                        peer.send(Array(hello.prefix(hello.count / 2)))
+                    case "resetMidHandshake":
+                        peer.send(Array(hello.prefix(hello.count / 2)))
+                        usleep(100_000)
+                        peer.reset()
+                        return ([], true)
+                    default:  // truncatedThenFIN
+                        peer.send(Array(hello.prefix(hello.count - 7)))
+                        peer.shutdownWriting()
+                    }
+                    let result = peer.readUntilClosed()
+                    return (result.bytes, result.closed)
+                }
+                #expect(closed, "the server left the connection hanging")
+                #expect(await eventually { ends.current.count == 1 })
+                let end = ends.current.first ?? ""
+                switch scenario {
+                case "garbage":
+                    #expect(end.contains("malformed") || end.contains("record"), "\(end)")
+                case "plaintextHTTP":
+                    #expect(String(decoding: bytes, as: UTF8.self).hasPrefix("HTTP/1.1 400"))
+                    #expect(end == "\(TLSError.plaintextHTTP)")
+                case "stallMidHandshake":
+                    #expect(end == "\(TLSError.handshakeTimeout)")
+                    #expect(ContinuousClock.now - started >= .milliseconds(500))
+                case "resetMidHandshake":
+                    #expect(!end.isEmpty && end != "orderly", "\(end)")
+                default:
+                    #expect(end == "\(TLSError.unexpectedEOF)", "\(end)")
+                }
+                // The server keeps serving everyone else.
+                let back = try await torusTLSRound(on: group.loops[0], port: port,
+                                                   context: try TLSContext(certs.client()),
+                                                   greeting: 0, payload: testBytes(50_000))
+                #expect(back == testBytes(50_000))
+            }
+            #expect(ledger[.tlsPlaintext].application == 0)
+            #expect(await eventually { TLSResources.liveEngines == 0 })
+            expectNothingLive()
+        }
+
+        /// Bad records after the handshake, from a client engine on a blocking socket:
+        /// the server sends its alert and closes with the named error, then serves a
+        /// fresh client.
+        @Test(arguments: ["badMAC", "oversizeRecord", "renegotiation"])
+        func badRecordsAfterTheHandshake(_ scenario: String) async throws {
+            let certs = try await TestCertificates.get()
+            let ends = Locked<[String]>([])
+            let expected: TLSError = switch scenario {
+            case "badMAC": .badRecordMAC
+            case "oversizeRecord": .recordOverflow
+            default: .renegotiationRefused
+            }
+            try await withGroup(loops: 1) { group in
+                let server = try startTLSEcho(on: group, certs.server(max: scenario == "renegotiation" ? .tls12 : .tls13),
+                                              ends: ends)
+                defer { server.close() }
+                let port = try #require(server.address.port)
+                let (established, ended, clientState) = await onOwnThread { () -> (Bool, Bool, String) in
+                    do {
+                        let bridge = SocketBridge(fd: try SocketBridge.connect(port: port),
+                                                  engine: try TLSEngine(context: TLSContext(certs.client())))
+                        let established = bridge.run { $0.engine.state.isEstablished }
+                        switch scenario {
+                        case "badMAC":
+                            try bridge.engine.write(Array("hello".utf8))
+                            var ciphertext = bridge.engine.takeAllCiphertext()
+                            ciphertext[ciphertext.count - 1] ^= 0x01
+                            bridge.sendAll(ciphertext)
+                        case "oversizeRecord":
+                            // An application-data record announcing 18433 bytes.
+                            bridge.sendAll([0x17, 0x03, 0x03, 0x48, 0x01] + testBytes(200))
+                        default:
+                            _ = bridge.engine.requestRenegotiationForTesting()
+                            bridge.flush()
+                        }
+                        let ended = bridge.run { $0.transportEnded }
+                        return (established, ended, "\(bridge.engine.state)")
+                    } catch {
+                        return (false, false, "\(error)")
+                    }
+                }
+                #expect(established)
+                #expect(ended, "the server left the connection open: \(clientState)")
+                #expect(await eventually { ends.current.count == 1 })
+                #expect(ends.current == ["\(expected)"])
+                let back = try await torusTLSRound(on: group.loops[0], port: port,
+                                                   context: try TLSContext(certs.client()),
+                                                   greeting: 0, payload: testBytes(20_000))
+                #expect(back == testBytes(20_000))
+            }
+            #expect(await eventually { TLSResources.liveEngines == 0 })
+            expectNothingLive()
+        }
+
+        /// The async face: `Server.start(tls:serve:)` gives each task the plaintext side.
+        @Test func asyncServeFaceWithTLS() async throws {
+            let certs = try await TestCertificates.get()
+            try await withGroup(loops: 1) { group in
+                let server = try Server.start(on: group, address: try .tcp("127.0.0.1", 0),
+                                              tls: try TLSContext(certs.server())) { connection in
+                    // Written before the handshake completes: held until it does.
+                    try? await connection.write(Array("hi\n".utf8))
+                    do {
+                        for try await chunk in connection.inbound { try await connection.write(chunk) }
+                    } catch {}
+                    await connection.close()
+                }
+                defer { server.close() }
+                let port = try #require(server.address.port)
+                let payload = testBytes(300_000, seed: 7)
+                let back = try await torusTLSRound(on: group.loops[0], port: port, context: try TLSContext(certs.client()),
+                                                   greeting: 3, payload: payload)
+                #expect(back == Array("hi\n".utf8) + payload)
+            }
+            #expect(await eventually { TLSResources.liveEngines == 0 })
+            expectNothingLive()
+        }
+    }
+}

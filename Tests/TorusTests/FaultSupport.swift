@@ -1,0 +1,46 @@
+import Foundation
+import Glibc
+import Testing
+@testable import Torus
+import TorusTestSupport
+
+/// Runs `body` on the loop thread and returns its result (fault switches and reads of
+/// `FaultInjection` counters happen there: the ring is loop-confined).
+func atLoop<T: Sendable>(_ loop: EventLoop, _ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
+        loop.execute { c.resume(returning: body()) }
+    }
+}
+
+/// An echo that records how each of its connections ended.
+final class RecordingEcho: ConnectionHandler {
+    let ends: Locked<[String]>
+    init(ends: Locked<[String]>) { self.ends = ends }
+    func received(_ bytes: ReceivedBytes, from connection: Connection) {
+        connection.send(bytes)
+        if !connection.isWritable { connection.pauseReading() }
+    }
+    func writable(_ connection: Connection) { connection.resumeReading() }
+    func closed(_ connection: Connection, error: (any Error)?) {
+        let text = error.map { "\($0)" } ?? "clean"
+        ends.withLock { $0.append(text) }
+    }
+}
+
+/// One client round trip of `payload` (connect, write, read it back, close).
+func roundTrip(_ payload: [UInt8], to address: SocketAddress, on loop: EventLoop) async throws -> Bool {
+    try await loop.run {
+        let c = try await AsyncConnection.connect(to: address, on: loop, timeout: .seconds(10))
+        async let sent: Void = c.write(payload)
+        let back = try await c.read(exactly: payload.count)
+        try await sent
+        await c.close()
+        return back == payload
+    }
+}
+
+/// The `accept errors N` a demo's final ledger printed.
+func acceptErrors(in text: String) -> Int? {
+    guard let range = text.range(of: #"accept errors \d+"#, options: .regularExpression) else { return nil }
+    return Int(text[range].split(separator: " ").last ?? "")
+}
