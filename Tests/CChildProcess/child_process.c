@@ -6,7 +6,31 @@
 #include <spawn.h>
 #include <unistd.h>
 
-int torus_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+// Both ends land at descriptor 3 or above. A test process started with a standard
+// descriptor closed (CI runs with no standard input) would otherwise get 0, 1 or 2
+// from pipe2, and the spawn's actions (open /dev/null as 0, dup2 onto 1 and 2) would
+// close or overwrite the pipe before the child could use it.
+static int torus_above_standard(int fd) {
+    if (fd > 2) return fd;
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    close(fd);
+    return moved;
+}
+
+int torus_pipe_cloexec(int fds[2]) {
+    int raw[2];
+    if (pipe2(raw, O_CLOEXEC) != 0) return -1;
+    int first = torus_above_standard(raw[0]);
+    int second = torus_above_standard(raw[1]);
+    if (first < 0 || second < 0) {
+        if (first >= 0) close(first);
+        if (second >= 0) close(second);
+        return -1;
+    }
+    fds[0] = first;
+    fds[1] = second;
+    return 0;
+}
 
 int torus_spawn(const char *path, char *const argv[], char *const envp[],
                 const char *directory, int stdin_fd, int output_fd, pid_t *pid) {

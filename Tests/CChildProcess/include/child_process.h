@@ -12,7 +12,8 @@
 int torus_spawn(const char *path, char *const argv[], char *const envp[],
                 const char *directory, int stdin_fd, int output_fd, pid_t *pid);
 
-/// pipe2(fds, O_CLOEXEC): a pipe neither end of which a child inherits by accident.
+/// pipe2(fds, O_CLOEXEC): a pipe neither end of which a child inherits by accident, both
+/// ends at descriptor 3 or above (so a closed standard descriptor is never reused).
 int torus_pipe_cloexec(int fds[2]);
 
 #endif
