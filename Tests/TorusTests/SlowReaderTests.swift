@@ -111,7 +111,6 @@ struct SlowReaderTests {
             // delivered after the pause was asked (at most a few ring buffers).
             #expect(seen.0 < 2 << 20, "queued \(seen.0) bytes for a peer that does not read")
             #expect(seen.2 < 4 << 20, "the server kept reading: \(seen.2) bytes")
-            Glibc.close(fd)
             server.close()
         }
     }
