@@ -477,27 +477,8 @@ struct CrossThreadTests {
                 for c in 0..<16 {
                     clients.addTask {
                         let loop = group.loops[c % 2]
-                        let conn = try await AsyncConnection.connect(to: server.address, on: loop)
                         let payload = testBytes(chunk * chunks, seed: UInt64(c + 1))
-                        let back = try await withThrowingTaskGroup(of: [UInt8]?.self) { sides in
-                            sides.addTask {                       // the writer
-                                for k in 0..<chunks {
-                                    try await conn.write(Array(payload[k * chunk..<(k + 1) * chunk]))
-                                }
-                                conn.shutdownWriting()
-                                return nil
-                            }
-                            sides.addTask {                       // the reader, to EOF
-                                var all: [UInt8] = []
-                                for try await part in conn.inbound { all += part }
-                                return all
-                            }
-                            var back: [UInt8] = []
-                            for try await side in sides { if let side { back = side } }
-                            return back
-                        }
-                        await conn.close()
-                        return back == payload
+                        return try await asyncEcho(payload, chunk: chunk, to: server.address, on: loop)
                     }
                 }
                 var n = 0

@@ -34,6 +34,33 @@ func echoClients(_ count: Int, payloadSize: Int, to address: SocketAddress, on l
     }
 }
 
+/// A client that writes `payload` in `chunk`-sized writes from one task while another
+/// reads the echo to end of file; true when the echo matched byte for byte.
+func asyncEcho(_ payload: [UInt8], chunk: Int, to address: SocketAddress, on loop: EventLoop) async throws -> Bool {
+    let conn = try await AsyncConnection.connect(to: address, on: loop)
+    let back = try await withThrowingTaskGroup(of: [UInt8]?.self) { sides in
+        sides.addTask {                       // the writer
+            var k = 0
+            while k < payload.count {
+                try await conn.write(Array(payload[k..<min(k + chunk, payload.count)]))
+                k += chunk
+            }
+            conn.shutdownWriting()
+            return nil
+        }
+        sides.addTask {                       // the reader, to EOF
+            var all: [UInt8] = []
+            for try await part in conn.inbound { all += part }
+            return all
+        }
+        var back: [UInt8] = []
+        for try await side in sides { if let side { back = side } }
+        return back
+    }
+    await conn.close()
+    return back == payload
+}
+
 @Suite("Echo round trips")
 struct EchoTests {
     @Test("one client, small message")

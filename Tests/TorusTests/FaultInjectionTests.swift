@@ -16,29 +16,22 @@ struct FaultInjectionTests {
     @Test("a transient receive error (ENOBUFS, ECANCELED, EINTR, EAGAIN) loses nothing: the receive is re-armed",
           arguments: [ENOBUFS, ECANCELED, EINTR, EAGAIN])
     func transientReceiveErrors(_ errno: Int32) async throws {
-        let clientLoop = try EventLoop()
-        try await withLoop { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+        try await withServer { serverLoop, server, clientLoop in
             await atLoop(serverLoop) { serverLoop.ring.faults.fail(.recv, with: errno, count: 40) }
             let ok = try await echoClients(4, payloadSize: 64 * 1024, to: server.address, on: [clientLoop], seed: 31)
             #expect(ok == 4)
             let injected = await atLoop(serverLoop) { serverLoop.ring.faults.injectedErrors }
             #expect(injected == 40, "every armed fault was met by a receive")
             #expect(try await roundTrip(testBytes(1000), to: server.address, on: clientLoop), "a fresh client")
-            server.close()
         }
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
     @Test("a fatal receive or send error (ECONNRESET, EPIPE) closes that connection with it; the server goes on",
           arguments: [(OperationKind.recv, ECONNRESET), (.send, EPIPE), (.send, ECONNRESET)])
     func fatalErrors(_ kind: OperationKind, _ errno: Int32) async throws {
-        let clientLoop = try EventLoop()
         let ends = Locked<[String]>([])
-        try await withLoop { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in
-                RecordingEcho(ends: ends)
-            }
+        try await withServer(makeHandler: { _ in RecordingEcho(ends: ends) }) {
+            serverLoop, server, clientLoop in
             await atLoop(serverLoop) { serverLoop.ring.faults.fail(kind, with: errno, count: 1) }
             let reply: [UInt8]? = try await clientLoop.run {
                 let c = try await AsyncConnection.connect(to: server.address, on: clientLoop)
@@ -52,40 +45,30 @@ struct FaultInjectionTests {
             let expected = "\(IOError(result: -errno, kind == .recv ? "recv" : "send"))"
             #expect(ends.current.first == expected)
             #expect(try await roundTrip(testBytes(2000), to: server.address, on: clientLoop), "a fresh client")
-            server.close()
         }
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
     @Test("a send that completes interrupted (EINTR, EAGAIN) is sent again: every byte arrives once, in order",
           arguments: [EINTR, EAGAIN])
     func interruptedSends(_ errno: Int32) async throws {
-        let clientLoop = try EventLoop()
-        try await withLoop { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+        try await withServer { serverLoop, server, clientLoop in
             await atLoop(serverLoop) { serverLoop.ring.faults.fail(.send, with: errno, count: 30) }
             let ok = try await echoClients(4, payloadSize: 128 * 1024, to: server.address, on: [clientLoop], seed: 37)
             #expect(ok == 4)
             #expect(await atLoop(serverLoop) { serverLoop.ring.faults.injectedErrors } == 30)
-            server.close()
         }
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
     @Test("short sends: the rest of the queue follows, every byte once and in order")
     func shortSends() async throws {
-        let clientLoop = try EventLoop()
-        try await withLoop { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+        try await withServer { serverLoop, server, clientLoop in
             await atLoop(serverLoop) { serverLoop.ring.faults.shortenSends(count: 40) }
             let ok = try await echoClients(4, payloadSize: 256 * 1024, to: server.address, on: [clientLoop], seed: 41)
             #expect(ok == 4)
             let shortened = await atLoop(serverLoop) { serverLoop.ring.faults.shortSends }
             #expect(shortened >= 10, "the sends were cut: \(shortened)")
             #expect(try await roundTrip(testBytes(3000), to: server.address, on: clientLoop))
-            server.close()
         }
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
     // MARK: ENOBUFS
@@ -96,9 +79,7 @@ struct FaultInjectionTests {
         config.receiveBufferCount = 4
         config.receiveBufferSize = 4096
         config.receiveBufferMaxCount = 32
-        let clientLoop = try EventLoop()
-        let ledger = try await withLoop(config) { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+        let ledger = try await withServer(config) { serverLoop, server, clientLoop in
             await atLoop(serverLoop) { serverLoop.ring.faults.fail(.recv, with: ENOBUFS, count: Int.max) }
             let payload = testBytes(200 * 1024, seed: 43)
             let echoed = Task { try await roundTrip(payload, to: server.address, on: clientLoop) }
@@ -122,10 +103,8 @@ struct FaultInjectionTests {
             #expect(during.noBufferReceives > 0)
             #expect(try await echoed.value, "every byte arrived once the ring had buffers again")
             #expect(try await roundTrip(testBytes(5000), to: server.address, on: clientLoop), "a fresh client")
-            server.close()
         }
         #expect(ledger[.received].capacity == 32 * 4096)
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
     @Test("the receive ring dry for real (2 buffers, bound 8, 32 clients): every byte arrives, growth stops at the bound")
@@ -134,17 +113,13 @@ struct FaultInjectionTests {
         config.receiveBufferCount = 2
         config.receiveBufferSize = 2048
         config.receiveBufferMaxCount = 8
-        let clientLoop = try EventLoop()
-        let ledger = try await withLoop(config) { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+        let ledger = try await withServer(config) { serverLoop, server, clientLoop in
             let ok = try await echoClients(32, payloadSize: 128 * 1024, to: server.address, on: [clientLoop], seed: 47)
             #expect(ok == 32)
             #expect(try await roundTrip(testBytes(5000), to: server.address, on: clientLoop))
-            server.close()
         }
         #expect(ledger.noBufferReceives > 0, "the kernel's own ENOBUFS was met")
         #expect(ledger[.received].capacity <= 8 * 2048, "never past the bound: \(ledger[.received])")
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
     // MARK: EMFILE on accept
@@ -230,9 +205,7 @@ struct FaultInjectionTests {
         var config = EventLoop.Configuration()
         config.ringEntries = 8
         config.cqMultiplier = 1
-        let clientLoop = try EventLoop()
-        let ledger = try await withLoop(config) { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+        let ledger = try await withServer(config) { serverLoop, server, clientLoop in
             // Clients connect first, then the loop stops reaping for a while.
             let flood = Task {
                 try await echoClients(16, payloadSize: 96 * 1024, to: server.address, on: [clientLoop], seed: 53)
@@ -241,11 +214,9 @@ struct FaultInjectionTests {
             await atLoop(serverLoop) { serverLoop.ring.faults.withheldReaps = 3000 }
             #expect(try await flood.value == 16, "every byte once, in order: no completion lost or repeated")
             #expect(try await roundTrip(testBytes(4000), to: server.address, on: clientLoop))
-            server.close()
         }
         #expect(ledger.cqOverflows > 0, "withheld reaps never overflowed an 8-entry CQ: \(ledger)")
         #expect(ledger.staleCompletions == 0)
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
     @Test("the CQ overflows for real (8 entries, 32 clients of many small writes): every byte once, in order")
@@ -253,9 +224,7 @@ struct FaultInjectionTests {
         var config = EventLoop.Configuration()
         config.ringEntries = 8
         config.cqMultiplier = 1
-        let clientLoop = try EventLoop()
-        let ledger = try await withLoop(config) { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+        let ledger = try await withServer(config) { serverLoop, server, clientLoop in
             let ok = try await withThrowingTaskGroup(of: Bool.self) { tasks in
                 for i in 0..<32 {
                     tasks.addTask(executorPreference: clientLoop) {
@@ -276,21 +245,17 @@ struct FaultInjectionTests {
                 return n
             }
             #expect(ok == 32)
-            server.close()
         }
         print("real 8-entry CQ under 32 small-write clients: \(ledger.cqOverflows) overflows, \(ledger.busySubmits) busy submits")
         #expect(ledger.staleCompletions == 0)
         #expect(ledger[.recv].completed > 32, "multishot receives ended and were re-armed under the flood")
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
     // MARK: -EBUSY
 
     @Test("io_uring_enter refuses with -EBUSY 300 times under load: completions reaped, submissions retried, no spin after")
     func busyEnters() async throws {
-        let clientLoop = try EventLoop()
-        let ledger = try await withLoop { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+        let ledger = try await withServer { serverLoop, server, clientLoop in
             let flood = Task {
                 try await echoClients(16, payloadSize: 128 * 1024, to: server.address, on: [clientLoop], seed: 61)
             }
@@ -305,10 +270,8 @@ struct FaultInjectionTests {
             let second = await atLoop(serverLoop) { serverLoop.ring.faults.enters }
             #expect(second - first <= 20, "enters while idle after the refusals: \(second - first)")
             #expect(try await roundTrip(testBytes(4000), to: server.address, on: clientLoop))
-            server.close()
         }
         #expect(ledger.busySubmits >= 300)
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
     // MARK: Cancel racing completion
@@ -363,16 +326,12 @@ struct FaultInjectionTests {
                 if n % 2 == 0 { connection.resumeReading() } else { connection.loop.nextTick { connection.resumeReading() } }
             }
         }
-        let clientLoop = try EventLoop()
-        try await withLoop { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Toggling() }
+        try await withServer(makeHandler: { _ in Toggling() }) { serverLoop, server, clientLoop in
             await atLoop(serverLoop) { serverLoop.ring.faults.fail(.recv, with: ECANCELED, count: 50) }
             let ok = try await echoClients(8, payloadSize: 256 * 1024, to: server.address, on: [clientLoop], seed: 67)
             #expect(ok == 8)
             #expect(try await roundTrip(testBytes(4000), to: server.address, on: clientLoop))
-            server.close()
         }
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
     // MARK: Shutdown with thousands in flight
@@ -457,9 +416,8 @@ struct FaultInjectionTests {
             }
         }
         let seen = Locked((unwritable: false, refused: 0, end: ""))
-        let clientLoop = try EventLoop()
-        try await withLoop(config) { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Flooder(seen: seen) }
+        try await withServer(config, makeHandler: { _ in Flooder(seen: seen) }) {
+            serverLoop, server, clientLoop in
             // A client that never reads: 200 × 16 KiB cannot fit in 64 chunks.
             let c = try await AsyncConnection.connect(to: server.address, on: clientLoop)
             #expect(await eventually { !seen.current.end.isEmpty })
@@ -470,8 +428,6 @@ struct FaultInjectionTests {
             #expect(try await roundTrip(testBytes(4000), to: server.address, on: clientLoop), "a fresh client")
             let snapshot = await serverLoop.ledgerSnapshot()
             #expect(snapshot[.outbound].capacity == 64 * 16 * 1024, "never past the maximum")
-            server.close()
         }
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 }

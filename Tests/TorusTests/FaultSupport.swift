@@ -44,3 +44,31 @@ func acceptErrors(in text: String) -> Int? {
     guard let range = text.range(of: #"accept errors \d+"#, options: .regularExpression) else { return nil }
     return Int(text[range].split(separator: " ").last ?? "")
 }
+
+/// The shape most fault and resource tests share: a server on a loop of its own (made
+/// with `configuration`, one `makeHandler` handler per connection, `Echo` unless
+/// given) and a client loop beside it. `body` gets the server's loop, the server and
+/// the client loop. Afterwards the server is closed and both loops are shut down and
+/// checked quiescent; the server loop's final ledger is returned for further checks.
+@discardableResult
+func withServer(_ configuration: EventLoop.Configuration = EventLoop.Configuration(),
+                makeHandler: @escaping @Sendable (Connection) -> any ConnectionHandler = { _ in Echo() },
+                sourceLocation: SourceLocation = #_sourceLocation,
+                _ body: (_ serverLoop: EventLoop, _ server: Server, _ clientLoop: EventLoop) async throws -> Void)
+    async throws -> LedgerSnapshot {
+    let clientLoop = try EventLoop()
+    do {
+        let ledger = try await withLoop(configuration, sourceLocation: sourceLocation) { serverLoop in
+            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0),
+                                          makeHandler: makeHandler)
+            defer { server.close() }
+            try await body(serverLoop, server, clientLoop)
+        }
+        expectQuiescent(await clientLoop.shutdownGracefully(), "client loop", sourceLocation: sourceLocation)
+        return ledger
+    } catch {
+        expectQuiescent(await clientLoop.shutdownGracefully(), "client loop, after a failed test",
+                        sourceLocation: sourceLocation)
+        throw error
+    }
+}

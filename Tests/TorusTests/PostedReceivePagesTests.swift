@@ -30,33 +30,6 @@ private func ringState(_ loop: EventLoop) async -> RingState {
     }
 }
 
-/// A client that writes `payload` from one task while another reads the echo to EOF
-/// (as in `CrossThreadTests`' async echo); true when the echo matched byte for byte.
-private func asyncEcho(_ payload: [UInt8], chunk: Int, to address: SocketAddress, on loop: EventLoop) async throws -> Bool {
-    let conn = try await AsyncConnection.connect(to: address, on: loop)
-    let back = try await withThrowingTaskGroup(of: [UInt8]?.self) { sides in
-        sides.addTask {
-            var k = 0
-            while k < payload.count {
-                try await conn.write(Array(payload[k..<min(k + chunk, payload.count)]))
-                k += chunk
-            }
-            conn.shutdownWriting()
-            return nil
-        }
-        sides.addTask {
-            var all: [UInt8] = []
-            for try await part in conn.inbound { all += part }
-            return all
-        }
-        var back: [UInt8] = []
-        for try await side in sides { if let side { back = side } }
-        return back
-    }
-    await conn.close()
-    return back == payload
-}
-
 @Suite("Posted receive pages given back")
 struct PostedReceivePagesTests {
     @Test("every turn gives back every posted buffer's pages: 16 async echo clients stay byte-exact",

@@ -11,17 +11,13 @@ struct ResourceTests {
         var tiny = EventLoop.Configuration()
         tiny.receiveBufferCount = 2
         tiny.receiveBufferSize = 2048
-        let clientLoop = try EventLoop()
-        let ledger = try await withLoop(tiny) { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+        let ledger = try await withServer(tiny) { serverLoop, server, clientLoop in
             let size = 256 * 1024
             let ok = try await echoClients(32, payloadSize: size, to: server.address,
                                            on: [clientLoop], seed: 8)
             #expect(ok == 32)
-            server.close()
         }
         #expect(ledger.noBufferReceives > 0, "the ring never ran dry: the test did not test ENOBUFS")
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
     @Test("receive buffers grow when configured: a dry ring registers another and every byte arrives")
@@ -30,38 +26,29 @@ struct ResourceTests {
         tiny.receiveBufferCount = 2
         tiny.receiveBufferSize = 2048
         tiny.receiveBufferMaxCount = 64
-        let clientLoop = try EventLoop()
-        let ledger = try await withLoop(tiny) { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+        let ledger = try await withServer(tiny) { serverLoop, server, clientLoop in
             let ok = try await echoClients(32, payloadSize: 128 * 1024, to: server.address,
                                            on: [clientLoop], seed: 4)
             #expect(ok == 32)
             let grown = await serverLoop.ledgerSnapshot()[.received]
             #expect(grown.pool > 2, "the ring never grew: \(grown)")
             #expect(grown.pool <= 64)
-            server.close()
         }
         #expect(ledger.noBufferReceives > 0)
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
     @Test("an echo sends the received buffer itself: no outbound chunk is taken")
     func zeroCopyEcho() async throws {
-        let clientLoop = try EventLoop()
         let seen = Locked((outboundHeld: 0, receivedHeld: 0))
-        try await withLoop { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in
-                ObservingEcho(seen: seen)
-            }
+        try await withServer(makeHandler: { _ in ObservingEcho(seen: seen) }) {
+            serverLoop, server, clientLoop in
             let ok = try await echoClients(8, payloadSize: 64 * 1024, to: server.address, on: [clientLoop], seed: 5)
             #expect(ok == 8)
-            server.close()
         }
         // Right after send(ReceivedBytes) the bytes sit in the write queue: as the
         // receive buffer itself (received, application), never as a copied chunk.
         #expect(seen.current.outboundHeld == 0)
         #expect(seen.current.receivedHeld > 0)
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
     @Test("a tiny completion queue overflows under load; nothing is lost")
@@ -69,17 +56,13 @@ struct ResourceTests {
         var tiny = EventLoop.Configuration()
         tiny.ringEntries = 4
         tiny.cqMultiplier = 2
-        let clientLoop = try EventLoop()
-        let ledger = try await withLoop(tiny) { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+        let ledger = try await withServer(tiny) { serverLoop, server, clientLoop in
             let ok = try await echoClients(64, payloadSize: 64 * 1024, to: server.address,
                                            on: [clientLoop], seed: 100)
             #expect(ok == 64)
-            server.close()
         }
         #expect(ledger.cqOverflows > 0 || ledger.busySubmits > 0,
                 "an 8-entry CQ with 64 busy connections never overflowed: the test did not test overflow")
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
     @Test("two loops share a port through SO_REUSEPORT; both accept")

@@ -46,10 +46,9 @@ struct SendMessageArenaTests {
     /// connections flush, the rest send their front entry alone, and every byte still
     /// arrives in order on the right connection.
     static func scatterEcho(_ configuration: EventLoop.Configuration, busySubmits: Int) async throws -> (LedgerSnapshot, Int) {
-        let clientLoop = try EventLoop()
         let refusals = Locked(0)
-        let ledger = try await withLoop(configuration) { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in ScatterEcho() }
+        let ledger = try await withServer(configuration, makeHandler: { _ in ScatterEcho() }) {
+            serverLoop, server, clientLoop in
             if busySubmits > 0 { serverLoop.execute { serverLoop.ring.injectedBusySubmits = busySubmits } }
             let ok = try await echoClients(200, payloadSize: 8 * 1024, to: server.address, on: [clientLoop], seed: 11)
             #expect(ok == 200)
@@ -61,9 +60,7 @@ struct SendMessageArenaTests {
                     c.resume()
                 }
             }
-            server.close()
         }
-        expectQuiescent(await clientLoop.shutdownGracefully())
         return (ledger, refusals.current)
     }
 

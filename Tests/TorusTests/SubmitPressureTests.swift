@@ -38,17 +38,13 @@ struct SubmitPressureTests {
 
     @Test("refused submits under echo load on a tiny ring: every byte comes back, quiescent")
     func refusedSubmitsUnderEcho() async throws {
-        let clientLoop = try EventLoop()
-        let ledger = try await withLoop(Self.tiny) { serverLoop in
-            let server = try Server.start(on: [serverLoop], address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+        let ledger = try await withServer(Self.tiny) { serverLoop, server, clientLoop in
             serverLoop.execute { serverLoop.ring.injectedBusySubmits = 200 }
             let ok = try await echoClients(32, payloadSize: 32 * 1024, to: server.address,
                                            on: [clientLoop], seed: 7)
             #expect(ok == 32)
-            server.close()
         }
         #expect(ledger.deferredSubmissions > 0)
-        expectQuiescent(await clientLoop.shutdownGracefully())
     }
 
     @Test("a linked connect + timeout pair is never split by a refused submit")
