@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora Fuzz/corpus/websocket and Fuzz/corpus/hub (small inputs).
+"""Writes the seed corpora Fuzz/corpus/websocket, Fuzz/corpus/hub and Fuzz/corpus/tls
+(small inputs).
 
 Run from the repository root: python3 Fuzz/make-seeds.py. The files are committed;
 rerun only to change the seeds. Input layouts are described in the harnesses.
 """
 import os
+import ssl
 import struct
+import subprocess
+import tempfile
 import zlib
 
 def deflate(data, wbits=15):
@@ -91,8 +95,63 @@ def seeds_hub():
     s["short-welcome"] = hub(1, hf(2, b"\x00\x01"))
     return s
 
+def tls_flights():
+    """A real ClientHello and a real server answer to one (Python's ssl over memory
+    BIOs, with a throwaway self-signed certificate made by the openssl command)."""
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"],
+                       check=True, capture_output=True)
+        flights = {}
+        for name, version in (("13", ssl.TLSVersion.TLSv1_3), ("12", ssl.TLSVersion.TLSv1_2)):
+            client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            client_ctx.check_hostname = False
+            client_ctx.verify_mode = ssl.CERT_NONE
+            client_ctx.maximum_version = version
+            client_ctx.set_alpn_protocols(["http/1.1"])
+            server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            server_ctx.load_cert_chain(cert, key)
+            c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+            client = client_ctx.wrap_bio(c_in, c_out, server_hostname="localhost")
+            server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+            try:
+                client.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            hello = c_out.read()
+            s_in.write(hello)
+            try:
+                server.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            flights[name] = (hello, s_out.read())
+        return flights
+
+def seeds_tls():
+    # Byte 0: mode (0 server, 1 client, 2 records after a handshake); byte 1: the cuts.
+    s = {}
+    flights = tls_flights()
+    for name, (hello, answer) in flights.items():
+        s["server-clienthello-" + name] = bytes([0, 0]) + hello
+        s["server-clienthello-cut-" + name] = bytes([0, 3]) + hello
+        s["server-clienthello-truncated-" + name] = bytes([0, 1]) + hello[: len(hello) // 2]
+        s["client-server-answer-" + name] = bytes([1, 0]) + answer
+        s["client-server-answer-cut-" + name] = bytes([1, 2]) + answer
+    s["server-plaintext-http"] = bytes([0, 0]) + b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    s["server-alert"] = bytes([0, 0]) + b"\x15\x03\x03\x00\x02\x02\x28"
+    s["server-huge-length"] = bytes([0, 0]) + b"\x16\x03\x01\xff\xff" + b"\x01" * 64
+    s["records-unchanged"] = bytes([2, 0])
+    s["records-unchanged-cut"] = bytes([2, 3])
+    s["records-flip-payload"] = bytes([2, 0]) + b"\x00" * 40 + b"\x01"
+    s["records-flip-length"] = bytes([2, 1]) + b"\x00\x00\x00\x00\x01"
+    s["records-flip-type"] = bytes([2, 0]) + b"\x03"
+    s["records-trailing-garbage"] = bytes([2, 2]) + b"\x00" * 400 + b"\x17\x03\x03\x00\x05hello"
+    s["records-trailing-alert"] = bytes([2, 0]) + b"\x00" * 400 + b"\x15\x03\x03\x00\x02\x01\x00"
+    return s
+
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
-for name, seeds in (("websocket", seeds_websocket()), ("hub", seeds_hub())):
+for name, seeds in (("websocket", seeds_websocket()), ("hub", seeds_hub()), ("tls", seeds_tls())):
     d = os.path.join(root, name)
     os.makedirs(d, exist_ok=True)
     for f, data in seeds.items():

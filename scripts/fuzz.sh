@@ -9,16 +9,19 @@
 #   websocket  Fuzz/WebSocketDecoderFuzz   WebSocket MessageDecoder, both roles, with and
 #                                          without permessage-deflate, compression bombs
 #   hub        Fuzz/HubFrameFuzz           torus-hub router frame decoder
+#   tls        Fuzz/TLSRecordFuzz          TorusTLS engine: server and client handshakes
+#                                          meeting any bytes, changed records after one
 #
 # SECONDS (default 60) is per target. The working corpus is .build-fuzz/corpus/TARGET,
 # seeded from Fuzz/corpus/TARGET (the repository is never written); crash, leak and
 # timeout artifacts go to .build-fuzz/artifacts/TARGET/, logs to .build-fuzz/logs/.
 # Exit status: 0 when every target ran clean, 1 otherwise (with a summary naming the
 # failure: crash, leak, timeout or out-of-memory). TORUS_FUZZ_FRESH=1 starts from the
-# committed seeds only; TORUS_FUZZ_BUILD_ONLY=1 only builds.
+# committed seeds only; TORUS_FUZZ_BUILD_ONLY=1 only builds; TORUS_FUZZ_PREBUILT=1 runs
+# the binaries already built (scripts/fuzz-ci.sh builds once, then runs two at a time).
 set -uo pipefail
 
-ALL_TARGETS=(http websocket hub)
+ALL_TARGETS=(http websocket hub tls)
 TARGET="${1:-}"
 SECONDS_TO_RUN="${2:-60}"
 shift 2 2>/dev/null || shift $# 2>/dev/null || true
@@ -33,7 +36,7 @@ usage() {
 }
 case "$TARGET" in
     all) TARGETS=("${ALL_TARGETS[@]}") ;;
-    http | websocket | hub) TARGETS=("$TARGET") ;;
+    http | websocket | hub | tls) TARGETS=("$TARGET") ;;
     *) usage ;;
 esac
 [[ "$SECONDS_TO_RUN" =~ ^[0-9]+$ ]] || usage
@@ -67,6 +70,26 @@ build_http_types() {
         "${sources[@]}" -o "$OUT/libHTTPTypes.a"
 }
 
+# The tls target's certificates: a CA and a chain for "localhost" signed by it (EC P-256),
+# made once with the openssl command into .build-fuzz/tls.
+make_tls_certificates() {
+    local dir="$OUT/tls"
+    [ -s "$dir/chain.pem" ] && [ -s "$dir/key.pem" ] && [ -s "$dir/ca.pem" ] && return 0
+    command -v openssl >/dev/null || { echo "the tls target needs the openssl command" >&2; return 1; }
+    mkdir -p "$dir"
+    (
+        cd "$dir" &&
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca-key.pem \
+            -out ca.pem -days 3650 -subj "/CN=Torus fuzz CA" &&
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem -out leaf.csr \
+            -subj "/CN=localhost" &&
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >leaf.ext &&
+        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 3650 \
+            -extfile leaf.ext -out leaf.pem &&
+        cat leaf.pem >chain.pem
+    ) >"$OUT/logs/tls-certificates.log" 2>&1 || { cat "$OUT/logs/tls-certificates.log" >&2; return 1; }
+}
+
 # build TARGET: compiles .build-fuzz/TARGET-fuzz.
 build() {
     local bin="$OUT/$1-fuzz"
@@ -95,6 +118,19 @@ build() {
             "$ROOT/Sources/TorusHub/HubFrame.swift" "$ROOT/Fuzz/HubFrameFuzz/HubFrameFuzz.swift" \
             -o "$bin"
         ;;
+    tls)
+        make_tls_certificates || return 1
+        # The engine and what it needs; the two files that attach it to a Torus
+        # connection (and import the runtime) stay out.
+        local sources=() f
+        for f in "$ROOT"/Sources/TorusTLS/*.swift; do
+            case "$f" in */Connection+TLS.swift | */TLSTransform.swift) ;; *) sources+=("$f") ;; esac
+        done
+        swiftc "${FUZZ_FLAGS[@]}" -module-name TLSRecordFuzz \
+            -Xcc -fmodule-map-file="$ROOT/Sources/COpenSSL/module.modulemap" -I "$ROOT/Sources/COpenSSL" \
+            "${sources[@]}" "$ROOT/Fuzz/TLSRecordFuzz/TLSRecordFuzz.swift" \
+            -o "$bin"
+        ;;
     esac
 }
 
@@ -104,6 +140,7 @@ target_flags() {
     http) echo "-max_len=4096 -dict=$ROOT/Fuzz/http.dict" ;;
     websocket) echo "-max_len=4096 -dict=$ROOT/Fuzz/websocket.dict -malloc_limit_mb=64" ;;
     hub) echo "-max_len=2048 -dict=$ROOT/Fuzz/hub.dict -malloc_limit_mb=64" ;;
+    tls) echo "-max_len=4096 -dict=$ROOT/Fuzz/tls.dict" ;;
     esac
 }
 
@@ -116,6 +153,7 @@ run() {
     mkdir -p "$corpus" "$artifacts"
     cp -n "$ROOT/Fuzz/corpus/$t"/* "$corpus"/ 2>/dev/null || true
     echo "== fuzzing $t for ${SECONDS_TO_RUN}s (corpus $corpus, log $log)"
+    export TORUS_FUZZ_TLS_DIR="$OUT/tls"
     # shellcheck disable=SC2046
     "$bin" "$corpus" $(target_flags "$t") \
         -max_total_time="$SECONDS_TO_RUN" \
@@ -156,6 +194,7 @@ run() {
 
 status=0
 for t in "${TARGETS[@]}"; do
+    if [ "${TORUS_FUZZ_PREBUILT:-0}" = 1 ] && [ -x "$OUT/$t-fuzz" ]; then continue; fi
     if ! build "$t"; then
         printf '%-10s FAILED   build failed\n' "$t" >>"$SUMMARY"
         status=1
