@@ -204,6 +204,33 @@ struct ResponseParserTests {
         #expect(parseResponse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;aaaaaaaaaa\r\n", limits: small).error == .invalidChunkExtension)
     }
 
+    @Test("a body until the close past the limit: the first maxBodyBytes bytes, then bodyTooLarge, wherever the input is cut")
+    func untilCloseLimitDoesNotDependOnCuts() {
+        // Found by the HTTP fuzzer: read whole, the parser refused at once; read in two
+        // pieces, it delivered the first piece, then refused.
+        let small = HTTPLimits(maxHeadBytes: 64, maxHeaderCount: 3, maxBodyBytes: 10, maxChunkLineLength: 8)
+        let bytes = Array("HTTP/1.1 200 OK\r\n\r\n0123456789abcdef".utf8)
+        for cut in 0...bytes.count {
+            var parser = HTTPResponseParser(limits: small)
+            var body: [UInt8] = []
+            var error: HTTPParseError?
+            do {
+                for piece in [bytes[..<cut], bytes[cut...]] where !piece.isEmpty {
+                    try piece.withUnsafeBytes { p in
+                        _ = try parser.parse(p) { event in
+                            if case .body(let b) = event { body += Array(b) }
+                            return .proceed
+                        }
+                    }
+                }
+            } catch let e {
+                error = e as? HTTPParseError
+            }
+            #expect(body == Array("0123456789".utf8), "cut at \(cut)")
+            #expect(error == .bodyTooLarge, "cut at \(cut)")
+        }
+    }
+
     @Test("EOF in the middle of a response is premature; between responses it is not")
     func prematureEnd() {
         #expect(parseResponse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", eof: true).error == .prematureEnd)

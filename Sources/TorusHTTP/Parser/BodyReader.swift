@@ -67,8 +67,11 @@ struct BodyReader: Sendable {
             }
             take = chunked.takeData(available: n - from)
         case .untilClose:
-            take = n - from
-            if take > limits.maxBodyBytes - untilCloseTotal { throw .bodyTooLarge }
+            // Up to the limit, then the error: the same bytes arrive before it however
+            // the input was cut (the whole input at once, or piece by piece).
+            let allowed = limits.maxBodyBytes - untilCloseTotal
+            if allowed == 0 { throw .bodyTooLarge }
+            take = min(n - from, allowed)
             untilCloseTotal += take
         }
         return (from + take, UnsafeRawBufferPointer(start: base + from, count: take))
