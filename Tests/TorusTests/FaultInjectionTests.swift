@@ -158,27 +158,10 @@ struct FaultInjectionTests {
         let port = try #require(await server.listeningPort())
         let started = ContinuousClock.now
         let clientLoop = try EventLoop()
-        var connections: [AsyncConnection] = []
-        for _ in 0..<30 {
-            connections.append(try await AsyncConnection.connect(to: try .tcp("127.0.0.1", port), on: clientLoop))
-        }
+        let connections = try await connectClients(30, port: port, on: clientLoop)
         // Every one past the limit waits in the backlog while the listener retries.
         try await Task.sleep(for: .milliseconds(1500))
-        let all = connections
-        let echoed = try await withThrowingTaskGroup(of: Bool.self) { tasks in
-            for c in all {
-                tasks.addTask(executorPreference: clientLoop) {
-                    try await c.write("ping")
-                    let back = try await c.read(exactly: 4)
-                    await c.close()
-                    return back == Array("ping".utf8)
-                }
-            }
-            var n = 0
-            for try await ok in tasks where ok { n += 1 }
-            return n
-        }
-        #expect(echoed == 30)
+        #expect(try await pingEachAndClose(connections, on: clientLoop) == 30)
         #expect(try await roundTrip(testBytes(64), to: try .tcp("127.0.0.1", port), on: clientLoop), "a fresh client")
         let seconds = Int((ContinuousClock.now - started).components.seconds) + 1
         let status = await server.stop()

@@ -72,3 +72,30 @@ func withServer(_ configuration: EventLoop.Configuration = EventLoop.Configurati
         throw error
     }
 }
+
+/// Opens `count` connections to 127.0.0.1:`port` on `loop`, one after another.
+func connectClients(_ count: Int, port: UInt16, on loop: EventLoop) async throws -> [AsyncConnection] {
+    var connections: [AsyncConnection] = []
+    for _ in 0..<count {
+        connections.append(try await AsyncConnection.connect(to: try .tcp("127.0.0.1", port), on: loop))
+    }
+    return connections
+}
+
+/// Every connection writes "ping", reads its echo and closes, all at once (tasks on
+/// `loop`); returns how many got "ping" back.
+func pingEachAndClose(_ connections: [AsyncConnection], on loop: EventLoop) async throws -> Int {
+    try await withThrowingTaskGroup(of: Bool.self) { tasks in
+        for c in connections {
+            tasks.addTask(executorPreference: loop) {
+                try await c.write("ping")
+                let back = try await c.read(exactly: 4)
+                await c.close()
+                return back == Array("ping".utf8)
+            }
+        }
+        var n = 0
+        for try await ok in tasks where ok { n += 1 }
+        return n
+    }
+}

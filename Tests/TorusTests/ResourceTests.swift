@@ -96,26 +96,10 @@ struct ResourceTests {
         let port = try #require(await server.listeningPort())
         let clientLoop = try EventLoop()
         let clients = 40
-        var connections: [AsyncConnection] = []
-        for _ in 0..<clients {
-            connections.append(try await AsyncConnection.connect(to: try .tcp("127.0.0.1", port), on: clientLoop))
-        }
-        let all = connections
         // Only about 18 fit under the limit at once; each client closes as soon as it
         // has its echo, which frees a server fd and lets the next one be accepted.
-        let echoed = try await withThrowingTaskGroup(of: Bool.self) { tasks in
-            for c in all {
-                tasks.addTask(executorPreference: clientLoop) {
-                    try await c.write("ping")
-                    let back = try await c.read(exactly: 4)
-                    await c.close()
-                    return back == Array("ping".utf8)
-                }
-            }
-            var n = 0
-            for try await ok in tasks where ok { n += 1 }
-            return n
-        }
+        let connections = try await connectClients(clients, port: port, on: clientLoop)
+        let echoed = try await pingEachAndClose(connections, on: clientLoop)
         #expect(echoed == clients)
         let status = await server.stop()
         #expect(status == 0, "server output:\n\(server.text)")
