@@ -37,20 +37,21 @@
 # stacks of a lock-order report), and the suppressions in .ci/tsan.supp (empty: no
 # report so far came from third-party or runtime code alone; see the file).
 #
-# Two gaps in the Swift runtime, not in Torus, that TSan would otherwise report:
+# Two gaps in the Swift runtime, not in Torus, that TSan would otherwise report;
+# .ci/tsan-runtime.c (built here, LD_PRELOADed for the run) annotates both, and
+# nothing is suppressed (see its comment):
 # - Synchronization.Mutex: its contended slow paths (libswiftSynchronization.so,
 #   not instrumented) hand the lock over through futex syscalls TSan cannot see, so
-#   every contended Mutex looked like a race. .ci/tsan-mutex.c annotates them; it
-#   is built here and LD_PRELOADed for the run (see its comment). Nothing is
-#   suppressed: an access outside the lock is still reported.
+#   every contended Mutex looked like a race.
 # - A continuation resumed *before* its task reached the await (the loop was
-#   faster than the awaiting thread) lets the task go on without the runtime's
-#   __tsan_acquire (swift_continuation_await's already-resumed path has none, the
-#   resumer did its __tsan_release). Seen once, in ResourceTests (not selected): an
-#   AsyncConnection made on the loop and read by the task that connected. If it
-#   shows up here, the report's "Previous write" is on a loop thread inside a
-#   completion that resumes a continuation, and the read is in the task right after
-#   that await: a runtime false positive, not a Torus race.
+#   faster than the awaiting thread) let the task go on without the runtime's
+#   __tsan_acquire (swift_continuation_await's already-resumed path has none; the
+#   resumer did its __tsan_release). An AsyncConnection made on the loop and read
+#   by the task that connected was reported, rarely: once in ResourceTests, once
+#   in CI's run of this selection. The shim adds the acquire. Because it depends on
+#   the runtime's continuation layout, a reproducer (.ci/tsan-continuation-check.swift)
+#   runs first: without the shim it must be reported (else the gap is gone and the
+#   check says so), with it not (else the shim no longer fits the runtime: FAILED).
 #
 # Time (2 shared cores, Swift 6.3.1): the first TSan build of the package is a full
 # build, ~12 minutes (722 s); after a change, 20-50 s. The run takes 45-100 s with
@@ -78,14 +79,30 @@ tail -n 3 "$log.build"
 built=$(date +%s)
 echo "   built in $((built - start)) s"
 
-# Synchronization.Mutex's contended slow paths live in the (uninstrumented) runtime:
-# .ci/tsan-mutex.c annotates them for TSan (see its comment). Built here, preloaded
-# for the run only.
-shim=.build-tsan/libtorus-tsan-mutex.so
+# The runtime shim (see above and its comment): built here, preloaded for the run
+# only, and checked first against the reproducer.
+shim=.build-tsan/libtorus-tsan-runtime.so
 clang_bin="$(dirname "$(readlink -f "$(command -v swift)")")/clang"
 [ -x "$clang_bin" ] || clang_bin=clang
-"$clang_bin" -shared -fPIC -O2 -Wall -o "$shim" .ci/tsan-mutex.c -ldl
-echo "   LD_PRELOAD:   $shim (Mutex slow paths annotated for TSan)"
+"$clang_bin" -shared -fPIC -O2 -Wall -o "$shim" .ci/tsan-runtime.c -ldl
+echo "   LD_PRELOAD:   $shim (Mutex slow paths and early-resumed continuations annotated for TSan)"
+
+check=.build-tsan/tsan-continuation-check
+swiftc -parse-as-library -sanitize=thread -O -o "$check" .ci/tsan-continuation-check.swift
+without=$(TSAN_OPTIONS="halt_on_error=1:exitcode=66" "$check" 2>&1 | grep -c '^WARNING: ThreadSanitizer' || true)
+check_rc=0
+with=$(LD_PRELOAD="$PWD/$shim" TSAN_OPTIONS="halt_on_error=1:exitcode=66" "$check" 2>&1) || check_rc=$?
+if [ "$check_rc" -ne 0 ] || ! grep -q "continuation check: 50 handoffs" <<<"$with"; then
+  echo "TSan runtime shim FAILED its reproducer (exit $check_rc): it no longer fits this Swift runtime"
+  echo "(see .ci/tsan-runtime.c, part 2). Its output:"
+  head -n 40 <<<"$with"
+  exit 1
+fi
+if [ "$without" -eq 0 ]; then
+  echo "   continuation check: no report even without the shim (this runtime acquires on that path itself)"
+else
+  echo "   continuation check: reported without the shim, clean with it"
+fi
 
 echo "== run"
 rc=0
