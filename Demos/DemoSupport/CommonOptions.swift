@@ -32,6 +32,16 @@ public struct CommonOptions: ParsableArguments, Sendable {
     @Option(help: "Close a connection whose queued output makes no progress for this many seconds (0: never).")
     public var sendTimeout: Int = 60
 
+    @Option(help: "Opt-in completion coalescing: a busy loop waits for up to this many completions per io_uring_enter (0: off, the default).")
+    public var coalesceCompletions: Int = 0
+
+    @Option(help: "Completion coalescing: the longest one wait holds completions back, in microseconds (the latency it may add).")
+    public var coalesceWaitUs: Int = 50
+
+    @Option(name: .customLong("kernel-fallback"),
+            help: "Use a kernel fallback although the kernel has the feature (repeatable; to measure what a feature saves).")
+    public var kernelFallbacks: [KernelFallbackName] = []
+
     @Option(help: "Print a one-line ledger summary every N seconds (0: never).")
     public var statsInterval: Int = 0
 
@@ -39,10 +49,22 @@ public struct CommonOptions: ParsableArguments, Sendable {
 
     public init() {}
 
+    public func validate() throws {
+        if coalesceCompletions < 0 { throw ValidationError("--coalesce-completions must be 0 (off) or more") }
+        if coalesceWaitUs < 1 || coalesceWaitUs > 1_000_000 {
+            throw ValidationError("--coalesce-wait-us must be between 1 and 1000000")
+        }
+    }
+
     /// The loop configuration these options describe.
     public var configuration: EventLoop.Configuration {
         var c = EventLoop.Configuration()
         c.receiveBufferCount = receiveBuffers
+        for name in kernelFallbacks { c.fallbacks.insert(name.fallback) }
+        if coalesceCompletions > 0 {
+            c.completionCoalescing = CompletionCoalescing(maxCompletions: coalesceCompletions,
+                                                          maxWait: .microseconds(coalesceWaitUs))
+        }
         return c
     }
 
@@ -73,6 +95,23 @@ public struct CommonOptions: ParsableArguments, Sendable {
         limit.rlim_cur = rlim_t(nofile)
         guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
             throw ValidationError("setrlimit(RLIMIT_NOFILE, \(nofile)) failed")
+        }
+    }
+}
+
+/// The `--kernel-fallback` values, one per ``KernelFallbacks`` member.
+public enum KernelFallbackName: String, CaseIterable, ExpressibleByArgument, Sendable {
+    case plainRingSetup = "plain-ring-setup"
+    case singleShotAccept = "single-shot-accept"
+    case singleShotReceive = "single-shot-receive"
+    case plainRingDescriptor = "plain-ring-descriptor"
+
+    public var fallback: KernelFallbacks {
+        switch self {
+        case .plainRingSetup: .plainRingSetup
+        case .singleShotAccept: .singleShotAccept
+        case .singleShotReceive: .singleShotReceive
+        case .plainRingDescriptor: .unregisteredRingDescriptor
         }
     }
 }

@@ -42,21 +42,25 @@ struct KernelFallbackTests {
         }
         let rhel = decide("5.14.0-362.el9.x86_64")
         #expect(rhel.accept == .singleShot && rhel.receive == .singleShot, "\(rhel)")
+        #expect(rhel.ringDescriptor == .plain)
+        #expect(rhel.fallbackReasons.contains("plain ring descriptor: registering it needs 5.18"))
         let old = decide("5.19.0-50-generic", [.coopTaskrun])
-        #expect(old.accept == .multishot && old.receive == .singleShot)
+        #expect(old.accept == .multishot && old.receive == .singleShot && old.ringDescriptor == .registered)
         #expect(old.fallbackReasons == ["no DEFER_TASKRUN: the kernel refused it (needs 6.1)",
                                         "single-shot receive: multishot needs 6.0"])
         let six = decide("6.0.7", [.singleIssuer, .coopTaskrun])
         #expect(six.accept == .multishot && six.receive == .multishot)
         let new = decide("6.18.44", [.singleIssuer, .deferTaskrun])
-        #expect(new.fallbackReasons.isEmpty)
+        #expect(new.fallbackReasons.isEmpty && new.ringDescriptor == .registered)
         #expect("\(new)" == "kernel 6.18.44: setup SINGLE_ISSUER|DEFER_TASKRUN, multishot accept, "
-                + "multishot receive, provided buffer rings")
+                + "multishot receive, provided buffer rings, registered ring descriptor")
         let odd = decide("custom-kernel", [.singleIssuer, .deferTaskrun])
         #expect(odd.version == nil && odd.accept == .multishot && odd.receive == .multishot)
-        let forced = decide("6.18.44", [.singleIssuer, .deferTaskrun], [.singleShotAccept, .singleShotReceive])
-        #expect(forced.accept == .singleShot && forced.receive == .singleShot)
-        #expect(forced.fallbackReasons == ["single-shot accept: configured", "single-shot receive: configured"])
+        let forced = decide("6.18.44", [.singleIssuer, .deferTaskrun],
+                            [.singleShotAccept, .singleShotReceive, .unregisteredRingDescriptor])
+        #expect(forced.accept == .singleShot && forced.receive == .singleShot && forced.ringDescriptor == .plain)
+        #expect(forced.fallbackReasons == ["single-shot accept: configured", "single-shot receive: configured",
+                                           "plain ring descriptor: configured"])
     }
 
     @Test("by default a loop uses what the kernel offers")
@@ -75,6 +79,46 @@ struct KernelFallbackTests {
             #expect(features.setupFlags.rawValue == loop.ring.setupFlags
                     & (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN))
             #expect("\(features)".contains("kernel \(features.release)"))
+        }
+    }
+
+    /// What liburing will pass to `io_uring_enter` for this loop's ring, read on the loop.
+    static func enterTarget(_ loop: EventLoop) async throws -> (registered: Bool, enterFD: Int32, ringFD: Int32) {
+        try await loop.run {
+            (loop.ring.descriptorRegistered, loop.ring.raw.pointee.enter_ring_fd, loop.ring.raw.pointee.ring_fd)
+        }
+    }
+
+    @Test("the ring descriptor is registered with each loop thread, so every enter names an index")
+    func registeredRingDescriptor() async throws {
+        try await withGroup(loops: 2, EventLoop.Configuration()) { group in
+            for loop in group.loops {
+                #expect(loop.kernelFeatures.ringDescriptor == .registered)
+                let target = try await Self.enterTarget(loop)
+                #expect(target.registered, "\(loop.kernelFeatures)")
+                // The index is the thread's own (the kernel's table per task, from 0),
+                // never the ring's descriptor.
+                #expect(target.enterFD != target.ringFD && target.enterFD >= 0 && target.enterFD < 16, "\(target)")
+            }
+            // Each loop's thread registered its own ring: the enters of both succeed.
+            let server = try Server.start(on: group, address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+            #expect(try await echoClients(40, payloadSize: 64 << 10, to: server.address, on: group.loops) == 40)
+            server.close()
+        }
+    }
+
+    @Test("plain ring descriptor: the ring's own descriptor on every enter, echo works")
+    func plainRingDescriptor() async throws {
+        try await withGroup(loops: 2, Self.configuration(.unregisteredRingDescriptor)) { group in
+            for loop in group.loops {
+                #expect(loop.kernelFeatures.ringDescriptor == .plain)
+                #expect(loop.kernelFeatures.fallbackReasons == ["plain ring descriptor: configured"])
+                let target = try await Self.enterTarget(loop)
+                #expect(!target.registered && target.enterFD == target.ringFD, "\(target)")
+            }
+            let server = try Server.start(on: group, address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+            #expect(try await echoClients(40, payloadSize: 64 << 10, to: server.address, on: group.loops) == 40)
+            server.close()
         }
     }
 
@@ -162,7 +206,8 @@ struct KernelFallbackTests {
         try await withGroup(loops: 2, Self.configuration(.all)) { group in
             for loop in group.loops {
                 let f = loop.kernelFeatures
-                #expect(f.setupFlags.isEmpty && f.accept == .singleShot && f.receive == .singleShot, "\(f)")
+                #expect(f.setupFlags.isEmpty && f.accept == .singleShot && f.receive == .singleShot
+                        && f.ringDescriptor == .plain, "\(f)")
             }
             let tcp = try Server.start(on: group, address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
             #expect(try await echoClients(50, payloadSize: 100_000, to: tcp.address, on: group.loops) == 50)

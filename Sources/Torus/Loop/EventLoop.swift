@@ -42,6 +42,10 @@ public final class EventLoop: @unchecked Sendable {
         public var outboundMaxChunks: Int = 64 * 1024
         /// CQEs reaped per batch.
         public var completionBatch: Int = 256
+        /// Opt-in: a busy loop waits for several completions per `io_uring_enter`,
+        /// at the cost of up to `maxWait` latency (see ``CompletionCoalescing``).
+        /// nil (the default): a waiting loop returns as soon as one is ready.
+        public var completionCoalescing: CompletionCoalescing? = nil
         /// `sendmsg` scratch (one header and 64 iovecs each, ~1 KiB) shared by the
         /// loop's connections (`SendMessageArena`): how many connections can gather a
         /// multi-entry send in one iteration; the others send their front entry alone
@@ -565,6 +569,13 @@ public final class EventLoop: @unchecked Sendable {
     private func run() {
         threadID.store(pthread_self(), ordering: .relaxed)
         ring.enable()
+        if kernelFeatures.ringDescriptor == .registered {
+            let rc = ring.registerDescriptor()
+            if rc != 0 {
+                logger.warning("io_uring: the ring descriptor could not be registered; every enter names it instead",
+                               metadata: ["reason": "\(IOError(result: rc, "io_uring_register_ring_fd"))"])
+            }
+        }
         let wake = WakeTarget(fd: wakeFD)
         self.wake = wake
         wake.arm(on: self)
@@ -597,13 +608,20 @@ public final class EventLoop: @unchecked Sendable {
                 sleeping.store(true, ordering: .sequentiallyConsistent)
                 if !inboxIsEmpty { mustWait = false }
             }
-            let rc = mustWait ? ring.submitAndWait(1) : ring.submitAndGetEvents()
+            let waitFor = mustWait ? completionsToWaitFor() : 0
+            let rc: Int32
+            if waitFor > 1, let coalescing = configuration.completionCoalescing {
+                rc = ring.submitAndWait(UInt32(waitFor), bound: coalescing.maxWait)
+            } else {
+                rc = mustWait ? ring.submitAndWait(1) : ring.submitAndGetEvents()
+            }
             sleeping.store(false, ordering: .relaxed)
             let before = now
             now = MonotonicClock.now()
             // A guard against a lost wake-up (see `Ring.longestSleep`): the wait ended by
-            // its bound with work handed over meanwhile. Reported, to find its cause.
-            if mustWait && rc == -ETIME && !inboxIsEmpty {
+            // its bound with work handed over meanwhile. Reported, to find its cause. (A
+            // coalescing wait ends by its short bound as a matter of course.)
+            if waitFor == 1 && rc == -ETIME && !inboxIsEmpty {
                 logger.notice("the loop slept to its bound with work waiting in its inbox (a lost wake-up?)",
                               metadata: ["slept_ms": "\((now &- before) / 1_000_000)", "wake_armed": "\(wake.armed)"])
             }
@@ -616,7 +634,7 @@ public final class EventLoop: @unchecked Sendable {
                 logger.debug("completion queue overflowed: flushing the kernel's overflow list")
                 ring.flushOverflow()
             }
-            reap(cqes, batch: UInt32(batch))
+            reapedLastTurn = reap(cqes, batch: UInt32(batch))
             checkDueDeadlines()
             if !deferredSQEs.isEmpty { placeDeferred() }
             if now &- lastHousekeeping >= Self.housekeepingInterval {
@@ -628,6 +646,7 @@ public final class EventLoop: @unchecked Sendable {
             }
         }
         finish()
+        ring.unregisterDescriptor()
         threadID.store(0, ordering: .relaxed)
     }
 
@@ -715,11 +734,25 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 
-    /// Reaps and dispatches every ready CQE, a batch at a time.
-    private func reap(_ cqes: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>, batch: UInt32) {
+    /// Completions the last turn reaped (what a coalescing wait scales from).
+    private var reapedLastTurn = 0
+
+    /// How many completions a loop with nothing else to do waits for: one, unless
+    /// coalescing is on and the last turn was busy.
+    @inline(__always)
+    private func completionsToWaitFor() -> Int {
+        guard let coalescing = configuration.completionCoalescing else { return 1 }
+        return coalescing.completionsToWaitFor(reapedLastTurn: reapedLastTurn)
+    }
+
+    /// Reaps and dispatches every ready CQE, a batch at a time; returns how many.
+    @discardableResult
+    private func reap(_ cqes: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>, batch: UInt32) -> Int {
+        var reaped = 0
         while true {
             let n = ring.peekBatch(cqes, max: batch)
-            if n == 0 { return }
+            if n == 0 { return reaped }
+            reaped += Int(n)
             var i = 0
             while i < Int(n) {
                 if let cqe = cqes[i] {
@@ -729,7 +762,7 @@ public final class EventLoop: @unchecked Sendable {
                 i += 1
             }
             ring.advance(n)
-            if n < batch { return }
+            if n < batch { return reaped }
         }
     }
 

@@ -82,9 +82,14 @@ public struct KernelFallbacks: OptionSet, Sendable, Hashable {
     /// buffer ring), re-armed after each, instead of one multishot `recv` per
     /// connection (kernels before 6.0).
     public static let singleShotReceive = KernelFallbacks(rawValue: 1 << 2)
+    /// The ring's own descriptor on every `io_uring_enter` instead of an index
+    /// registered with the loop thread (kernels before 5.18; or to measure what the
+    /// registration saves).
+    public static let unregisteredRingDescriptor = KernelFallbacks(rawValue: 1 << 3)
 
     /// Every fallback.
-    public static let all: KernelFallbacks = [.plainRingSetup, .singleShotAccept, .singleShotReceive]
+    public static let all: KernelFallbacks = [.plainRingSetup, .singleShotAccept, .singleShotReceive,
+                                              .unregisteredRingDescriptor]
 }
 
 /// What the running kernel offers a loop, and what the loop uses: found once at ring
@@ -120,6 +125,19 @@ public struct KernelFeatures: Sendable, Equatable, CustomStringConvertible {
     public static let multishotReceiveKernel = KernelVersion(6, 0)
     public static let multishotAcceptKernel = KernelVersion(5, 19)
     public static let providedBufferRingKernel = KernelVersion(5, 19)
+    public static let registeredRingDescriptorKernel = KernelVersion(5, 18)
+
+    /// How the loop names its ring to `io_uring_enter`.
+    public enum RingDescriptor: Sendable, Equatable, CustomStringConvertible {
+        /// An index the loop thread registered (`IORING_REGISTER_RING_FDS`, 5.18):
+        /// the kernel skips the descriptor-table lookup and the file reference count
+        /// on every enter.
+        case registered
+        /// The ring's descriptor, looked up on every enter.
+        case plain
+
+        public var description: String { self == .registered ? "registered" : "plain" }
+    }
 
     /// The kernel release (`uname -r`) and the version parsed from it (nil when the
     /// release does not start with one; the features are then assumed present and
@@ -132,6 +150,9 @@ public struct KernelFeatures: Sendable, Equatable, CustomStringConvertible {
     public let accept: ArmingMode
     /// How connections on this loop receive.
     public let receive: ArmingMode
+    /// How the loop names its ring to `io_uring_enter`. When the kernel refuses the
+    /// registration after all, the loop logs it and goes on with the descriptor.
+    public let ringDescriptor: RingDescriptor
     /// The fallbacks in use, and why each (configured, or what the kernel lacks).
     public let fallbackReasons: [String]
 
@@ -210,8 +231,18 @@ public struct KernelFeatures: Sendable, Equatable, CustomStringConvertible {
         } else {
             receive = .multishot
         }
+        let ringDescriptor: RingDescriptor
+        if fallbacks.contains(.unregisteredRingDescriptor) {
+            ringDescriptor = .plain
+            reasons.append("plain ring descriptor: configured")
+        } else if !versionHas(version, registeredRingDescriptorKernel) {
+            ringDescriptor = .plain
+            reasons.append("plain ring descriptor: registering it needs \(registeredRingDescriptorKernel)")
+        } else {
+            ringDescriptor = .registered
+        }
         return KernelFeatures(release: release, version: version, setupFlags: setup, accept: accept,
-                              receive: receive, fallbackReasons: reasons)
+                              receive: receive, ringDescriptor: ringDescriptor, fallbackReasons: reasons)
     }
 
     public var description: String {
@@ -220,7 +251,7 @@ public struct KernelFeatures: Sendable, Equatable, CustomStringConvertible {
         if setupFlags.contains(.deferTaskrun) { flags.append("DEFER_TASKRUN") }
         if setupFlags.contains(.coopTaskrun) { flags.append("COOP_TASKRUN") }
         var text = "kernel \(release): setup \(flags.isEmpty ? "plain" : flags.joined(separator: "|")), "
-            + "\(accept) accept, \(receive) receive, provided buffer rings"
+            + "\(accept) accept, \(receive) receive, provided buffer rings, \(ringDescriptor) ring descriptor"
         if !fallbackReasons.isEmpty { text += " (fallbacks: \(fallbackReasons.joined(separator: "; ")))" }
         return text
     }

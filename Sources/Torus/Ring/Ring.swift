@@ -121,14 +121,32 @@ final class Ring {
     /// SQEs prepared but not yet handed to the kernel.
     var pendingSubmissions: UInt32 { io_uring_sq_ready(raw) }
 
-    /// Submits everything queued and waits for at least `waitFor` completions.
-    /// Returns a negative errno on failure (`-EINTR`, `-EBUSY`, `-ETIME`, …).
+    /// Submits everything queued and waits for at least `waitFor` completions, at
+    /// most `longestSleep`. Returns a negative errno on failure (`-EINTR`, `-EBUSY`,
+    /// `-ETIME`, …).
     @inline(__always)
     func submitAndWait(_ waitFor: UInt32) -> Int32 {
+        var bound = Self.longestSleep
+        return submitAndWait(waitFor, &bound)
+    }
+
+    /// The same, waiting at most `bound` (a coalescing wait: `-ETIME` when fewer
+    /// than `waitFor` completed in time, which is no failure).
+    @inline(__always)
+    func submitAndWait(_ waitFor: UInt32, bound: Duration) -> Int32 {
+        let (seconds, attoseconds) = bound.components
+        var timeout = __kernel_timespec(tv_sec: seconds, tv_nsec: attoseconds / 1_000_000_000)
+        #if DEBUG
+        coalescedWaits += 1
+        #endif
+        return submitAndWait(waitFor, &timeout)
+    }
+
+    @inline(__always)
+    private func submitAndWait(_ waitFor: UInt32, _ bound: inout __kernel_timespec) -> Int32 {
         #if DEBUG
         if let refused = injectedEnter() { return refused }
         #endif
-        var bound = Self.longestSleep
         var cqe: UnsafeMutablePointer<io_uring_cqe>?
         return io_uring_submit_and_wait_timeout(raw, &cqe, waitFor, &bound, nil)
     }
@@ -144,6 +162,8 @@ final class Ring {
     static let longestSleep = __kernel_timespec(tv_sec: 1, tv_nsec: 0)
 
     #if DEBUG
+    /// Waits that asked for more than one completion (coalescing), for the tests.
+    package var coalescedWaits = 0
     /// Faults the tests switch on (see `FaultInjection`). Debug builds only.
     package var faults = FaultInjection()
 
@@ -165,6 +185,29 @@ final class Ring {
         // io_uring_register calls on this ring (probe, buffer ring) that would have
         // thrown; ENABLE_RINGS fails only on a ring not created disabled.
         precondition(rc == 0, "io_uring_enable_rings failed: \(rc)")
+    }
+
+    /// True while the ring's descriptor is registered with the loop thread.
+    private(set) var descriptorRegistered = false
+
+    /// Registers the ring's descriptor with the calling thread
+    /// (`IORING_REGISTER_RING_FDS`): liburing then passes the index with
+    /// `IORING_ENTER_REGISTERED_RING` on every enter, and the kernel skips the
+    /// descriptor-table lookup and the file reference count each time. The index
+    /// belongs to the calling thread, so only the loop thread registers, enters and
+    /// unregisters. Returns 0, or the kernel's negative errno.
+    func registerDescriptor() -> Int32 {
+        let rc = io_uring_register_ring_fd(raw)
+        if rc == 1 { descriptorRegistered = true; return 0 }
+        return rc < 0 ? rc : -EINVAL
+    }
+
+    /// Gives the registration back, on the loop thread, before the loop ends: a
+    /// ring torn down on another thread must not unregister that thread's index.
+    func unregisterDescriptor() {
+        guard descriptorRegistered else { return }
+        descriptorRegistered = false
+        _ = io_uring_unregister_ring_fd(raw)
     }
 
     /// Submits everything queued and collects completions without waiting.
