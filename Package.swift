@@ -48,6 +48,7 @@ let package = Package(
             name: "TorusHTTP",
             dependencies: [
                 "Torus",
+                "TorusTLS",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -62,7 +63,7 @@ let package = Package(
         ),
         .target(
             name: "TorusWebSocket",
-            dependencies: ["CZlib", "Torus", "TorusHTTP", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CZlib", "Torus", "TorusHTTP", "TorusTLS", .product(name: "Logging", package: "swift-log")],
             path: "Sources/TorusWebSocket",
             swiftSettings: strict
         ),
@@ -94,7 +95,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "torus-http",
-            dependencies: ["Torus", "TorusHTTP", "DemoSupport",
+            dependencies: ["Torus", "TorusHTTP", "TorusTLS", "DemoSupport",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "HTTPTypes", package: "swift-http-types")],
             path: "Demos/torus-http",
@@ -102,7 +103,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "torus-ws",
-            dependencies: ["Torus", "TorusHTTP", "TorusWebSocket", "DemoSupport",
+            dependencies: ["Torus", "TorusHTTP", "TorusTLS", "TorusWebSocket", "DemoSupport",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Demos/torus-ws",
             swiftSettings: strict
@@ -191,7 +192,8 @@ let package = Package(
         ),
         .testTarget(
             name: "TorusTLSTests",
-            dependencies: ["TorusTLS", "COpenSSL", "Torus", "TorusTestSupport", "torus-echo"],
+            dependencies: ["TorusTLS", "COpenSSL", "Torus", "TorusHTTP", "TorusWebSocket", "TorusTestSupport",
+                           "torus-echo", "torus-http", "torus-ws"],
             path: "Tests/TorusTLSTests",
             swiftSettings: strict
         ),

@@ -5,6 +5,8 @@
 #   full  every case (517, including 9.* performance and 12.*/13.* compression)
 #   ci    (default) everything but the slowest groups, see CI_EXCLUDE below
 #   CASES / EXCLUDE override the mode's case patterns (comma-separated, wstest syntax)
+#   TORUS_AUTOBAHN_TLS=1  over wss://: torus-ws with --tls-cert/--tls-key on a
+#         certificate made for the run (openssl req, into a temporary folder)
 #
 # Builds torus-ws (release), starts it on a free loopback port, installs the suite
 # (AUTOBAHN_DIR/setup.sh), runs AUTOBAHN_DIR/run.sh from the repository root (venv in
@@ -70,9 +72,23 @@ echo "== installing Autobahn|Testsuite"
 "$AUTOBAHN_DIR/setup.sh" || exit 2
 
 LOG="$(mktemp /tmp/torus-ws-autobahn.XXXXXX)"
-"$BIN" --host 127.0.0.1 --port 0 >"$LOG" 2>&1 &
+SCHEME=ws
+TLS_ARGS=()
+CERTS=""
+if [ "${TORUS_AUTOBAHN_TLS:-0}" = "1" ]; then
+  SCHEME=wss
+  CERTS="$(mktemp -d /tmp/torus-autobahn-tls.XXXXXX)"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$CERTS/key.pem" -out "$CERTS/cert.pem" 2>/dev/null || { echo "autobahn.sh: openssl req failed" >&2; exit 2; }
+  TLS_ARGS=(--tls-cert "$CERTS/cert.pem" --tls-key "$CERTS/key.pem")
+fi
+"$BIN" --host 127.0.0.1 --port 0 "${TLS_ARGS[@]}" >"$LOG" 2>&1 &
 PID=$!
-cleanup() { if kill -0 "$PID" 2>/dev/null; then kill -KILL "$PID" 2>/dev/null; fi; }
+cleanup() {
+  if kill -0 "$PID" 2>/dev/null; then kill -KILL "$PID" 2>/dev/null; fi
+  [ -n "$CERTS" ] && rm -rf "$CERTS"
+}
 trap cleanup EXIT
 
 PORT=""
@@ -87,10 +103,10 @@ if [ -z "$PORT" ]; then
   cat "$LOG" >&2
   exit 2
 fi
-echo "== torus-ws (pid $PID) listening on 127.0.0.1:$PORT; cases '$CASES' excluding '$EXCLUDE'"
+echo "== torus-ws (pid $PID) listening on $SCHEME://127.0.0.1:$PORT; cases '$CASES' excluding '$EXCLUDE'"
 
 START=$(date +%s)
-"$AUTOBAHN_DIR/run.sh" "127.0.0.1:$PORT" "$CASES" "$EXCLUDE"
+"$AUTOBAHN_DIR/run.sh" "$SCHEME://127.0.0.1:$PORT" "$CASES" "$EXCLUDE"
 RC=$?
 echo "== run took $(( $(date +%s) - START )) s"
 

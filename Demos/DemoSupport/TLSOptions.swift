@@ -36,9 +36,10 @@ public struct TLSOptions: ParsableArguments, Sendable {
         }
     }
 
-    /// The server context these options describe, or nil for plaintext. Throws when
-    /// a file cannot be read or the key does not match the certificate.
-    public func serverContext() throws -> TLSContext? {
+    /// The server context these options describe, offering `alpn` (`["http/1.1"]`
+    /// for HTTP servers), or nil for plaintext. Throws when a file cannot be read or
+    /// the key does not match the certificate.
+    public func serverContext(alpn: [String] = []) throws -> TLSContext? {
         guard let tlsCert, let tlsKey else { return nil }
         let authentication: TLSConfiguration.ClientAuthentication
         switch (tlsClientAuth, tlsCa) {
@@ -46,6 +47,7 @@ public struct TLSOptions: ParsableArguments, Sendable {
         case (.required, let ca?): authentication = .required(caFile: ca)
         default: authentication = .none
         }
-        return try TLSContext(.server(chainPath: tlsCert, keyPath: tlsKey, clientAuthentication: authentication))
+        return try TLSContext(.server(chainPath: tlsCert, keyPath: tlsKey, alpn: alpn,
+                                      clientAuthentication: authentication))
     }
 }

@@ -3,8 +3,10 @@ import DemoSupport
 import HTTPTypes
 import Torus
 import TorusHTTP
+import TorusTLS
 
 /// TechEmpower-style HTTP server: `/plaintext`, `/json`, `POST /echo`, `/static/*`.
+/// With `--tls-cert` and `--tls-key` it serves HTTPS (ALPN `http/1.1`) on the same ring.
 @main
 struct TorusHTTPDemo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -12,6 +14,7 @@ struct TorusHTTPDemo: AsyncParsableCommand {
         abstract: "HTTP/1.1 server on Torus: plaintext, json, echo and static files.")
 
     @OptionGroup var common: CommonOptions
+    @OptionGroup var tls: TLSOptions
 
     @Option(help: "Port to listen on (0: any).")
     var port: UInt16 = 8080
@@ -27,6 +30,13 @@ struct TorusHTTPDemo: AsyncParsableCommand {
 
     @Option(help: "Seconds a request may take to arrive before 408.")
     var requestTimeout: Int = 30
+
+    @Option(help: "Largest request body accepted, in bytes (larger: 413).")
+    var maxBodyBytes: Int = HTTPLimits.default.maxBodyBytes
+
+    func validate() throws {
+        guard maxBodyBytes >= 0 else { throw ValidationError("--max-body-bytes must be 0 or more") }
+    }
 
     mutating func run() async throws {
         try common.prepareProcess()
@@ -51,7 +61,9 @@ struct TorusHTTPDemo: AsyncParsableCommand {
         let group = try EventLoopGroup(loops: common.threads, configuration: common.configuration)
         var configuration = HTTPServerConfiguration()
         configuration.requestTimeout = .seconds(requestTimeout)
+        configuration.limits.maxBodyBytes = maxBodyBytes
         configuration.socket = common.socketOptions
+        configuration.tls = try tls.serverContext(alpn: ["http/1.1"])
         let server = try HTTPServer.start(on: group, address: try .tcp(common.host, port), router: router,
                                           configuration: configuration)
         await DemoRuntime.serve([server], listeningOn: [server.address], group: group, options: common,

@@ -2,10 +2,12 @@ import ArgumentParser
 import DemoSupport
 import Torus
 import TorusHTTP
+import TorusTLS
 import TorusWebSocket
 
 /// WebSocket server: echo at `/` (what Autobahn|Testsuite drives), a broadcast chat
-/// room at `/chat`, the ledger at `/debug/ledger`.
+/// room at `/chat`, the ledger at `/debug/ledger`. With `--tls-cert` and `--tls-key`
+/// it serves WSS (and HTTPS) on the same ring.
 @main
 struct TorusWSDemo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,6 +15,7 @@ struct TorusWSDemo: AsyncParsableCommand {
         abstract: "WebSocket server on Torus: echo at /, broadcast chat at /chat.")
 
     @OptionGroup var common: CommonOptions
+    @OptionGroup var tls: TLSOptions
 
     @Option(help: "Port to listen on (0: any).")
     var port: UInt16 = 9001
@@ -72,6 +75,7 @@ struct TorusWSDemo: AsyncParsableCommand {
 
         var http = HTTPServerConfiguration()
         http.socket = common.socketOptions
+        http.tls = try tls.serverContext(alpn: ["http/1.1"])
         let server = try HTTPServer.start(on: group, address: try .tcp(common.host, port), router: router,
                                           configuration: http)
         // Stopped last one first: the HTTP server stops accepting and lets requests

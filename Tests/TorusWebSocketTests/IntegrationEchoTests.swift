@@ -168,7 +168,11 @@ import TorusTestSupport
     }
 
     @Test func clientRejectsBadURLsAndRefusedHandshakes() async throws {
-        #expect(throws: WebSocketError.self) { try WebSocketURL("wss://127.0.0.1/") }
+        #expect(try WebSocketURL("wss://127.0.0.1/") == WebSocketURL(host: "127.0.0.1", port: 443, target: "/", secure: true))
+        #expect(try WebSocketURL("WSS://localhost:8443/x").hostField == "localhost:8443")
+        #expect(try WebSocketURL("wss://localhost/x").hostField == "localhost")
+        #expect(throws: WebSocketError.self) { try WebSocketURL("https://127.0.0.1/") }
+        #expect(throws: WebSocketError.self) { try WebSocketURL("ws://127.0.0.1:0/") }
         #expect(try WebSocketURL("ws://127.0.0.1:9001/a?b=1") == WebSocketURL(host: "127.0.0.1", port: 9001, target: "/a?b=1"))
         #expect(try WebSocketURL("ws://[::1]:80?x").target == "/?x")
         try await withLoop { loop in

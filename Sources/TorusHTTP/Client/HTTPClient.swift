@@ -1,12 +1,13 @@
 import HTTPTypes
 import Synchronization
 import Torus
+import TorusTLS
 
 /// An HTTP/1.1 client on a Torus loop, with a bounded keep-alive pool per host:port.
 ///
 /// ```swift
 /// let client = HTTPClient(loop: loop)
-/// let response = try await client.get("http://127.0.0.1:8080/json")
+/// let response = try await client.get("https://localhost:8443/json")
 /// let bytes = try await response.body.collect(upTo: 1 << 20)
 /// await client.shutdown()
 /// ```
@@ -22,6 +23,9 @@ import Torus
 /// - A request that fails on a *reused* connection before any response byte arrived
 ///   (the server closed the idle connection meanwhile) is retried once on a new
 ///   connection when its body can be sent again (no body, or `.bytes`).
+/// - `https://` runs TLS on the same ring (``HTTPClientConfiguration/tls``): the
+///   server's certificate is verified against the URL's host, and a failed
+///   handshake is ``HTTPClientError/tls(_:)`` naming why.
 /// - Redirects are not followed unless `configuration.redirects` says so.
 /// - `shutdown()` closes the idle connections; busy ones close when their exchange
 ///   ends. Later requests fail with ``HTTPClientError/shutdown``.
@@ -29,11 +33,28 @@ public final class HTTPClient: Sendable {
     public let loop: EventLoop
     public let configuration: HTTPClientConfiguration
     let pool: HTTPClientPool
+    /// The https context: the configured one, or the default made on first use.
+    private let tlsContext: Mutex<TLSContext?>
 
     public init(loop: EventLoop, configuration: HTTPClientConfiguration = HTTPClientConfiguration()) {
         self.loop = loop
         self.configuration = configuration
         pool = HTTPClientPool(maxPerHost: configuration.maxConnectionsPerHost)
+        tlsContext = Mutex(configuration.tls)
+    }
+
+    /// The context https connections use (made once when none was configured).
+    private func httpsContext() throws(HTTPClientError) -> TLSContext {
+        do throws(TLSError) {
+            return try tlsContext.withLock { (context: inout TLSContext?) throws(TLSError) -> TLSContext in
+                if let context { return context }
+                let made = try TLSContext(.client(trustRoots: .system, alpn: ["http/1.1"]))
+                context = made
+                return made
+            }
+        } catch {
+            throw .tls(error)
+        }
     }
 
     // MARK: Conveniences
@@ -46,9 +67,10 @@ public final class HTTPClient: Sendable {
         try await execute(HTTPClientRequest(method: .post, url: url, headerFields: headerFields, body: .bytes(body)))
     }
 
-    /// Idle (pooled) and open (busy plus idle) connections to `host:port`.
-    public func connectionCounts(host: String, port: UInt16) -> (idle: Int, open: Int) {
-        pool.counts(HTTPClientPoolKey(host: host, port: port))
+    /// Idle (pooled) and open (busy plus idle) connections to `scheme://host:port`.
+    public func connectionCounts(scheme: HTTPClientRequest.Scheme = .http, host: String,
+                                 port: UInt16) -> (idle: Int, open: Int) {
+        pool.counts(HTTPClientPoolKey(scheme: scheme, host: host, port: port))
     }
 
     /// Closes the pooled connections and refuses new requests.
@@ -79,7 +101,7 @@ public final class HTTPClient: Sendable {
     }
 
     private func executeOnce(_ request: HTTPClientRequest) async throws -> HTTPClientResponse {
-        let key = HTTPClientPoolKey(host: request.host == "localhost" ? "127.0.0.1" : request.host, port: request.port)
+        let key = HTTPClientPoolKey(request)
         let deadline = RequestDeadline(loop: loop, pool: pool)
         if let t = configuration.requestTimeout { deadline.start(after: t) }
         var attempt = 0
@@ -146,8 +168,16 @@ public final class HTTPClient: Sendable {
                 let address = try SocketAddress.tcp(key.host, key.port)
                 var options = configuration.socket
                 options.idleTimeout = configuration.idleTimeout
-                let io = try await AsyncConnection.connect(to: address, on: loop, options: options,
+                let io: AsyncConnection
+                switch key.scheme {
+                case .http:
+                    io = try await AsyncConnection.connect(to: address, on: loop, options: options,
                                                            timeout: configuration.connectTimeout)
+                case .https:
+                    io = try await AsyncConnection.connect(to: address, on: loop, tls: try httpsContext(),
+                                                           serverName: key.serverName, options: options,
+                                                           timeout: configuration.connectTimeout)
+                }
                 return (HTTPClientConnection(io: io, key: key, limits: configuration.limits), false)
             } catch {
                 pool.discard(key)
@@ -187,10 +217,11 @@ public final class HTTPClient: Sendable {
         var next = request
         if location.hasPrefix("/") {
             next.target = location
-        } else if let (host, port, target) = HTTPClientRequest.parse(location) {
-            next.host = host
-            next.port = port
-            next.target = target
+        } else if let url = HTTPClientRequest.parse(location) {
+            next.scheme = url.scheme
+            next.host = url.host
+            next.port = url.port
+            next.target = url.target
             // A constant, valid field name: the failable init cannot fail.
             next.headerFields[HTTPField.Name("Host")!] = nil
         } else {

@@ -1,5 +1,6 @@
 import Logging
 import Torus
+import TorusTLS
 
 /// Settings of an ``HTTPClient``. Plain value.
 public struct HTTPClientConfiguration: Sendable {
@@ -20,13 +21,19 @@ public struct HTTPClientConfiguration: Sendable {
     public var limits = HTTPLimits.response
     /// Socket options for new connections (`idleTimeout` is taken from above).
     public var socket = SocketOptions()
+    /// The client ``TLSContext`` for `https://` (its trust roots, client
+    /// certificate, versions; the host name is verified unless the context turns it
+    /// off). nil (the default): on the first https request the client makes one that
+    /// trusts the system's roots, verifies the host name and offers ALPN `http/1.1`.
+    public var tls: TLSContext? = nil
     /// Where the client logs; failed requests and retries on a closed pooled
     /// connection at `debug` (the errors themselves are thrown to the caller).
     public var logger = Logger(label: "torus.http.client")
 
     public enum RedirectPolicy: Sendable, Equatable {
         case none
-        /// Follows up to `max` redirects (301, 302, 303, 307, 308) to http URLs.
+        /// Follows up to `max` redirects (301, 302, 303, 307, 308) to http and https
+        /// URLs.
         case follow(max: Int)
     }
 
@@ -35,7 +42,7 @@ public struct HTTPClientConfiguration: Sendable {
 
 /// Why a client request failed.
 public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The URL could not be parsed, or names a scheme other than `http`, or a host
+    /// The URL could not be parsed, or names a scheme other than `http` and `https`, or a host
     /// that is not a numeric address or `localhost`.
     case invalidURL(String)
     /// The TCP connection could not be established in `connectTimeout`.
@@ -56,6 +63,10 @@ public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible
     case tooManyRedirects
     /// A streamed request body failed (the producer threw).
     case requestBodyFailed(String)
+    /// The TLS handshake (https) failed, or the TLS stream broke: the certificate
+    /// did not verify (``TLSError/certificateVerifyFailed(_:)`` names why: expired,
+    /// wrong host, unknown issuer), a protocol mismatch, an alert from the server.
+    case tls(TLSError)
     /// The client was shut down.
     case shutdown
     /// The body was already consumed (a response body can be read once).
@@ -73,6 +84,7 @@ public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible
         case .bodyTooLarge(let limit): "response body larger than \(limit) bytes"
         case .tooManyRedirects: "too many redirects"
         case .requestBodyFailed(let why): "request body failed: \(why)"
+        case .tls(let e): "TLS: \(e)"
         case .shutdown: "client shut down"
         case .bodyAlreadyConsumed: "response body already consumed"
         }
@@ -83,6 +95,7 @@ public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible
         switch error {
         case let e as HTTPClientError: return e
         case let e as HTTPParseError: return e == .prematureEnd ? .connectionClosed : .protocolError(e)
+        case let e as TLSError: return .tls(e)
         case let t as TimeoutError:
             if t.what == "connect" { return .connectTimeout }
             return .idleTimeout

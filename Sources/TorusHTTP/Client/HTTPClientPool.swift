@@ -1,11 +1,28 @@
 import Synchronization
 import Torus
 
-/// The pool key: one pool of connections per host and port.
+/// The pool key: one pool of connections per scheme, host and port. `host` is the
+/// address connected to (`localhost` as 127.0.0.1); `serverName` the name asked
+/// for, which an https connection sends as SNI and verifies the certificate against.
 struct HTTPClientPoolKey: Hashable, Sendable, CustomStringConvertible {
+    var scheme: HTTPClientRequest.Scheme
     var host: String
     var port: UInt16
-    var description: String { "\(host):\(port)" }
+    var serverName: String
+
+    init(scheme: HTTPClientRequest.Scheme = .http, host: String, port: UInt16, serverName: String? = nil) {
+        self.scheme = scheme
+        self.host = host == "localhost" ? "127.0.0.1" : host
+        self.port = port
+        // Only TLS tells names apart: over http, localhost and 127.0.0.1 share a pool.
+        self.serverName = scheme == .https ? (serverName ?? host) : self.host
+    }
+
+    init(_ request: HTTPClientRequest) {
+        self.init(scheme: request.scheme, host: request.host, port: request.port)
+    }
+
+    var description: String { "\(scheme)://\(serverName):\(port)" }
 }
 
 /// Keep-alive connections per host:port, bounded by `maxPerHost` (busy plus idle).

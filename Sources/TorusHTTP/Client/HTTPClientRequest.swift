@@ -8,8 +8,19 @@ import Torus
 /// length is given and chunked transfer coding otherwise. `Host` is filled in from
 /// the URL unless the fields carry one.
 public struct HTTPClientRequest: Sendable {
+    /// `http`, or `https` (TLS with the client's ``HTTPClientConfiguration/tls``
+    /// context; the server's certificate must be valid for ``host``).
+    public enum Scheme: String, Sendable, Hashable {
+        case http, https
+
+        /// 80 or 443.
+        public var defaultPort: UInt16 { self == .https ? 443 : 80 }
+    }
+
     public var method: HTTPRequest.Method
-    /// Numeric IPv4/IPv6 address or `localhost`.
+    public var scheme: Scheme
+    /// Numeric IPv4/IPv6 address or `localhost` (over https, the name the server's
+    /// certificate is verified against, and the SNI name).
     public var host: String
     public var port: UInt16
     /// Origin-form target: path and query (`/a/b?c=d`).
@@ -27,9 +38,10 @@ public struct HTTPClientRequest: Sendable {
         }
     }
 
-    public init(method: HTTPRequest.Method = .get, host: String, port: UInt16, target: String = "/",
-                headerFields: HTTPFields = [:], body: Body? = nil) {
+    public init(method: HTTPRequest.Method = .get, scheme: Scheme = .http, host: String, port: UInt16,
+                target: String = "/", headerFields: HTTPFields = [:], body: Body? = nil) {
         self.method = method
+        self.scheme = scheme
         self.host = host
         self.port = port
         self.target = target
@@ -37,22 +49,42 @@ public struct HTTPClientRequest: Sendable {
         self.body = body
     }
 
-    /// Parses an `http://host[:port]/path?query` URL.
+    /// Parses an `http://` or `https://host[:port]/path?query` URL.
     public init(method: HTTPRequest.Method = .get, url: String, headerFields: HTTPFields = [:],
                 body: Body? = nil) throws(HTTPClientError) {
-        guard let (host, port, target) = Self.parse(url) else { throw .invalidURL(url) }
-        self.init(method: method, host: host, port: port, target: target, headerFields: headerFields, body: body)
+        guard let parsed = Self.parse(url) else { throw .invalidURL(url) }
+        self.init(method: method, scheme: parsed.scheme, host: parsed.host, port: parsed.port, target: parsed.target,
+                  headerFields: headerFields, body: body)
     }
 
-    /// `host:port` as sent in `Host` (IPv6 in brackets).
+    /// `host:port` as sent in `Host` (IPv6 in brackets; no port when it is the
+    /// scheme's default).
     public var authority: String {
         let h = host.contains(":") ? "[\(host)]" : host
-        return port == 80 ? h : "\(h):\(port)"
+        return port == scheme.defaultPort ? h : "\(h):\(port)"
     }
 
-    static func parse(_ url: String) -> (String, UInt16, String)? {
-        guard url.lowercased().hasPrefix("http://") else { return nil }
-        let rest = url.dropFirst(7)
+    /// A parsed URL: scheme, host, port (the scheme's default when absent), target.
+    package struct ParsedURL: Equatable {
+        package var scheme: Scheme
+        package var host: String
+        package var port: UInt16
+        package var target: String
+    }
+
+    package static func parse(_ url: String) -> ParsedURL? {
+        let lowered = url.prefix(8).lowercased()
+        let scheme: Scheme
+        let rest: Substring
+        if lowered.hasPrefix("http://") {
+            scheme = .http
+            rest = url.dropFirst(7)
+        } else if lowered.hasPrefix("https://") {
+            scheme = .https
+            rest = url.dropFirst(8)
+        } else {
+            return nil
+        }
         let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
         let authority = rest[..<slash]
         var target = String(rest[slash...])
@@ -75,14 +107,14 @@ public struct HTTPClientRequest: Sendable {
         } else {
             host = authority
         }
-        var port: UInt16 = 80
+        var port = scheme.defaultPort
         if let portText {
             guard let p = UInt16(portText), p > 0 else { return nil }
             port = p
         }
         guard !host.isEmpty, (try? SocketAddress.tcp(String(host), port)) != nil else { return nil }
         guard target.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
-        return (String(host), port, target)
+        return ParsedURL(scheme: scheme, host: String(host), port: port, target: target)
     }
 
     /// The request head bytes (request line, fields, framing, empty line).

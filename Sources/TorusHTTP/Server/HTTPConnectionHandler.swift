@@ -1,6 +1,7 @@
 import HTTPTypes
 import Logging
 import Torus
+import TorusTLS
 
 /// One HTTP/1.1 connection: feeds received bytes to the parser, answers in order.
 ///
@@ -394,7 +395,8 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
             HTTPResponseSerializer.writeContinue(into: &out)
         }
         let request = HTTPServerRequest(head: head, parameters: parameters, body: HTTPRequestBody(state: body),
-                                        remoteAddress: connection.remoteAddress, loop: connection.loop)
+                                        remoteAddress: connection.remoteAddress, loop: connection.loop,
+                                        tlsSession: connection.tlsSession)
         let loop = connection.loop
         let logger = self.logger
         Task(executorPreference: loop) { [self] in

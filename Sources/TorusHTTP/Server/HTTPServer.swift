@@ -1,5 +1,6 @@
 import HTTPTypes
 import Torus
+import TorusTLS
 
 /// An HTTP/1.1 server: one `SO_REUSEPORT` listener per loop of a group, a router
 /// shared by all loops, one `HTTPConnectionHandler` per connection.
@@ -25,8 +26,10 @@ public final class HTTPServer: Sendable {
         let state = HTTPServerState(router: router, configuration: configuration)
         var options = configuration.socket
         options.idleTimeout = configuration.keepAliveTimeout
+        let tls = configuration.tls
         let server = try Server.start(on: loops, address: address, options: options) { connection in
-            HTTPConnectionHandler(server: state, connection: connection)
+            if let tls { connection.installTLS(tls) }
+            return HTTPConnectionHandler(server: state, connection: connection)
         }
         return HTTPServer(state: state, server: server)
     }

@@ -1,5 +1,6 @@
 import Logging
 import Torus
+import TorusTLS
 
 /// Limits and timeouts of an HTTP server, with safe defaults for a public-facing one.
 public struct HTTPServerConfiguration: Sendable {
@@ -18,6 +19,11 @@ public struct HTTPServerConfiguration: Sendable {
     public var bodyBufferLimit = 1 << 20
     /// Socket options (keepalive, user timeout, write water marks).
     public var socket = SocketOptions()
+    /// HTTPS: a server ``TLSContext`` puts TLS on every connection of the listener
+    /// (its ALPN list should offer `http/1.1`), and WebSocket routes on it are then
+    /// WSS. The handshake must complete within the context's handshake timeout; the
+    /// head timeout starts after it. nil (the default): plaintext HTTP.
+    public var tls: TLSContext? = nil
     /// Where the server logs: refused bad requests (status, reason, peer) and timeouts
     /// at `info`, handler errors answered with 500 at `error`, each request at `debug`
     /// (nothing per request at the default level).

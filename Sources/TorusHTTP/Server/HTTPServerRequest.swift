@@ -1,5 +1,6 @@
 import HTTPTypes
 import Torus
+import TorusTLS
 
 /// A request as an async handler sees it: the parsed head, the route's path
 /// parameters, and the body as an async sequence.
@@ -17,6 +18,9 @@ public struct HTTPServerRequest: Sendable {
     public let remoteAddress: SocketAddress?
     /// The loop the connection lives on (handlers run on it).
     public let loop: EventLoop
+    /// What the connection's TLS handshake negotiated (version, cipher, ALPN, SNI,
+    /// the client certificate's verified subject); nil on plaintext HTTP.
+    public let tlsSession: TLSSessionInfo?
 
     public var method: HTTPMethodKind { head.method }
     public var path: String { head.path }

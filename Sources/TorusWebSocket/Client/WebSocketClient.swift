@@ -1,5 +1,7 @@
+import Synchronization
 import Torus
 import TorusHTTP
+import TorusTLS
 
 /// What a client offers and how long it waits. A plain value; `Sendable`.
 public struct WebSocketClientConfiguration: Sendable {
@@ -18,6 +20,10 @@ public struct WebSocketClientConfiguration: Sendable {
     public var handshakeTimeout: Duration = .seconds(10)
     /// Largest response head accepted.
     public var maxResponseHeadSize = 16 << 10
+    /// The client ``TLSContext`` for `wss://` (trust roots, client certificate; the
+    /// host name is verified unless the context turns it off). nil (the default):
+    /// one context per process trusting the system's roots, made on first use.
+    public var tls: TLSContext? = nil
 
     public init(connection: WebSocketConfiguration = WebSocketConfiguration(), subprotocols: [String] = [],
                 deflate: PerMessageDeflateConfiguration? = nil, headers: [HandshakeHeader] = []) {
@@ -28,49 +34,44 @@ public struct WebSocketClientConfiguration: Sendable {
     }
 }
 
-/// A `ws://host:port/path?query` URL (no TLS: `wss://` is refused). A plain value.
+/// A `ws://` or `wss://host:port/path?query` URL. A plain value. The host is a
+/// numeric address or `localhost`; over `wss://` it is also the name the server's
+/// certificate is verified against (and the SNI name).
 public struct WebSocketURL: Sendable, Hashable {
     public var host: String
     public var port: UInt16
     /// Path and query, starting with `/`.
     public var target: String
+    /// `wss://`: TLS with ``WebSocketClientConfiguration/tls``.
+    public var secure: Bool
 
-    public init(host: String, port: UInt16, target: String = "/") {
+    public init(host: String, port: UInt16, target: String = "/", secure: Bool = false) {
         self.host = host
         self.port = port
         self.target = target.hasPrefix("/") ? target : "/" + target
+        self.secure = secure
     }
 
+    /// Parses the URL with the HTTP client's parser (`ws` is `http` there, `wss`
+    /// is `https`): the same authority, port and target rules, the same defaults
+    /// (80, 443).
     public init(_ string: String) throws(WebSocketError) {
-        guard string.hasPrefix("ws://") else { throw .invalidURL(string) }
-        let rest = string.dropFirst(5)
-        let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
-        let authority = rest[..<slash]
-        var target = String(rest[slash...])
-        if target.isEmpty { target = "/" } else if target.hasPrefix("?") { target = "/" + target }
-        var host = Substring(authority)
-        var port: UInt16 = 80
-        if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { throw .invalidURL(string) }
-            host = authority[authority.index(after: authority.startIndex)..<close]
-            let after = authority[authority.index(after: close)...]
-            if !after.isEmpty {
-                guard after.hasPrefix(":"), let p = UInt16(after.dropFirst()) else { throw .invalidURL(string) }
-                port = p
-            }
-        } else if let colon = authority.lastIndex(of: ":") {
-            host = authority[..<colon]
-            guard let p = UInt16(authority[authority.index(after: colon)...]) else { throw .invalidURL(string) }
-            port = p
+        let lowered = string.prefix(6).lowercased()
+        let asHTTP: String
+        if lowered.hasPrefix("ws://") {
+            asHTTP = "http://" + string.dropFirst(5)
+        } else if lowered.hasPrefix("wss://") {
+            asHTTP = "https://" + string.dropFirst(6)
+        } else {
+            throw .invalidURL(string)
         }
-        guard !host.isEmpty else { throw .invalidURL(string) }
-        self.init(host: String(host), port: port, target: target)
+        guard let url = HTTPClientRequest.parse(asHTTP) else { throw .invalidURL(string) }
+        self.init(host: url.host, port: url.port, target: url.target, secure: url.scheme == .https)
     }
 
-    /// The `Host` field value.
+    /// The `Host` field value (no port when it is the scheme's default).
     var hostField: String {
-        let h = host.contains(":") ? "[\(host)]" : host
-        return port == 80 ? h : "\(h):\(port)"
+        HTTPClientRequest(scheme: secure ? .https : .http, host: host, port: port).authority
     }
 }
 
@@ -78,7 +79,9 @@ public struct WebSocketURL: Sendable, Hashable {
 /// an optional permessage-deflate offer, then a ``WebSocketConnection`` in the client
 /// role (masked frames, waits for the server to close the TCP connection first).
 public enum WebSocketClient {
-    /// Connects to a `ws://` URL. Safe from any task; the connection lives on `loop`.
+    /// Connects to a `ws://` or `wss://` URL. Safe from any task; the connection
+    /// lives on `loop`. Over `wss://` a failed TLS handshake throws its ``TLSError``
+    /// (an unverifiable certificate names why).
     public static func connect(to url: String, on loop: EventLoop,
                                configuration: WebSocketClientConfiguration = WebSocketClientConfiguration())
         async throws -> WebSocketConnection {
@@ -118,13 +121,42 @@ public enum WebSocketClient {
         } catch {
             return done(.failure(error))
         }
+        let tls: TLSContext?
+        do {
+            tls = url.secure ? try configuration.tls ?? defaultTLSContext() : nil
+        } catch {
+            return done(.failure(error))
+        }
         let handshake = ClientHandshakeHandler(url: url, configuration: configuration, done: done)
         Connection.connect(to: address, on: loop, options: configuration.socket, timeout: configuration.connectTimeout,
-                           makeHandler: { _ in handshake },
+                           makeHandler: { connection in
+                               if let tls { connection.installTLS(tls, serverName: url.host) }
+                               return handshake
+                           },
                            done: { result in
                                if case .failure(let error) = result { handshake.finish(.failure(error)) }
                            })
     }
+
+    /// The default `wss://` context (system roots), shared by the connections that
+    /// use it at the same time and freed with the last of them (held weakly here:
+    /// loading the system's roots once per burst of connections, not per connection,
+    /// and no OpenSSL object outliving its users).
+    private static let sharedTLS = Mutex(WeakTLSContext())
+
+    static func defaultTLSContext() throws(TLSError) -> TLSContext {
+        try sharedTLS.withLock { (shared: inout WeakTLSContext) throws(TLSError) -> TLSContext in
+            if let context = shared.context { return context }
+            let made = try TLSContext(.client(trustRoots: .system))
+            shared.context = made
+            return made
+        }
+    }
+}
+
+/// A context held without keeping it alive.
+struct WeakTLSContext {
+    weak var context: TLSContext?
 }
 
 /// The client's handler until the server's 101 arrives: sends the request, reads the
