@@ -26,32 +26,42 @@
 // (r13: clang's swift_context), `selfId` (the caller's tid) in the first argument.
 //
 // 2. A continuation resumed before its task awaits. `resume` does
-// `__tsan_release(task)` and then moves the continuation from Pending to Resumed;
-// the task normally goes on through the executor, whose job run does
-// `__tsan_acquire(task)`. But when the resumer was faster (a loop completed the
-// operation before the awaiting thread reached its `await`: common on a busy
-// 2-core machine), `swift_continuation_await` sees Resumed and continues the task
-// at once, with no acquire: everything the resumer wrote (an AsyncConnection made
-// on the loop, a buffer filled there) looked like a race to the task that reads
-// it. CI failed on exactly that once. The wrapper reads the continuation's status
-// the way the runtime does (an acquire load) and, when it is Resumed, does the
-// missing `__tsan_acquire(task)` before handing over to the real function.
-// ABI (Swift 6.3, include/swift/ABI/Task.h): `swift_continuation_await` is
-// swiftasynccall with the ContinuationAsyncContext as its first, ordinary argument;
-// the context's AwaitSynchronization word is at offset 24 (after Parent,
-// ResumeParent and Flags), Resumed is 2; `swift_task_getCurrent` is swiftcall and
-// returns the task the runtime released on. scripts/tsan.sh checks all of this
-// with a reproducer before the run (`--self-check`).
+// `__tsan_release(task)` and then moves the continuation's status from Pending to
+// Resumed, or, when the task already awaits, enqueues it; the executor's job run
+// then does `__tsan_acquire(task)`. But `swift_continuation_await` goes on inline,
+// with no acquire, in two cases: the status is already Resumed when it looks (the
+// resumer was faster: a loop completed the operation before the awaiting thread
+// reached its `await`, common on a busy 2-core machine), or the resumer wins the
+// race between that look and the await's own Pending->Awaited compare-and-swap.
+// Everything the resumer wrote (an AsyncConnection made on the loop, a buffer
+// filled there) then looked like a race to the task that reads it. CI failed on
+// exactly that, twice. (Wrapping the resume side cannot work: CheckedContinuation
+// resumes from inside the runtime library, not through the PLT.)
+// The fix: every continuation resumes its task through a trampoline that does the
+// acquire. `swift_continuation_init` is wrapped: before the runtime copies the
+// context's ResumeParent (the task's resume point) into the task, the wrapper
+// records it in a table keyed by the context and puts the trampoline there. Every
+// path of a resumption (inline in the await, through `swift_task_switch`, through
+// the executor) then calls the trampoline exactly once, on the resumed task: it
+// does `__tsan_acquire(task)` (the address the resumer released on), takes the
+// recorded resume point out of the table, puts it back in the context and jumps
+// to it. When the table is full a continuation is left alone (no annotation).
+// ABI (Swift 6.3, include/swift/ABI/Task.h, Concurrency.h): init(context, flags)
+// is swiftcall with ordinary arguments and returns the task; an AsyncContext
+// starts with Parent, then ResumeParent (offset 8), a swiftasynccall function
+// taking the context as its async context; `swift_task_getCurrent` is swiftcall.
+// scripts/tsan.sh checks the shim with a reproducer before the run.
 #include <dlfcn.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
+#include <time.h>
 
 #define SWIFTCALL __attribute__((swiftcall))
 #define SELF __attribute__((swift_context))
-#define SWIFTASYNCCALL __attribute__((swiftasynccall))
 
 extern void __tsan_acquire(void *addr) __attribute__((weak));
 extern void __tsan_release(void *addr) __attribute__((weak));
@@ -97,17 +107,75 @@ SWIFTCALL void torus_tsan_unlock_slow(void *SELF handle) {
     ((unlock_slow_fn)real(UNLOCK_SLOW, &unlock_slow_real))(handle);
 }
 
-// 2. swift_continuation_await: the acquire its already-resumed path lacks.
-enum { AWAIT_SYNCHRONIZATION_OFFSET = 24, CONTINUATION_RESUMED = 2 };
+// 2. Continuations resume through an acquiring trampoline (see above).
+enum { RESUME_PARENT_OFFSET = 8, TABLE_SIZE = 16384, PROBES = 32 };
+
+#define SWIFTASYNCCALL __attribute__((swiftasynccall))
+#define ASYNC_CONTEXT __attribute__((swift_async_context))
 
 SWIFTCALL void *swift_task_getCurrent(void);
-typedef SWIFTASYNCCALL void (*await_fn)(void *context);
-static void *await_real;
+typedef SWIFTASYNCCALL void (*resume_point)(void *ASYNC_CONTEXT context);
 
-SWIFTASYNCCALL void swift_continuation_await(void *context) {
-    await_fn f = (await_fn)real("swift_continuation_await", &await_real);
-    size_t status = __atomic_load_n((size_t *)((char *)context + AWAIT_SYNCHRONIZATION_OFFSET),
-                                    __ATOMIC_ACQUIRE);
-    if (status == CONTINUATION_RESUMED && __tsan_acquire) __tsan_acquire(swift_task_getCurrent());
-    __attribute__((musttail)) return f(context);
+/// context -> the resume point the trampoline stands in for.
+static struct { void *context; resume_point resume; } table[TABLE_SIZE];
+static int table_lock;
+
+static void table_lock_take(void) {
+    while (__atomic_exchange_n(&table_lock, 1, __ATOMIC_ACQUIRE)) sched_yield();
+}
+static void table_lock_give(void) { __atomic_store_n(&table_lock, 0, __ATOMIC_RELEASE); }
+static size_t slot_of(void *context) { return (size_t)(((uintptr_t)context >> 4) * 2654435761u % TABLE_SIZE); }
+
+static bool remember(void *context, resume_point resume) {
+    size_t first = slot_of(context);
+    bool stored = false;
+    table_lock_take();
+    for (size_t i = 0; i < PROBES && !stored; i++) {
+        size_t slot = (first + i) % TABLE_SIZE;
+        if (table[slot].context == NULL || table[slot].context == context) {
+            table[slot].context = context;
+            table[slot].resume = resume;
+            stored = true;
+        }
+    }
+    table_lock_give();
+    return stored;
+}
+
+static resume_point take(void *context) {
+    resume_point resume = NULL;
+    size_t first = slot_of(context);
+    table_lock_take();
+    for (size_t i = 0; i < PROBES; i++) {
+        size_t slot = (first + i) % TABLE_SIZE;
+        if (table[slot].context == context) {
+            resume = table[slot].resume;
+            table[slot].context = NULL;
+            table[slot].resume = NULL;
+            break;
+        }
+    }
+    table_lock_give();
+    return resume;
+}
+
+static SWIFTASYNCCALL void acquiring_resume(void *ASYNC_CONTEXT context) {
+    resume_point resume = take(context);
+    if (!resume) {
+        fprintf(stderr, "tsan-runtime: a continuation resumed with no recorded resume point\n");
+        abort();
+    }
+    *(resume_point *)((char *)context + RESUME_PARENT_OFFSET) = resume;
+    if (__tsan_acquire) __tsan_acquire(swift_task_getCurrent());
+    __attribute__((musttail)) return resume(context);
+}
+
+typedef SWIFTCALL void *(*init_fn)(void *context, size_t flags);
+static void *init_real;
+
+SWIFTCALL void *swift_continuation_init(void *context, size_t flags) {
+    init_fn init = (init_fn)real("swift_continuation_init", &init_real);
+    resume_point *slot = (resume_point *)((char *)context + RESUME_PARENT_OFFSET);
+    if (__tsan_acquire && remember(context, *slot)) *slot = acquiring_resume;
+    return init(context, flags);
 }
