@@ -31,6 +31,14 @@ public func withLoop(_ configuration: EventLoop.Configuration = EventLoop.Config
     return ledger
 }
 
+/// The default loop configuration with `change` applied (a test's variant in one
+/// expression: `loopConfiguration { $0.fallbacks = .all }`).
+public func loopConfiguration(_ change: (inout EventLoop.Configuration) -> Void) -> EventLoop.Configuration {
+    var configuration = EventLoop.Configuration()
+    change(&configuration)
+    return configuration
+}
+
 /// Runs `body` with a fresh group of `loops` loops; same rule as `withLoop`.
 @discardableResult
 public func withGroup(loops: Int, _ configuration: EventLoop.Configuration = EventLoop.Configuration(),

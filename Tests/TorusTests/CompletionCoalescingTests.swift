@@ -7,9 +7,7 @@ import TorusTestSupport
 @Suite("Completion coalescing (opt-in)")
 struct CompletionCoalescingTests {
     static func configuration(_ coalescing: CompletionCoalescing) -> EventLoop.Configuration {
-        var c = EventLoop.Configuration()
-        c.completionCoalescing = coalescing
-        return c
+        loopConfiguration { $0.completionCoalescing = coalescing }
     }
 
     @Test("a quiet loop waits for one completion; a busy one for twice its last turn, bounded")

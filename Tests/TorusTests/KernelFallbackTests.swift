@@ -10,9 +10,15 @@ import TorusTestSupport
 @Suite("Kernel feature detection and fallbacks")
 struct KernelFallbackTests {
     static func configuration(_ fallbacks: KernelFallbacks) -> EventLoop.Configuration {
-        var c = EventLoop.Configuration()
-        c.fallbacks = fallbacks
-        return c
+        loopConfiguration { $0.fallbacks = fallbacks }
+    }
+
+    /// Echo round trips through a server on every loop of `group`, clients spread
+    /// over its loops: each byte-exact.
+    static func echoThrough(_ group: EventLoopGroup, clients: Int = 40, payloadSize: Int = 64 << 10) async throws {
+        let server = try Server.start(on: group, address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+        defer { server.close() }
+        #expect(try await echoClients(clients, payloadSize: payloadSize, to: server.address, on: group.loops) == clients)
     }
 
     @Test("the release parses into a version; odd releases do not trap")
@@ -101,9 +107,7 @@ struct KernelFallbackTests {
                 #expect(target.enterFD != target.ringFD && target.enterFD >= 0 && target.enterFD < 16, "\(target)")
             }
             // Each loop's thread registered its own ring: the enters of both succeed.
-            let server = try Server.start(on: group, address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
-            #expect(try await echoClients(40, payloadSize: 64 << 10, to: server.address, on: group.loops) == 40)
-            server.close()
+            try await Self.echoThrough(group)
         }
     }
 
@@ -116,9 +120,7 @@ struct KernelFallbackTests {
                 let target = try await Self.enterTarget(loop)
                 #expect(!target.registered && target.enterFD == target.ringFD, "\(target)")
             }
-            let server = try Server.start(on: group, address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
-            #expect(try await echoClients(40, payloadSize: 64 << 10, to: server.address, on: group.loops) == 40)
-            server.close()
+            try await Self.echoThrough(group)
         }
     }
 
@@ -131,10 +133,7 @@ struct KernelFallbackTests {
                                                 | IORING_SETUP_COOP_TASKRUN) == 0)
                 #expect(loop.kernelFeatures.fallbackReasons.contains("plain ring setup: configured"))
             }
-            let server = try Server.start(on: group, address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
-            let ok = try await echoClients(40, payloadSize: 64 << 10, to: server.address, on: group.loops)
-            #expect(ok == 40)
-            server.close()
+            try await Self.echoThrough(group)
         }
     }
 

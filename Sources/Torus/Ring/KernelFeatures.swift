@@ -211,36 +211,30 @@ public struct KernelFeatures: Sendable, Equatable, CustomStringConvertible {
         } else if !setup.contains(.deferTaskrun) {
             reasons.append("no DEFER_TASKRUN: the kernel refused it (needs 6.1)")
         }
-        let accept: ArmingMode
-        if fallbacks.contains(.singleShotAccept) {
-            accept = .singleShot
-            reasons.append("single-shot accept: configured")
-        } else if !versionHas(version, multishotAcceptKernel) {
-            accept = .singleShot
-            reasons.append("single-shot accept: multishot needs \(multishotAcceptKernel)")
-        } else {
-            accept = .multishot
+        /// One feature with a fallback: the fallback when configured or when the
+        /// kernel is older than `since` (each noted with its reason), else the feature.
+        func choose<Mode>(_ feature: Mode, or fallback: Mode, forced: KernelFallbacks, since: KernelVersion,
+                          configured: String, missing: String) -> Mode {
+            if fallbacks.contains(forced) {
+                reasons.append(configured)
+                return fallback
+            }
+            if !versionHas(version, since) {
+                reasons.append(missing)
+                return fallback
+            }
+            return feature
         }
-        let receive: ArmingMode
-        if fallbacks.contains(.singleShotReceive) {
-            receive = .singleShot
-            reasons.append("single-shot receive: configured")
-        } else if !versionHas(version, multishotReceiveKernel) {
-            receive = .singleShot
-            reasons.append("single-shot receive: multishot needs \(multishotReceiveKernel)")
-        } else {
-            receive = .multishot
-        }
-        let ringDescriptor: RingDescriptor
-        if fallbacks.contains(.unregisteredRingDescriptor) {
-            ringDescriptor = .plain
-            reasons.append("plain ring descriptor: configured")
-        } else if !versionHas(version, registeredRingDescriptorKernel) {
-            ringDescriptor = .plain
-            reasons.append("plain ring descriptor: registering it needs \(registeredRingDescriptorKernel)")
-        } else {
-            ringDescriptor = .registered
-        }
+        let accept = choose(ArmingMode.multishot, or: .singleShot, forced: .singleShotAccept,
+                            since: multishotAcceptKernel, configured: "single-shot accept: configured",
+                            missing: "single-shot accept: multishot needs \(multishotAcceptKernel)")
+        let receive = choose(ArmingMode.multishot, or: .singleShot, forced: .singleShotReceive,
+                             since: multishotReceiveKernel, configured: "single-shot receive: configured",
+                             missing: "single-shot receive: multishot needs \(multishotReceiveKernel)")
+        let ringDescriptor = choose(RingDescriptor.registered, or: .plain, forced: .unregisteredRingDescriptor,
+                                    since: registeredRingDescriptorKernel,
+                                    configured: "plain ring descriptor: configured",
+                                    missing: "plain ring descriptor: registering it needs \(registeredRingDescriptorKernel)")
         return KernelFeatures(release: release, version: version, setupFlags: setup, accept: accept,
                               receive: receive, ringDescriptor: ringDescriptor, fallbackReasons: reasons)
     }
