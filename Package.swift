@@ -114,7 +114,7 @@ let package = Package(
         ),
         .target(
             name: "TorusHub",
-            dependencies: ["Torus", "TorusHTTP", "TorusWebSocket", "CHubMalloc",
+            dependencies: ["Torus", "TorusHTTP", "TorusTLS", "TorusWebSocket", "CHubMalloc",
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),
                            .product(name: "Logging", package: "swift-log"),
@@ -124,7 +124,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "torus-hub",
-            dependencies: ["Torus", "TorusHub", "DemoSupport",
+            dependencies: ["Torus", "TorusHub", "TorusTLS", "DemoSupport",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -192,8 +192,8 @@ let package = Package(
         ),
         .testTarget(
             name: "TorusTLSTests",
-            dependencies: ["TorusTLS", "COpenSSL", "Torus", "TorusHTTP", "TorusWebSocket", "TorusTestSupport",
-                           "torus-echo", "torus-http", "torus-ws"],
+            dependencies: ["TorusTLS", "COpenSSL", "Torus", "TorusHTTP", "TorusWebSocket", "TorusHub",
+                           "TorusTestSupport", "torus-echo", "torus-http", "torus-ws", "torus-hub"],
             path: "Tests/TorusTLSTests",
             swiftSettings: strict
         ),

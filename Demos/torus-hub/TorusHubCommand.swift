@@ -31,9 +31,19 @@ struct TorusHubCommand: AsyncParsableCommand {
             without one, the hub writes it (mode 0600) with an admin token and a secret for \
             router r1, and prints both. --add-router ID adds a router's secret to the file \
             and prints it; SIGHUP reloads the file without dropping authorized routers.
+
+            TLS, each face on its own: --tls-cert/--tls-key (and --tls-ca, \
+            --tls-client-auth) make the HTTP face HTTPS and its WebSocket faces WSS; \
+            --router-tls-cert/--router-tls-key (and --router-tls-ca, \
+            --router-tls-client-auth none|optional|required: routers present \
+            certificates) put the router links on TLS. Routers still prove their secret.
             """)
 
     @OptionGroup var common: CommonOptions
+    /// The HTTP face (API, event streams, /app and /web): HTTPS and WSS.
+    @OptionGroup var tls: TLSOptions
+    /// The router face.
+    @OptionGroup var routerTLS: RouterTLSOptions
 
     @Option(help: "TCP port routers connect to (0: any).")
     var routerPort: UInt16 = 7100
@@ -148,6 +158,8 @@ struct TorusHubCommand: AsyncParsableCommand {
         configuration.subscriberWriteHighWater = subscriberHighWater
         configuration.subscriberWriteLowWater = subscriberHighWater / 4
         configuration.socket = common.socketOptions
+        configuration.http.tls = try tls.serverContext(alpn: ["http/1.1"])
+        configuration.routerTLS = try routerTLS.serverContext()
         configuration.credentials = store
         configuration.auth.insecureRouters = insecureRouters
         configuration.auth.authTimeout = .milliseconds(Int(authTimeout * 1000))

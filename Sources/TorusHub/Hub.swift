@@ -1,6 +1,7 @@
 import Logging
 import Torus
 import TorusHTTP
+import TorusTLS
 
 /// Settings of a hub.
 public struct HubConfiguration: Sendable {
@@ -34,8 +35,14 @@ public struct HubConfiguration: Sendable {
     public var subscriberWriteLowWater = 64 << 10
     /// Socket options of both faces (keepalive, user timeout, send timeout).
     public var socket = SocketOptions()
-    /// The HTTP server's limits and timeouts.
+    /// The HTTP server's limits and timeouts; its `tls` makes the HTTP face (API,
+    /// event streams, the WebSocket /app and /web faces) HTTPS and WSS.
     public var http = HTTPServerConfiguration()
+    /// TLS on the router port: a server ``TLSContext`` (its client authentication
+    /// decides whether routers must present certificates, verified against its CA;
+    /// a router link's verified subject is logged when it authenticates). Routers
+    /// still prove their secret over TLS. nil (the default): plaintext router links.
+    public var routerTLS: TLSContext? = nil
     /// How long WebSocket closing handshakes and HTTP requests in progress may take
     /// once a graceful shutdown begins (`run()` under a service group).
     public var shutdownGrace: Duration = .seconds(5)
@@ -125,7 +132,7 @@ public final class Hub: Sendable {
         var routerOptions = configuration.socket
         routerOptions.idleTimeout = configuration.heartbeatTimeout
         let routerServer = try Server.start(on: group, address: try .tcp(configuration.host, configuration.routerPort),
-                                            options: routerOptions) { connection in
+                                            tls: configuration.routerTLS, options: routerOptions) { connection in
             RouterLink(hub: core, connection: connection)
         }
         var http = configuration.http

@@ -1,4 +1,5 @@
 import Torus
+import TorusTLS
 
 /// The router's side of the protocol over Torus's async client API: connect, HELLO,
 /// prove the router's identity (AUTH over WELCOME's nonce), then send frames and
@@ -25,11 +26,22 @@ public final class HubRouterClient: @unchecked Sendable {
     /// WELCOME with the nonce, AUTH with HMAC-SHA256(secret, nonce ‖ id), AUTHOK.
     /// With `secret` nil it speaks version 1 (HELLO, WELCOME; accepted only by a hub
     /// with insecure routers). Throws `HubRouterClient.Refused` when the hub refuses.
+    /// With `tls` (a client context: the hub's CA, and the router's certificate when
+    /// the hub asks for one) the link runs over TLS, verifying the hub as
+    /// `serverName` (default: the context's); a failed handshake throws its
+    /// `TLSError`.
     public static func connect(to address: SocketAddress, on loop: EventLoop, id: String, secret: [UInt8]?,
                                maxFrame: Int = HubFrame.defaultMaxFrame,
                                options: SocketOptions = SocketOptions(),
-                               timeout: Duration = .seconds(10)) async throws -> HubRouterClient {
-        let connection = try await AsyncConnection.connect(to: address, on: loop, options: options, timeout: timeout)
+                               timeout: Duration = .seconds(10),
+                               tls: TLSContext? = nil, serverName: String? = nil) async throws -> HubRouterClient {
+        let connection: AsyncConnection
+        if let tls {
+            connection = try await AsyncConnection.connect(to: address, on: loop, tls: tls, serverName: serverName,
+                                                           options: options, timeout: timeout)
+        } else {
+            connection = try await AsyncConnection.connect(to: address, on: loop, options: options, timeout: timeout)
+        }
         let client = HubRouterClient(id: id, connection: connection, maxFrame: maxFrame)
         do {
             try await client.send(.hello(id: id, version: secret == nil ? 1 : HubFrame.protocolVersion))

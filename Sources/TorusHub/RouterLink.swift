@@ -1,6 +1,7 @@
 import Logging
 import Synchronization
 import Torus
+import TorusTLS
 
 /// What became of a command sent to a router.
 public enum CommandOutcome: Sendable, Equatable {
@@ -261,7 +262,12 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
         auth = .online(secret: secret)
         id = newID
         stats = RouterStats(connectedAt: HubClock.wallSeconds(), now: MonotonicClock.now())
-        logger.info("router link opened", metadata: logMetadata(["authenticated": "\(secret != nil)"]))
+        var opened: Logger.Metadata = ["authenticated": "\(secret != nil)"]
+        if let tls = connection.tlsSession {
+            opened["tls"] = "\(tls.version)"
+            opened["certificate"] = "\(tls.peerSubject ?? "none")"
+        }
+        logger.info("router link opened", metadata: logMetadata(opened))
         if let old = hub.directory.register(newID, self) {
             // A router that reconnects (and has proven it is that router) replaces
             // its old link; the old one closes on its own loop through the ordinary
