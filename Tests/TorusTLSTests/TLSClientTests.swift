@@ -49,6 +49,14 @@ extension TLSTests {
             }
         }
 
+        /// Expects the request to `url` to fail with `expected`, naming what it got.
+        static func expectFailure(_ client: HTTPClient, _ url: String, _ expected: HTTPClientError?,
+                                  sourceLocation: SourceLocation = #_sourceLocation) async {
+            let failure = await failure(client, url)
+            #expect(failure == expected, "\(url): \(failure.map { "\($0)" } ?? "no error")",
+                    sourceLocation: sourceLocation)
+        }
+
         @Test func httpClientSpeaksHTTPSAndRefusesBadCertificates() async throws {
             let certs = try await TestCertificates.get()
             try await withGroup(loops: 2) { group in
@@ -73,19 +81,19 @@ extension TLSTests {
                 let echoed = try await client.post("https://localhost:\(port)/echo", body: payload)
                 #expect(try await echoed.body.collect(upTo: 2 << 20) == payload)
                 // By address: the certificate names IP:127.0.0.1 too.
-                #expect(await Self.failure(client, "https://127.0.0.1:\(port)/json") == nil)
+                await Self.expectFailure(client, "https://127.0.0.1:\(port)/json", nil)
 
                 // What a client must refuse, each with its reason.
-                #expect(await Self.failure(client, "https://localhost:\(wrongHost.address.port ?? 0)/json")
-                        == .tls(.certificateVerifyFailed(.hostnameMismatch)))
-                #expect(await Self.failure(client, "https://localhost:\(expired.address.port ?? 0)/json")
-                        == .tls(.certificateVerifyFailed(.expired)))
-                #expect(await Self.failure(client, "https://localhost:\(rogue.address.port ?? 0)/json")
-                        == .tls(.certificateVerifyFailed(.unknownCA)))
+                await Self.expectFailure(client, "https://localhost:\(wrongHost.address.port ?? 0)/json",
+                                         .tls(.certificateVerifyFailed(.hostnameMismatch)))
+                await Self.expectFailure(client, "https://localhost:\(expired.address.port ?? 0)/json",
+                                         .tls(.certificateVerifyFailed(.expired)))
+                await Self.expectFailure(client, "https://localhost:\(rogue.address.port ?? 0)/json",
+                                         .tls(.certificateVerifyFailed(.unknownCA)))
                 // The default context trusts the system's roots only: the test CA is unknown.
                 let defaults = HTTPClient(loop: group.loops[1])
-                #expect(await Self.failure(defaults, "https://localhost:\(port)/json")
-                        == .tls(.certificateVerifyFailed(.unknownCA)))
+                await Self.expectFailure(defaults, "https://localhost:\(port)/json",
+                                         .tls(.certificateVerifyFailed(.unknownCA)))
                 // Plain http to the TLS port: the server's bare 400, read as a response.
                 let plain = try await client.get("http://localhost:\(port)/json")
                 #expect(plain.status.code == 400)

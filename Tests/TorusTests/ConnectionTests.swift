@@ -189,6 +189,33 @@ struct ConnectionTests {
         }
     }
 
+    @Test("a write on a connection closing with an error throws that error, not a bare EPIPE")
+    func writeWhileClosingWithAnErrorThrowsIt() async throws {
+        struct Refused: Error, Equatable {}
+        try await withGroup(loops: 2) { group in
+            let server = try Server.start(on: group, address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
+            let loop = group.loops[1]
+            let thrown = try await loop.run { () -> String in
+                let client = try await AsyncConnection.connect(to: server.address, on: loop)
+                // More than the socket takes at once (the client reads no echo), so the
+                // close waits for the queue to drain: the connection is closing, not closed.
+                _ = client.connection.send(testBytes(8 << 20))
+                // As a failed TLS handshake does: last bytes out, then the close, with an error.
+                client.connection.closeAfterWriting(error: Refused())
+                #expect(client.connection.closingError is Refused)
+                do {
+                    try await client.write("after")
+                    return "no error"
+                } catch {
+                    await client.close()
+                    return "\(type(of: error))"
+                }
+            }
+            #expect(thrown == "Refused")
+            server.close()
+        }
+    }
+
     @Test("peer reset while the server is reading")
     func resetMidRead() async throws {
         let recorder = Recorder()

@@ -173,7 +173,9 @@ final class AsyncConnectionState: ConnectionHandler, @unchecked Sendable {
 
     func write(_ bytes: [UInt8], _ c: CheckedContinuation<Void, any Error>) {
         guard !closedFlag, connection.send(bytes) else {
-            c.resume(throwing: failure ?? IOError(errno: EPIPE, "write"))
+            // A connection that is closing because of an error (a failed TLS
+            // handshake sending its alert) reports that error, not a bare EPIPE.
+            c.resume(throwing: failure ?? connection.closingError ?? IOError(errno: EPIPE, "write"))
             return
         }
         if connection.isWritable { c.resume() } else { writers.append(c) }

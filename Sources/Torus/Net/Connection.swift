@@ -41,6 +41,9 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
     @exclusivity(unchecked) package internal(set) var lastReceive: UInt64
     @exclusivity(unchecked) var lastSendProgress: UInt64
     private var closeError: (any Error)?
+    /// The error the connection is closing (or closed) with: what its handler's
+    /// `closed` gets. nil while open, or when it closes cleanly. Loop thread only.
+    public var closingError: (any Error)? { closeError }
     /// Where the connection is in the loop's deadline wheel.
     var deadlinePosition = DeadlinePosition.none
     /// A byte transform (TLS) between the socket and the handler, installed by a
