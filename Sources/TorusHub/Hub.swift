@@ -38,7 +38,7 @@ public struct HubConfiguration: Sendable {
     /// The HTTP server's limits and timeouts; its `tls` makes the HTTP face (API,
     /// event streams, the WebSocket /app and /web faces) HTTPS and WSS.
     public var http = HTTPServerConfiguration()
-    /// TLS on the router port: a server ``TLSContext`` (its client authentication
+    /// TLS on the router port: a server `TLSContext` (its client authentication
     /// decides whether routers must present certificates, verified against its CA;
     /// a router link's verified subject is logged when it authenticates). Routers
     /// still prove their secret over TLS. nil (the default): plaintext router links.

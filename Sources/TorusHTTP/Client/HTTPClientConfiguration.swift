@@ -21,7 +21,7 @@ public struct HTTPClientConfiguration: Sendable {
     public var limits = HTTPLimits.response
     /// Socket options for new connections (`idleTimeout` is taken from above).
     public var socket = SocketOptions()
-    /// The client ``TLSContext`` for `https://` (its trust roots, client
+    /// The client `TLSContext` for `https://` (its trust roots, client
     /// certificate, versions; the host name is verified unless the context turns it
     /// off). nil (the default): on the first https request the client makes one that
     /// trusts the system's roots, verifies the host name and offers ALPN `http/1.1`.
@@ -64,7 +64,7 @@ public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible
     /// A streamed request body failed (the producer threw).
     case requestBodyFailed(String)
     /// The TLS handshake (https) failed, or the TLS stream broke: the certificate
-    /// did not verify (``TLSError/certificateVerifyFailed(_:)`` names why: expired,
+    /// did not verify (`TLSError.certificateVerifyFailed(_:)` names why: expired,
     /// wrong host, unknown issuer), a protocol mismatch, an alert from the server.
     case tls(TLSError)
     /// The client was shut down.

@@ -19,7 +19,7 @@ public struct HTTPServerConfiguration: Sendable {
     public var bodyBufferLimit = 1 << 20
     /// Socket options (keepalive, user timeout, write water marks).
     public var socket = SocketOptions()
-    /// HTTPS: a server ``TLSContext`` puts TLS on every connection of the listener
+    /// HTTPS: a server `TLSContext` puts TLS on every connection of the listener
     /// (its ALPN list should offer `http/1.1`), and WebSocket routes on it are then
     /// WSS. The handshake must complete within the context's handshake timeout; the
     /// head timeout starts after it. nil (the default): plaintext HTTP.

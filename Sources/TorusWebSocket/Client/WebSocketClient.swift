@@ -20,7 +20,7 @@ public struct WebSocketClientConfiguration: Sendable {
     public var handshakeTimeout: Duration = .seconds(10)
     /// Largest response head accepted.
     public var maxResponseHeadSize = 16 << 10
-    /// The client ``TLSContext`` for `wss://` (trust roots, client certificate; the
+    /// The client `TLSContext` for `wss://` (trust roots, client certificate; the
     /// host name is verified unless the context turns it off). nil (the default):
     /// one context per process trusting the system's roots, made on first use.
     public var tls: TLSContext? = nil
@@ -80,7 +80,7 @@ public struct WebSocketURL: Sendable, Hashable {
 /// role (masked frames, waits for the server to close the TCP connection first).
 public enum WebSocketClient {
     /// Connects to a `ws://` or `wss://` URL. Safe from any task; the connection
-    /// lives on `loop`. Over `wss://` a failed TLS handshake throws its ``TLSError``
+    /// lives on `loop`. Over `wss://` a failed TLS handshake throws its `TLSError`
     /// (an unverifiable certificate names why).
     public static func connect(to url: String, on loop: EventLoop,
                                configuration: WebSocketClientConfiguration = WebSocketClientConfiguration())
