@@ -10,3 +10,9 @@ public func heapBlockSize(of object: AnyObject) -> Int? {
     let usableSize = unsafeBitCast(symbol, to: UsableSize.self)
     return usableSize(Unmanaged.passUnretained(object).toOpaque())
 }
+
+/// How much more than the object's own size `heapBlockSize` may report: glibc hands
+/// out a free chunk whole when splitting it would leave less than its minimum chunk
+/// (32 bytes), so the same object measures up to that much larger from run to run.
+/// Bounds on `heapBlockSize` add it.
+public let heapBlockSlack = 32

@@ -57,8 +57,9 @@ struct IdleConnectionStateTests {
             #expect(!seen.hasClosingRecord)
             #expect(seen.membershipIsInline, "one registry: no array")
             // The object itself (callbacks, decoder, flags): it was ~650 bytes before
-            // the issue-11 work.
-            #expect(seen.objectBytes > 0 && seen.objectBytes <= 352, "WebSocketConnection is \(seen.objectBytes) bytes")
+            // the issue-11 work; 344-352 now, plus the allocator's slack.
+            #expect(seen.objectBytes > 0 && seen.objectBytes <= 352 + heapBlockSlack,
+                    "WebSocketConnection is \(seen.objectBytes) bytes")
             await client.close()
             _ = await client.closed()
             loop.runAndWait { held.connections.removeAll() }
