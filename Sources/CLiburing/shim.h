@@ -175,4 +175,14 @@ static inline void torus_set_thread_name(const char *name) {
 /* errno is a macro over a thread-local; give Swift a function. */
 static inline int torus_errno(void) { return errno; }
 
+/*
+ * ThreadSanitizer's happens-before annotation: present only in a process built
+ * with TSan (a weak symbol, null elsewhere: then this is one compare). Used by
+ * TaskHandoff.swift; see there.
+ */
+extern void __tsan_acquire(void *addr) __attribute__((weak));
+static inline void torus_tsan_acquire(const void *addr) {
+    if (__tsan_acquire) __tsan_acquire((void *)addr);
+}
+
 #endif

@@ -217,7 +217,8 @@ extension EventLoop {
     // MARK: Async face
 
     public func openFile(_ path: String, flags: Int32 = O_RDONLY, mode: mode_t = 0o644) async throws -> File {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<File, any Error>) in
+        defer { taskResumedByLoop() }
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<File, any Error>) in
             runOnLoop { [self] in openFile(path, flags: flags, mode: mode) { c.resume(with: $0.mapError { $0 }) } }
         }
     }
@@ -226,7 +227,8 @@ extension EventLoop {
     /// callback form).
     public func openFile(_ path: String, beneath directory: Int32, flags: Int32 = O_RDONLY,
                          resolve: PathResolution) async throws -> File {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<File, any Error>) in
+        defer { taskResumedByLoop() }
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<File, any Error>) in
             runOnLoop { [self] in
                 openFile(path, beneath: directory, flags: flags, resolve: resolve) { c.resume(with: $0.mapError { $0 }) }
             }

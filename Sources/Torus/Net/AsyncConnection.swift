@@ -35,7 +35,8 @@ public final class AsyncConnection: @unchecked Sendable {
     package static func connect(to address: SocketAddress, on loop: EventLoop,
                                 options: SocketOptions, timeout: Duration,
                                 prepare: @escaping @Sendable (Connection) -> Void) async throws -> AsyncConnection {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<AsyncConnection, any Error>) in
+        defer { taskResumedByLoop() }
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<AsyncConnection, any Error>) in
             loop.runOnLoop {
                 var made: AsyncConnection?
                 Connection.connect(to: address, on: loop, options: options, timeout: timeout,

@@ -97,7 +97,8 @@ public enum WebSocketClient {
     public static func connect(to url: WebSocketURL, on loop: EventLoop,
                                configuration: WebSocketClientConfiguration = WebSocketClientConfiguration())
         async throws -> WebSocketConnection {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<WebSocketConnection, any Error>) in
+        defer { taskResumedByLoop() }
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<WebSocketConnection, any Error>) in
             loop.runOnLoop {
                 connect(to: url, on: loop, configuration: configuration) { result in
                     switch result {
