@@ -35,13 +35,8 @@ public final class HubRouterClient: @unchecked Sendable {
                                options: SocketOptions = SocketOptions(),
                                timeout: Duration = .seconds(10),
                                tls: TLSContext? = nil, serverName: String? = nil) async throws -> HubRouterClient {
-        let connection: AsyncConnection
-        if let tls {
-            connection = try await AsyncConnection.connect(to: address, on: loop, tls: tls, serverName: serverName,
+        let connection = try await AsyncConnection.connect(to: address, on: loop, tls: tls, serverName: serverName,
                                                            options: options, timeout: timeout)
-        } else {
-            connection = try await AsyncConnection.connect(to: address, on: loop, options: options, timeout: timeout)
-        }
         let client = HubRouterClient(id: id, connection: connection, maxFrame: maxFrame)
         do {
             try await client.send(.hello(id: id, version: secret == nil ? 1 : HubFrame.protocolVersion))

@@ -43,15 +43,18 @@ extension Connection {
 
 extension AsyncConnection {
     /// Connects to `address` on `loop` with TLS, verifying the server as `tls` (a
-    /// client context) says; `serverName` overrides its SNI and verified name.
-    /// Returns once TCP is connected: writes wait for the handshake, and a failed
-    /// handshake ends reads and writes with its ``TLSError``.
-    public static func connect(to address: SocketAddress, on loop: EventLoop, tls: TLSContext,
+    /// client context) says; `serverName` overrides its SNI and verified name; nil
+    /// is plaintext (as `Server.start(tls:)` takes it). Returns once TCP is
+    /// connected: writes wait for the handshake, and a failed handshake ends reads
+    /// and writes with its ``TLSError``.
+    public static func connect(to address: SocketAddress, on loop: EventLoop, tls: TLSContext?,
                                serverName: String? = nil,
                                options: SocketOptions = SocketOptions(),
                                timeout: Duration = .seconds(10)) async throws -> AsyncConnection {
         try await connect(to: address, on: loop, options: options, timeout: timeout,
-                          prepare: { connection in connection.installTLS(tls, serverName: serverName) })
+                          prepare: { connection in
+                              if let tls { connection.installTLS(tls, serverName: serverName) }
+                          })
     }
 }
 

@@ -168,16 +168,9 @@ public final class HTTPClient: Sendable {
                 let address = try SocketAddress.tcp(key.host, key.port)
                 var options = configuration.socket
                 options.idleTimeout = configuration.idleTimeout
-                let io: AsyncConnection
-                switch key.scheme {
-                case .http:
-                    io = try await AsyncConnection.connect(to: address, on: loop, options: options,
-                                                           timeout: configuration.connectTimeout)
-                case .https:
-                    io = try await AsyncConnection.connect(to: address, on: loop, tls: try httpsContext(),
-                                                           serverName: key.serverName, options: options,
-                                                           timeout: configuration.connectTimeout)
-                }
+                let tls = key.scheme == .https ? try httpsContext() : nil
+                let io = try await AsyncConnection.connect(to: address, on: loop, tls: tls, serverName: key.serverName,
+                                                           options: options, timeout: configuration.connectTimeout)
                 return (HTTPClientConnection(io: io, key: key, limits: configuration.limits), false)
             } catch {
                 pool.discard(key)
