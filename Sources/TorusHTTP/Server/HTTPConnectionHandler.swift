@@ -162,7 +162,7 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
             busy.inline = InlineRequest(answer: .fixed(response), facts: facts)
         case .found(.upgrade(let decide), _):
             guard head.isUpgrade else { return refuse(.upgradeRequired, "this resource needs an Upgrade", head, facts) }
-            switch decide(head) {
+            switch decide(head, connection.remoteAddress) {
             case .reject(let status, let fields, let reason):
                 var fields = fields
                 fields[.contentType] = "text/plain; charset=utf-8"

@@ -36,7 +36,7 @@ public struct HTTPRouter: Sendable {
     enum Action: Sendable {
         case fixed(PrecomputedResponse)
         case handler(HTTPHandler)
-        case upgrade(@Sendable (RequestHead) -> HTTPUpgradeDecision)
+        case upgrade(@Sendable (RequestHead, SocketAddress?) -> HTTPUpgradeDecision)
     }
 
     struct Route: Sendable {
@@ -67,8 +67,10 @@ public struct HTTPRouter: Sendable {
         add(.get, path, .fixed(fixed))
     }
 
-    /// An upgrade hook (WebSocket): runs on the loop for a GET with `Upgrade` at `path`.
-    public mutating func upgrade(_ path: String, _ decide: @escaping @Sendable (RequestHead) -> HTTPUpgradeDecision) {
+    /// An upgrade hook (WebSocket): runs on the loop for a GET with `Upgrade` at `path`,
+    /// with the request head and the peer's address (what per-source limits count by).
+    public mutating func upgrade(_ path: String,
+                                 _ decide: @escaping @Sendable (RequestHead, SocketAddress?) -> HTTPUpgradeDecision) {
         add(.get, path, .upgrade(decide))
     }
 

@@ -51,11 +51,26 @@ extension HTTPRouter {
                                    configuration: WebSocketServerConfiguration = WebSocketServerConfiguration(),
                                    registry: WebSocketRegistry? = nil,
                                    _ upgraded: @escaping @Sendable (WebSocketConnection) -> Void) {
+        webSocket(path, configuration: configuration, registry: registry,
+                  admit: { _, _ in .admit(()) }, { ws, _ in upgraded(ws) })
+    }
+
+    /// A WebSocket endpoint whose requests are admitted (or refused) before the 101:
+    /// `admit` runs on the loop once the handshake is valid, with the request head and
+    /// the peer's address, and either refuses (with the status and header fields it
+    /// gives: 401 with `WWW-Authenticate`, 403, 429) or admits with a context value
+    /// (what it found out: who the client is, what it may do) that `upgraded` receives.
+    public mutating func webSocket<Context: Sendable>(
+        _ path: String, configuration: WebSocketServerConfiguration = WebSocketServerConfiguration(),
+        registry: WebSocketRegistry? = nil,
+        admit: @escaping @Sendable (RequestHead, SocketAddress?) -> WebSocketAdmission<Context>,
+        _ upgraded: @escaping @Sendable (WebSocketConnection, Context) -> Void
+    ) {
         // One copy of the connection settings for every connection of the route.
         let shared = SharedWebSocketConfiguration(configuration.connection)
-        upgrade(path) { head in
-            WebSocketUpgrade.decide(head, configuration: configuration, shared: shared, registry: registry,
-                                    upgraded: upgraded)
+        upgrade(path) { head, peer in
+            WebSocketUpgrade.decide(head, peer: peer, configuration: configuration, shared: shared, registry: registry,
+                                    admit: admit, upgraded: upgraded)
         }
     }
 
@@ -84,10 +99,21 @@ extension HTTPRouter {
     }
 }
 
+/// What a WebSocket route's admission check decided about a valid upgrade request.
+public enum WebSocketAdmission<Context: Sendable>: Sendable {
+    /// Upgrade; the route's `upgraded` callback receives `Context`.
+    case admit(Context)
+    /// Answer with this status, header fields and reason (as the body), then close.
+    case refuse(HTTPResponse.Status, headerFields: HTTPFields, reason: String)
+}
+
 enum WebSocketUpgrade {
-    static func decide(_ head: RequestHead, configuration: WebSocketServerConfiguration,
-                       shared settings: SharedWebSocketConfiguration, registry: WebSocketRegistry?,
-                       upgraded: @escaping @Sendable (WebSocketConnection) -> Void) -> HTTPUpgradeDecision {
+    static func decide<Context: Sendable>(
+        _ head: RequestHead, peer: SocketAddress?, configuration: WebSocketServerConfiguration,
+        shared settings: SharedWebSocketConfiguration, registry: WebSocketRegistry?,
+        admit: @Sendable (RequestHead, SocketAddress?) -> WebSocketAdmission<Context>,
+        upgraded: @escaping @Sendable (WebSocketConnection, Context) -> Void
+    ) -> HTTPUpgradeDecision {
         let logger = configuration.connection.logger
         if let check = configuration.originCheck, !check(head.header(named: "Origin")) {
             logger.info("handshake refused", metadata: [
@@ -109,6 +135,16 @@ enum WebSocketUpgrade {
             return .reject(HTTPResponse.Status(code: error.status), headerFields: fields(error.headers),
                            reason: error.reason)
         }
+        let context: Context
+        switch admit(head, peer) {
+        case .admit(let admitted):
+            context = admitted
+        case .refuse(let status, let fields, let reason):
+            logger.info("handshake refused", metadata: [
+                "path": "\(head.path)", "status": "\(status.code)", "reason": "\(reason)",
+            ])
+            return .reject(status, headerFields: fields, reason: reason)
+        }
         // A connection that keeps its upgrade request keeps it in storage of its own,
         // not the parser's (reserved for the largest head). Otherwise it borrows the
         // parser's only while `upgraded` runs.
@@ -118,7 +154,7 @@ enum WebSocketUpgrade {
             WebSocketConnection(connection: connection, role: .server, subprotocol: accept.subprotocol,
                                 deflate: accept.deflate, configuration: settings, request: request) { ws in
                 registry?.add(ws)
-                upgraded(ws)
+                upgraded(ws, context)
                 if !keeps { ws.dropUpgradeRequest() }
             }
         }
