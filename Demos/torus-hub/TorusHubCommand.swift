@@ -32,6 +32,13 @@ struct TorusHubCommand: AsyncParsableCommand {
             router r1, and prints both. --add-router ID adds a router's secret to the file \
             and prints it; SIGHUP reloads the file without dropping authorized routers.
 
+            Every HTTP route but /healthz needs an API token: Authorization: Bearer TOKEN \
+            (event streams and WebSockets also take ?access_token=TOKEN, for browsers). \
+            Tokens carry routers (* or a list) and rights: read (devices, events), \
+            command, admin (also /metrics, /debug/ledger). --add-token ROUTERS:RIGHTS \
+            adds one and prints it. A reload that revokes a token ends its streams \
+            (WebSocket close 1008).
+
             TLS, each face on its own: --tls-cert/--tls-key (and --tls-ca, \
             --tls-client-auth) make the HTTP face HTTPS and its WebSocket faces WSS; \
             --router-tls-cert/--router-tls-key (and --router-tls-ca, \
@@ -93,6 +100,9 @@ struct TorusHubCommand: AsyncParsableCommand {
     @Option(help: "Add a router with a generated secret to the credential file, print the secret and exit.")
     var addRouter: String?
 
+    @Option(help: ArgumentHelp("Add an API token to the credential file, print it once and exit. ROUTERS:RIGHTS, e.g. r1,r2:read,command or *:read (rights: read, command, admin).", valueName: "ROUTERS:RIGHTS"))
+    var addToken: String?
+
     @Flag(help: "Also accept protocol version 1 routers (HELLO without proof). For tests of the old protocol only.")
     var insecureRouters = false
 
@@ -136,6 +146,15 @@ struct TorusHubCommand: AsyncParsableCommand {
             DemoRuntime.say("router \(addRouter) secret (base64): \(HubCredentials.base64(secret))  (in \(credentials))")
             return
         }
+        if let addToken {
+            let grant = try Self.parseGrant(addToken)
+            var store = FileManagerless.exists(credentials) ? try HubCredentials.load(path: credentials) : HubCredentials()
+            let token = HubCredentials.newToken()
+            store.tokens[token.hash] = grant
+            try store.write(path: credentials)
+            DemoRuntime.say("token (\(addToken)): \(token.token)  (its hash is in \(credentials))")
+            return
+        }
         let store = try Self.loadOrCreateCredentials(at: credentials)
         try common.prepareProcess()
         var loopConfiguration = common.configuration
@@ -170,6 +189,19 @@ struct TorusHubCommand: AsyncParsableCommand {
         let reload = CredentialReloader(hub: hub, path: credentials, logger: configuration.logger)
         await DemoRuntime.serve([hub, reload], listeningOn: [hub.httpAddress, hub.routerAddress], group: group,
                                 options: common, label: "torus-hub")
+    }
+
+    /// `ROUTERS:RIGHTS` (`*` or ids separated by commas, then rights) as a grant.
+    static func parseGrant(_ text: String) throws -> HubCredentials.TokenGrant {
+        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { throw ValidationError("--add-token takes ROUTERS:RIGHTS, e.g. r1,r2:read") }
+        let routers = parts[0] == "*" ? nil : parts[0].split(separator: ",").map(String.init)
+        if let bad = routers?.first(where: { !HubFrame.isValidID($0) }) { throw ValidationError("invalid router id \(bad)") }
+        let rights = parts[1].split(separator: ",").map(String.init)
+        guard !rights.isEmpty, rights.allSatisfy({ HubRight(rawValue: $0) != nil }) else {
+            throw ValidationError("rights are read, command and admin")
+        }
+        return HubCredentials.TokenGrant(routers: routers, rights: rights)
     }
 
     /// Loads the credential file, or (first start) writes one with mode 0600: an

@@ -7,10 +7,11 @@ public struct RouterAuthConfiguration: Sendable {
     public var insecureRouters = false
     /// A link that has not authenticated within this long is refused.
     public var authTimeout: Duration = .seconds(5)
-    /// Failed proofs a source may make in a burst (the token bucket's size); while
-    /// its bucket is empty, its new links are refused at once.
+    /// Failed proofs (or, on the HTTP face, invalid API tokens) a source may make in a
+    /// burst (the token bucket's size); while its bucket is empty, its new links are
+    /// refused at once (and its API requests get 429).
     public var failureBurst = 10
-    /// Failed proofs per second a source earns back.
+    /// Failed authentications per second a source earns back.
     public var failureRefillPerSecond = 1.0
     /// Links of one source that may wait for authentication at once.
     public var maxUnauthenticatedPerSource = 64
@@ -38,9 +39,11 @@ public enum RouterAuthOutcome: Int, Sendable, CaseIterable, CustomStringConverti
 }
 
 /// The per-source state of `RouterAuthConfiguration`'s limits: a token bucket of
-/// failed proofs and the count of links waiting for authentication. Any thread (a
+/// failed authentications and the count of links waiting for authentication. The
+/// hub keeps one for router links (failed proofs) and one for its HTTP face (invalid
+/// API tokens: while a source's bucket is empty its requests get 429). Any thread (a
 /// lock held for a dictionary operation only).
-final class RouterAuthLimits: Sendable {
+final class AuthLimits: Sendable {
     private struct Source {
         var tokens: Double
         var updated: UInt64
@@ -80,7 +83,16 @@ final class RouterAuthLimits: Sendable {
         }
     }
 
-    /// A failed proof from `source` takes a token from its bucket.
+    /// True while `source`'s bucket is empty (its failures are being refused).
+    func exhausted(_ source: String, now: UInt64? = nil) -> Bool {
+        let now = now ?? configuration.clock()
+        return sources.withLock { table in
+            guard let s = table[source] else { return false }
+            return refilled(s, now: now).tokens < 1
+        }
+    }
+
+    /// A failed authentication from `source` takes a token from its bucket.
     func failed(_ source: String, now: UInt64? = nil) {
         let now = now ?? configuration.clock()
         sources.withLock { table in

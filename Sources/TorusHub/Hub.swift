@@ -46,8 +46,9 @@ public struct HubConfiguration: Sendable {
     /// How long WebSocket closing handshakes and HTTP requests in progress may take
     /// once a graceful shutdown begins (`run()` under a service group).
     public var shutdownGrace: Duration = .seconds(5)
-    /// Router secrets (and API tokens) the hub checks proofs against; replace them
-    /// at run time with `Hub.reloadCredentials`.
+    /// Router secrets the hub checks proofs against, and the API tokens every HTTP
+    /// route but `/healthz` requires (see `HubRight`); replace them at run time with
+    /// `Hub.reloadCredentials`.
     public var credentials = HubCredentials()
     /// Router authentication: the insecure version 1, the auth timeout, and the
     /// per-source limits on failed proofs and unauthenticated links.
@@ -69,7 +70,10 @@ final class HubCore: Sendable {
     let webSockets: HubWebSockets
     let counters: HubCounters
     let credentials: CredentialStore
-    let authLimits: RouterAuthLimits
+    /// Per-source limits on router links (failed proofs, unauthenticated links).
+    let authLimits: AuthLimits
+    /// API tokens: who may read, command and administer.
+    let access: HubAccess
     let group: [EventLoop]
     let startedAt = MonotonicClock.now()
 
@@ -79,7 +83,8 @@ final class HubCore: Sendable {
         let counters = HubCounters()
         self.counters = counters
         credentials = CredentialStore(configuration.credentials)
-        authLimits = RouterAuthLimits(configuration.auth)
+        authLimits = AuthLimits(configuration.auth)
+        access = HubAccess(credentials: credentials, limits: AuthLimits(configuration.auth), counters: counters)
         events = EventBus(loops: loops, counters: counters)
         webSockets = HubWebSockets(configuration: configuration.webSocket, logger: configuration.logger)
     }
@@ -158,9 +163,12 @@ public final class Hub: Sendable {
 
     /// Replaces the credential store (any thread; the demo calls it on SIGHUP).
     /// Authenticated links whose router's secret is unchanged are kept; those whose
-    /// secret was removed or changed get BYE and close.
+    /// secret was removed or changed get BYE and close. Open event streams and
+    /// WebSocket clients whose token was revoked end now (stream end, close 1008);
+    /// those whose grant narrowed receive only what it allows from now on.
     public func reloadCredentials(_ credentials: HubCredentials) {
         core.credentials.replace(with: credentials)
+        core.access.credentialsChanged(credentials)
         core.configuration.logger.info("credentials reloaded", metadata: [
             "routers": "\(credentials.routers.count)", "tokens": "\(credentials.tokens.count)",
         ])

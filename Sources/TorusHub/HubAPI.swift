@@ -22,36 +22,43 @@ import TorusHTTP
 /// - `GET /metrics` — Prometheus text: the ledger plus RSS, routers, events, commands
 /// - `GET /debug/ledger` — the summed ledger as JSON
 ///
+/// Every route but `/healthz` needs a bearer token (see `HubAccess`): `read` for
+/// devices and events (only the token's routers), `command` on the router for
+/// commands, `admin` for metrics and the ledger. Missing or unknown token: 401 with
+/// `WWW-Authenticate`; a token without the right: 403, whether or not the router
+/// exists; a source that sent too many unknown tokens: 429 for a while.
+///
 /// Handlers run in tasks on the loop that accepted the HTTP connection; talking to a
 /// router hops to the router's loop and back.
 enum HubAPI {
     static func router(core: HubCore, group: EventLoopGroup) -> HTTPRouter {
         var router = HTTPRouter()
+        let access = core.access
         router.get("/healthz", fixed: PrecomputedResponse(contentType: "text/plain", body: "ok\n"))
-        router.get("/devices") { _ in
-            let items = core.directory.all().map { deviceJSON($0) }
+        router.get("/devices", access.guarded(.read) { _, token in
+            let items = core.directory.all().filter { token.grant.allows(.read, router: $0.id ?? "") }.map { deviceJSON($0) }
             return .json("[" + items.joined(separator: ",") + "]\n")
-        }
-        router.get("/devices/{id}") { request in
+        })
+        router.get("/devices/{id}", access.guarded(.read, routerParameter: "id") { request, _ in
             guard let id = request.parameters["id"], let link = core.directory.link(for: id) else {
                 return .json(#"{"error":"offline"}"# + "\n", status: .notFound)
             }
             return .json(deviceJSON(link) + "\n")
-        }
-        router.post("/devices/{id}/commands") { request in
+        })
+        router.post("/devices/{id}/commands", access.guarded(.command, routerParameter: "id") { request, _ in
             try await command(request, core: core)
-        }
-        router.get("/events") { request in
-            events(request, core: core)
-        }
-        router.get("/metrics") { _ in
+        })
+        router.get("/events", access.guarded(.read, queryToken: true) { request, token in
+            events(request, token: token, core: core)
+        })
+        router.get("/metrics", access.guarded(.admin) { _, _ in
             let ledger = await group.ledgerSnapshot()
             return .text(metrics(ledger, core: core), contentType: "text/plain; version=0.0.4")
-        }
-        router.get("/debug/ledger") { _ in
+        })
+        router.get("/debug/ledger", access.guarded(.admin) { _, _ in
             let ledger = await group.ledgerSnapshot()
             return .json(ledgerJSON(ledger) + "\n")
-        }
+        })
         return router
     }
 
@@ -93,18 +100,30 @@ enum HubAPI {
 
     // MARK: Event stream
 
-    static func events(_ request: HTTPServerRequest, core: HubCore) -> HTTPServerResponse {
-        let filter = queryValue(request.query, "routers").map {
+    /// `GET /events[?routers=a,b]`: the routers asked for (all when absent) must all
+    /// be readable with the token (else 403); without `?routers=` the stream carries
+    /// every router the token may read.
+    static func events(_ request: HTTPServerRequest, token: GrantedToken, core: HubCore) -> HTTPServerResponse {
+        let requested = queryValue(request.query, "routers").map {
             Set($0.split(separator: ",").map(String.init))
+        }
+        if let requested, !token.grant.mayRead(requested) {
+            return core.access.forbidden(.read).response
         }
         let loop = request.loop
         let ping = core.configuration.pingInterval
         let limit = core.configuration.subscriberQueueLimit
+        let filter = token.grant.readable(within: requested)
         return HTTPServerResponse(headerFields: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                                   body: .stream { writer in
             let subscriber = QueueSubscriber(loop: loop, filter: filter, limit: limit)
+            let granted = EventStreamGrant(subscriber: subscriber, requested: requested, tokenHash: token.hash)
             let subscribed = await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
-                loop.runOnLoop { c.resume(returning: core.events.subscribe(subscriber)) }
+                loop.runOnLoop {
+                    let subscribed = core.events.subscribe(subscriber)
+                    if subscribed { core.access.streams.add(granted, on: loop) }
+                    c.resume(returning: subscribed)
+                }
             }
             guard subscribed else { return }
             do {
@@ -124,10 +143,30 @@ enum HubAPI {
                 core.configuration.logger.debug("event stream ended", metadata: ["error": "\(error)"])
             }
             loop.runOnLoop {
+                core.access.streams.remove(granted, on: loop)
                 core.events.unsubscribe(subscriber)
                 subscriber.finish()
             }
         })
+    }
+
+    /// An event stream's tie to its token: a reload narrows its routers or, when the
+    /// token is revoked, ends the stream. Loop thread only.
+    final class EventStreamGrant: GrantedStream, @unchecked Sendable {
+        let subscriber: QueueSubscriber
+        let requested: Set<String>?
+        let tokenHash: String
+
+        init(subscriber: QueueSubscriber, requested: Set<String>?, tokenHash: String) {
+            self.subscriber = subscriber
+            self.requested = requested
+            self.tokenHash = tokenHash
+        }
+
+        func regrant(_ grant: HubCredentials.TokenGrant?) {
+            guard let grant, grant.allows(.read) else { return subscriber.finish() }
+            subscriber.filter = grant.readable(within: requested)
+        }
     }
 
     /// `id: SEQ`, `event: ROUTER`, then the payload as `data:` lines.
@@ -206,6 +245,10 @@ enum HubAPI {
         out.family("torus_hub_router_auth_total", .counter)
         for (outcome, n) in c.authCounts {
             out.sample("torus_hub_router_auth_total", ["outcome": outcome.description], n)
+        }
+        out.family("torus_hub_api_auth_total", .counter)
+        for (outcome, n) in c.apiAuthCounts {
+            out.sample("torus_hub_api_auth_total", ["outcome": outcome.description], n)
         }
         out.family("torus_hub_commands_total", .counter)
         for (outcome, n) in c.commandCounts.sorted(by: { $0.key < $1.key }) {

@@ -5,7 +5,7 @@ import Synchronization
 
 /// The hub's credential store: a secret per router (kept as the secret, because the
 /// hub computes HMACs with it) and API tokens (kept only as SHA-256 hashes, because
-/// the hub only verifies them; the HTTP side that uses them is a later step).
+/// the hub only verifies them: see `HubRight` for what a grant's rights mean).
 ///
 /// The file is JSON:
 ///
@@ -94,9 +94,15 @@ public struct HubCredentials: Sendable, Equatable {
 
     /// The grant of `token`, if the store knows it (hashes compared in constant time).
     public func grant(forToken token: String) -> TokenGrant? {
-        let hash = Array(Self.tokenHash(token).utf8)
+        grant(forHash: Self.tokenHash(token))
+    }
+
+    /// The grant of the token whose hash is `hash`: every stored hash is compared,
+    /// each in constant time, so the time taken says nothing about which matched.
+    public func grant(forHash hash: String) -> TokenGrant? {
+        let wanted = Array(hash.utf8)
         var found: TokenGrant?
-        for (key, grant) in tokens where ConstantTime.equals(Array(key.utf8), hash) { found = grant }
+        for (key, grant) in tokens where ConstantTime.equals(Array(key.utf8), wanted) { found = grant }
         return found
     }
 
@@ -132,7 +138,11 @@ public struct HubCredentials: Sendable, Equatable {
             case let list as [String]: scope = list
             default: throw FileError(description: "token \(hash.prefix(8))…: routers must be \"*\" or a list of ids")
             }
-            tokens[hash] = TokenGrant(routers: scope, rights: entry["rights"] as? [String] ?? [])
+            let rights = entry["rights"] as? [String] ?? []
+            if let unknown = rights.first(where: { HubRight(rawValue: $0) == nil }) {
+                throw FileError(description: "token \(hash.prefix(8))…: unknown right \"\(unknown)\" (read, command, admin)")
+            }
+            tokens[hash] = TokenGrant(routers: scope, rights: rights)
         }
         self.init(routers: routers, tokens: tokens)
     }

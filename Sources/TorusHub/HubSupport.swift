@@ -35,6 +35,7 @@ public final class HubCounters: Sendable {
     private let disconnects = Mutex<[Int]>(Array(repeating: 0, count: DisconnectReason.allCases.count))
     private let authOutcomes = Mutex<[Int]>(Array(repeating: 0, count: RouterAuthOutcome.allCases.count))
     private let outcomes = Mutex<[String: Int]>([:])
+    private let apiAuthOutcomes = Mutex<[Int]>(Array(repeating: 0, count: HubAPIAuthOutcome.allCases.count))
 
     init() {}
 
@@ -48,6 +49,14 @@ public final class HubCounters: Sendable {
     public var authCounts: [(RouterAuthOutcome, Int)] {
         let a = authOutcomes.withLock { $0 }
         return RouterAuthOutcome.allCases.map { ($0, a[$0.rawValue]) }
+    }
+
+    func apiAuthenticated(_ outcome: HubAPIAuthOutcome) { apiAuthOutcomes.withLock { $0[outcome.rawValue] += 1 } }
+
+    /// API requests and stream upgrades so far, by how their token check ended.
+    public var apiAuthCounts: [(HubAPIAuthOutcome, Int)] {
+        let a = apiAuthOutcomes.withLock { $0 }
+        return HubAPIAuthOutcome.allCases.map { ($0, a[$0.rawValue]) }
     }
 
     func commandFinished(_ outcome: CommandOutcome) {

@@ -88,29 +88,55 @@ final class HubWebSockets: Sendable {
         return WebSocketServerConfiguration(connection: c)
     }
 
-    /// Adds `/app` and `/web` to the HTTP router.
+    /// Adds `/app` and `/web` to the HTTP router. Both need a token that may read
+    /// (in the `Authorization` header or `?access_token=`): `/app` only the token's
+    /// routers (asking for others in `?routers=` is 403), `/web` every router.
     func install(into router: inout HTTPRouter, core: HubCore) {
         let settings = serverConfiguration
-        router.webSocket("/app", configuration: settings, registry: registry) { [self] ws in
-            let initial = ws.request.flatMap { HubAPI.queryValue($0.query, "routers") }.map {
-                $0.split(separator: ",").map(String.init)
-            } ?? []
-            let subscriber = AppSubscriber(ws: ws, faces: self, bus: core.events)
+        let access = core.access
+        router.webSocket("/app", configuration: settings, registry: registry, admit: { head, peer -> WebSocketAdmission<AppAdmission> in
+            let initial = HubAPI.queryValue(head.query, "routers").map { $0.split(separator: ",").map(String.init) } ?? []
+            switch access.check(head, peer: peer, .read) {
+            case .failure(let refusal):
+                return refusal.webSocketAdmission()
+            case .success(let token):
+                guard initial.allSatisfy({ $0 == "*" || token.grant.allows(.read, router: $0) }) else {
+                    return access.forbidden(.read).webSocketAdmission()
+                }
+                return .admit(AppAdmission(token: token, initial: initial))
+            }
+        }) { [self] (ws: WebSocketConnection, admitted: AppAdmission) in
+            let subscriber = AppSubscriber(ws: ws, faces: self, bus: core.events, token: admitted.token)
             appClients.add(1, ordering: .relaxed)
+            access.streams.add(subscriber, on: ws.loop)
             ws.onText = { _, text in subscriber.request(text) }
             ws.onBinary = { ws, _ in ws.close(code: .unsupportedData, reason: "text messages only") }
-            ws.onClose = { [self] _, _ in
+            ws.onClose = { [self] ws, _ in
                 appClients.subtract(1, ordering: .relaxed)
+                access.streams.remove(subscriber, on: ws.loop)
                 subscriber.closed()
             }
             guard core.events.subscribe(subscriber) else {
                 return ws.close(code: .goingAway, reason: "hub shutting down")
             }
-            subscriber.start(initial)
+            subscriber.start(admitted.initial)
         }
-        router.webSocket("/web", configuration: settings, registry: registry) { [self] ws in
+        router.webSocket("/web", configuration: settings, registry: registry, admit: { head, peer -> WebSocketAdmission<GrantedToken> in
+            switch access.check(head, peer: peer, .read) {
+            case .failure(let refusal):
+                return refusal.webSocketAdmission()
+            case .success(let token):
+                guard token.grant.readsEveryRouter else { return access.forbidden(.read).webSocketAdmission() }
+                return .admit(token)
+            }
+        }) { [self] (ws: WebSocketConnection, token: GrantedToken) in
+            let granted = WebClientGrant(ws: ws, tokenHash: token.hash)
             webClients.add(1, ordering: .relaxed)
-            ws.onClose = { [self] _, _ in webClients.subtract(1, ordering: .relaxed) }
+            access.streams.add(granted, on: ws.loop)
+            ws.onClose = { [self] ws, _ in
+                webClients.subtract(1, ordering: .relaxed)
+                access.streams.remove(granted, on: ws.loop)
+            }
             ws.onText = { _, _ in }
             ws.onBinary = { _, _ in }
             web.subscribe(ws)
@@ -125,28 +151,67 @@ final class HubWebSockets: Sendable {
     }
 }
 
+/// What `/app`'s admission found: the token and the `?routers=` set.
+struct AppAdmission: Sendable {
+    let token: GrantedToken
+    let initial: [String]
+}
+
+/// A `/web` client's tie to its token: a reload that leaves the token unable to read
+/// every router closes the client with 1008. Loop thread only.
+final class WebClientGrant: GrantedStream, @unchecked Sendable {
+    let ws: WebSocketConnection
+    let tokenHash: String
+
+    init(ws: WebSocketConnection, tokenHash: String) {
+        self.ws = ws
+        self.tokenHash = tokenHash
+    }
+
+    func regrant(_ grant: HubCredentials.TokenGrant?) {
+        guard grant?.readsEveryRouter != true else { return }
+        ws.close(code: .policyViolation, reason: "token revoked")
+    }
+}
+
 /// One `/app` client's subscription: a bus subscriber on the client's loop that
-/// sends the events of the routers it chose.
+/// sends the events of the routers it chose, among those its token may read.
 ///
 /// Threading: loop-confined (`ws.loop`); the bus calls `wants`/`deliver` there and
 /// the connection's callbacks run there, hence `@unchecked Sendable`.
-final class AppSubscriber: HubSubscriber, @unchecked Sendable {
+final class AppSubscriber: HubSubscriber, GrantedStream, @unchecked Sendable {
     let ws: WebSocketConnection
     let faces: HubWebSockets
     let bus: EventBus
+    let tokenHash: String
     var loop: EventLoop { ws.loop }
+    /// What the token allows (a reload may narrow it: `regrant`).
+    private var grant: HubCredentials.TokenGrant
     private var routers: Set<String> = []
+    /// `*`: every router the token may read.
     private var everything = false
     /// Missing events because the client does not keep up (logged once per episode).
     private var dropping = false
 
-    init(ws: WebSocketConnection, faces: HubWebSockets, bus: EventBus) {
+    init(ws: WebSocketConnection, faces: HubWebSockets, bus: EventBus, token: GrantedToken) {
         self.ws = ws
         self.faces = faces
         self.bus = bus
+        tokenHash = token.hash
+        grant = token.grant
     }
 
-    func wants(_ router: String) -> Bool { everything || routers.contains(router) }
+    func wants(_ router: String) -> Bool {
+        (everything || routers.contains(router)) && grant.allows(.read, router: router)
+    }
+
+    func regrant(_ grant: HubCredentials.TokenGrant?) {
+        guard let grant, grant.allows(.read) else {
+            return ws.close(code: .policyViolation, reason: "token revoked")
+        }
+        self.grant = grant
+        routers = routers.filter { grant.allows(.read, router: $0) }
+    }
 
     func deliver(_ event: HubEvent) -> Bool {
         guard ws.isOpen else { return false }
@@ -199,6 +264,10 @@ final class AppSubscriber: HubSubscriber, @unchecked Sendable {
     private func change(add: [String], remove: [String]) -> String? {
         for id in add + remove where id != "*" && !HubFrame.isValidID(id) {
             return "invalid router id"
+        }
+        // The same answer whether or not the router exists.
+        for id in add where id != "*" && !grant.allows(.read, router: id) {
+            return "this token may not read router \(id)"
         }
         var next = routers
         var nextEverything = everything

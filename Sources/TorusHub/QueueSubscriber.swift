@@ -11,8 +11,8 @@ import Torus
 /// awaited from any task (it hops to the loop), one waiter at a time.
 public final class QueueSubscriber: HubSubscriber, @unchecked Sendable {
     public let loop: EventLoop
-    /// Routers wanted (nil: all).
-    public let filter: Set<String>?
+    /// Routers wanted (nil: all). Loop thread only (a new grant may narrow it).
+    public var filter: Set<String>?
     public let limit: Int
     private let inbox: Inbox<HubEvent>
 

@@ -34,8 +34,8 @@ func withHub(_ configure: (inout HubConfiguration) -> Void = { _ in },
 
 /// One HTTP request on a fresh connection.
 func http(_ hub: Hub, _ group: EventLoopGroup, _ method: String, _ target: String,
-          body: String? = nil) async throws -> MiniHTTPClient.Response {
-    let client = try await MiniHTTPClient.connect(to: hub.httpAddress, on: group.next())
+          body: String? = nil, token: String? = TestCredentials.adminToken) async throws -> MiniHTTPClient.Response {
+    let client = try await MiniHTTPClient.connect(to: hub.httpAddress, on: group.next(), token: token)
     defer { Task { await client.close() } }
     let response = try await client.request(method, target, body: body.map { Array($0.utf8) })
     await client.close()

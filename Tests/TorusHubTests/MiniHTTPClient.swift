@@ -28,11 +28,19 @@ final class MiniHTTPClient: @unchecked Sendable {
     /// False once the server said `Connection: close` (or the response ended at EOF).
     private(set) var reusable = true
 
-    init(connection: AsyncConnection) { self.connection = connection }
+    /// Sent as `Authorization: Bearer` with every request (nil: no header).
+    let token: String?
 
-    static func connect(to address: SocketAddress, on loop: EventLoop,
-                               timeout: Duration = .seconds(10)) async throws -> MiniHTTPClient {
-        MiniHTTPClient(connection: try await AsyncConnection.connect(to: address, on: loop, timeout: timeout))
+    init(connection: AsyncConnection, token: String?) {
+        self.connection = connection
+        self.token = token
+    }
+
+    /// `token`: the API token every request carries (the tests' admin token unless
+    /// told otherwise; nil for none).
+    static func connect(to address: SocketAddress, on loop: EventLoop, token: String? = TestCredentials.adminToken,
+                        timeout: Duration = .seconds(10)) async throws -> MiniHTTPClient {
+        MiniHTTPClient(connection: try await AsyncConnection.connect(to: address, on: loop, timeout: timeout), token: token)
     }
 
     /// Sends one request and reads the whole response.
@@ -71,6 +79,7 @@ final class MiniHTTPClient: @unchecked Sendable {
     func send(_ method: String, _ target: String, body: [UInt8]? = nil,
                      headers: [(String, String)] = [], keepAlive: Bool = true) async throws {
         var head = "\(method) \(target) HTTP/1.1\r\nHost: hub\r\n"
+        if let token { head += "Authorization: Bearer \(token)\r\n" }
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
         if let body { head += "Content-Length: \(body.count)\r\n" }
         if !keepAlive { head += "Connection: close\r\n" }

@@ -159,7 +159,7 @@ struct RouterAuthTests {
         configuration.failureBurst = 3
         configuration.failureRefillPerSecond = 2
         configuration.maxUnauthenticatedPerSource = 2
-        let limits = RouterAuthLimits(configuration)
+        let limits = AuthLimits(configuration)
         let t0: UInt64 = 1_000_000_000
         for _ in 0..<3 { limits.failed("10.0.0.1", now: t0) }
         #expect(limits.admit("10.0.0.1", now: t0) == .rateLimited)

@@ -6,9 +6,12 @@ import TorusTestSupport
 import TorusWebSocket
 
 /// A WebSocket client of the hub's `/app` or `/web` face (the project's own client).
-func hubSocket(_ hub: Hub, _ target: String, on loop: EventLoop,
+/// It sends `token` (the tests' admin token unless told otherwise) as
+/// `Authorization: Bearer`.
+func hubSocket(_ hub: Hub, _ target: String, on loop: EventLoop, token: String? = TestCredentials.adminToken,
                _ configure: (inout WebSocketClientConfiguration) -> Void = { _ in }) async throws -> WebSocketConnection {
     var configuration = WebSocketClientConfiguration()
+    if let token { configuration.headers.append(HandshakeHeader("Authorization", "Bearer \(token)")) }
     configure(&configuration)
     return try await WebSocketClient.connect(to: "ws://127.0.0.1:\(hub.httpAddress.port ?? 0)\(target)", on: loop,
                                              configuration: configuration)
@@ -239,9 +242,11 @@ struct WebSocketFaceTests {
 import asyncio, json, sys
 from websockets.asyncio.client import connect
 
-async def main(port):
+async def main(port, token):
     base = f"ws://127.0.0.1:{port}"
-    async with connect(base + "/app") as app, connect(base + "/web") as web:
+    # The app sends the header; the web page, like a browser, the query parameter.
+    async with connect(base + "/app", additional_headers={"Authorization": "Bearer " + token}) as app, \
+               connect(base + "/web?access_token=" + token) as web:
         assert json.loads(await app.recv()) == {"subscribed": []}
         assert json.loads(await web.recv()) == {"subscribed": ["*"]}
         await app.send(json.dumps({"subscribe": ["r2"]}))
@@ -260,7 +265,7 @@ async def main(port):
         await asyncio.wait_for(pong, 5)
         print("OK", sorted(routers), flush=True)
 
-asyncio.run(main(int(sys.argv[1])))
+asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
 """#
 
     @Test func pythonWebSocketsClients() async throws {
@@ -268,7 +273,7 @@ asyncio.run(main(int(sys.argv[1])))
             let r1 = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r1", secret: TestCredentials.secret("r1"))
             let r2 = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[1], id: "r2", secret: TestCredentials.secret("r2"))
             let python = try ChildProcess("/usr/bin/env", ["python3", "-u", "-c", Self.pythonClient,
-                                                           String(hub.httpAddress.port ?? 0)])
+                                                           String(hub.httpAddress.port ?? 0), TestCredentials.readAll.token])
             guard await python.waitForLine(containing: "READY") != nil else {
                 Issue.record("python client not ready: \(python.text)")
                 _ = await python.stop()
