@@ -45,10 +45,22 @@ import time
 # The idle links speak the router protocol's version 1 (HELLO, WELCOME: what idle
 # memory is measured on), which the hub accepts only with --insecure-routers; the
 # connect ramp opens thousands of links from one address at once, above the hub's
-# default cap on unauthenticated links per source. The credential file (written by
-# the hub on first start) goes to a temporary path, not the working directory.
-HUB_AUTH_ARGS = ["--insecure-routers", "--max-unauthenticated", "1000000",
-                 "--credentials", "/tmp/torus-idle-memory-credentials-%d.json" % os.getpid()]
+# default cap on unauthenticated links per source. The credential file goes to a
+# temporary path, not the working directory: this script writes it (mode 0600) with
+# the hash of a random API token that reads every router, which the WebSocket
+# subscribers send as `Authorization: Bearer` (the hub's faces require one). The
+# token reaches the client workers through the environment.
+HUB_CREDENTIALS = "/tmp/torus-idle-memory-credentials-%d.json" % os.getpid()
+HUB_TOKEN = os.environ.setdefault("TORUS_IDLE_MEMORY_TOKEN", "thk_" + os.urandom(24).hex())
+HUB_AUTH_ARGS = ["--insecure-routers", "--max-unauthenticated", "1000000", "--credentials", HUB_CREDENTIALS]
+
+
+def write_hub_credentials():
+    """The hub's credential file: no router secrets (the links are version 1), one token."""
+    digest = hashlib.sha256(HUB_TOKEN.encode()).hexdigest()
+    fd = os.open(HUB_CREDENTIALS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"routers": {}, "tokens": {digest: {"routers": "*", "rights": ["read"]}}}, f)
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -157,9 +169,10 @@ def run_worker(a):
                     % (a.path, a.host, a.port)).encode()
         if proto in ("ws", "ws-hub"):
             c.key = base64.b64encode(os.urandom(16)).decode()
+            auth = "Authorization: Bearer %s\r\n" % HUB_TOKEN if proto == "ws-hub" else ""
             return ("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                    % (a.path, a.host, a.port, c.key)).encode()
+                    "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
+                    % (a.path, a.host, a.port, c.key, auth)).encode()
         if proto == "router":
             rid = ("%s%d" % (a.id_prefix, index)).encode()
             c.key = rid  # the router id, for the commands' check
@@ -1447,6 +1460,7 @@ def main():
                     help="connect from 127.0.0.1 only (default: one 127.0.x.y source address per client worker)")
     ap.add_argument("--render", metavar="JSON", help="print the Markdown of a saved --json run and exit")
     a = ap.parse_args()
+    write_hub_credentials()
     if a.render:
         with open(a.render) as f:
             saved = json.load(f)

@@ -15,13 +15,20 @@ struct Targets: Sendable {
 struct HubEndpoint: Sendable {
     var host: String
     var port: UInt16
+    /// The API token every request and WebSocket handshake of the soak's real
+    /// clients carries (an admin token).
+    var token: String
 
-    init(_ address: SocketAddress) {
+    init(_ address: SocketAddress, token: String) {
         switch address {
         case .ipv4(let h, let p), .ipv6(let h, let p): (host, port) = (h, p)
         case .unix: (host, port) = ("127.0.0.1", 0)
         }
+        self.token = token
     }
+
+    /// `Authorization` value for `token` (the endpoint's own by default).
+    func authorization(_ token: String? = nil) -> String { "Bearer " + (token ?? self.token) }
 
     /// `ws://HOST:PORT` + `target`.
     func webSocketURL(_ target: String) -> String {
@@ -81,7 +88,7 @@ struct CommandCaller: Sendable {
 
     private func request(_ client: HTTPClient, _ method: HTTPRequest.Method, _ target: String,
                          body: [UInt8]? = nil) async throws -> Answer {
-        var fields: HTTPFields = [:]
+        var fields: HTTPFields = [.authorization: endpoint.authorization()]
         if oneShot { fields[.connection] = "close" }
         let response = try await client.execute(HTTPClientRequest(method: method, host: endpoint.host, port: endpoint.port,
                                                                   target: target, headerFields: fields,

@@ -27,7 +27,7 @@ struct Sample: Sendable {
 enum Sampler {
     /// RSS from /proc, then the ledger from /debug/ledger and the router and
     /// subscriber counts from /metrics, through TorusHTTP's client.
-    static func take(_ hub: HubProcess, loop: EventLoop, started: ContinuousClock.Instant,
+    static func take(_ hub: HubProcess, token: String, loop: EventLoop, started: ContinuousClock.Instant,
                      counts: Counts) async -> Sample {
         let resident = hub.resident
         var s = Sample(uptime: (ContinuousClock.now - started) / .seconds(1), rssKiB: resident.total,
@@ -40,9 +40,10 @@ enum Sampler {
         configuration.connectTimeout = .seconds(5)
         configuration.requestTimeout = .seconds(10)
         let client = HTTPClient(loop: loop, configuration: configuration)
-        let endpoint = HubEndpoint(hub.httpAddress)
+        let endpoint = HubEndpoint(hub.httpAddress, token: token)
         func get(_ target: String, close: Bool) async -> (HTTPResponse.Status, [UInt8])? {
-            let fields: HTTPFields = close ? [.connection: "close"] : [:]
+            var fields: HTTPFields = [.authorization: endpoint.authorization()]
+            if close { fields[.connection] = "close" }
             guard let r = try? await client.execute(HTTPClientRequest(host: endpoint.host, port: endpoint.port,
                                                                      target: target, headerFields: fields)),
                   let body = try? await r.body.collect(upTo: 4 << 20) else { return nil }

@@ -72,6 +72,7 @@ struct Subscriber: Sendable {
         configuration.connection.closeTimeout = .seconds(3)
         configuration.connectTimeout = .seconds(5)
         configuration.handshakeTimeout = .seconds(5)
+        configuration.headers.append(HandshakeHeader("Authorization", endpoint.authorization()))
         while !stats.isStopping {
             var chosen = Set<String>()
             var target = "/web"

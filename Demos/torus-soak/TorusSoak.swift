@@ -46,7 +46,10 @@ struct TorusSoak: AsyncParsableCommand {
     @Option(help: "Credential file with the simulated routers' secrets: written (mode 0600, in a temporary folder) and passed to a launched hub when not given; with --attach, the attached hub's file, which must hold secrets for r-0000… r-NNNN.")
     var credentials: String?
 
-    @Option(help: "Attacks per second on the router port (wrong secret, replayed proof, stolen-id HELLO against the stable routers); any that gets in, or any real router displaced, fails the soak.")
+    @Option(help: "With --credentials or --attach: an API token with the admin right on that hub (its file holds only the token's hash). Without --credentials the soak writes its own tokens: an admin token for its clients and one that reads a single router, for the scope-escape attacks.")
+    var token: String?
+
+    @Option(help: "Attacks per second, in turn: on the router port (wrong secret, replayed proof, stolen-id HELLO against the stable routers) and on the API (an unknown token; a token for one router reading another's device, events, /app and /web, or commanding); any that gets in, or any real router displaced, fails the soak.")
     var attackRate: Double = 2
 
     @Option(help: "Seconds of load.")
@@ -126,18 +129,34 @@ struct TorusSoak: AsyncParsableCommand {
         if (threshold ?? 1) <= 0 || noiseFloor < 0 { throw ValidationError("--threshold must be positive, --noise-floor not negative") }
     }
 
+    /// The soak's API tokens: an admin token for its real clients and, when the soak
+    /// wrote the credential file, one that reads a single router (the attacker's).
+    struct SoakTokens {
+        var admin: String
+        var scoped: String?
+    }
+
     func run() async throws {
         logging.bootstrap()
         signal(SIGPIPE, SIG_IGN)
         let ids = (0..<routers).map { String(format: "r-%04d", $0) }
         let credentialFile: String
         let store: HubCredentials
+        let tokens: SoakTokens
         if let credentials {
+            guard let token else { throw ValidationError("--credentials needs --token (an admin token of that file)") }
             credentialFile = credentials
             store = try HubCredentials.load(path: credentials)
+            tokens = SoakTokens(admin: token, scoped: nil)
         } else {
             credentialFile = NSTemporaryDirectory() + "torus-soak-credentials-\(getpid()).json"
-            store = HubCredentials(routers: Dictionary(uniqueKeysWithValues: ids.map { ($0, HubCredentials.newSecret()) }))
+            let admin = HubCredentials.newToken()
+            let scoped = HubCredentials.newToken()
+            // The scoped token reads one stable router (r-0001) and commands nothing.
+            store = HubCredentials(routers: Dictionary(uniqueKeysWithValues: ids.map { ($0, HubCredentials.newSecret()) }),
+                                   tokens: [admin.hash: .init(routers: nil, rights: ["admin"]),
+                                            scoped.hash: .init(routers: [ids[min(1, ids.count - 1)]], rights: ["read"])])
+            tokens = SoakTokens(admin: admin.token, scoped: scoped.token)
             unlink(credentialFile)
             try store.write(path: credentialFile, exclusive: true)
         }
@@ -171,7 +190,7 @@ struct TorusSoak: AsyncParsableCommand {
         let group = try EventLoopGroup(loops: threads)
         let stats = SoakStats()
         let sockets = OpenSockets()
-        let endpoint = HubEndpoint(hubProcess.httpAddress)
+        let endpoint = HubEndpoint(hubProcess.httpAddress, token: tokens.admin)
         let timing = FaceTiming(pingInterval: .milliseconds(Int(wsPingInterval * 1000)),
                                 pingTimeout: .milliseconds(Int(wsPingTimeout * 1000)),
                                 closeTimeout: .milliseconds(Int(wsCloseTimeout * 1000)))
@@ -193,6 +212,7 @@ struct TorusSoak: AsyncParsableCommand {
         }
         if attackRate > 0 {
             let attacker = Attacker(victims: stableIDs, secrets: store.routers, address: hubProcess.routerAddress,
+                                    endpoint: endpoint, scopedToken: tokens.scoped, scopedRouter: ids[min(1, ids.count - 1)],
                                     loop: group.loops[0], interval: .milliseconds(Int(1000 / attackRate)), stats: stats)
             tasks.append(Task(executorPreference: attacker.loop) { await attacker.run() })
         }
@@ -226,14 +246,14 @@ struct TorusSoak: AsyncParsableCommand {
         var nextSample = started
         while ContinuousClock.now < end {
             if ContinuousClock.now >= nextSample {
-                let s = await Sampler.take(hubProcess, loop: group.loops[0], started: started, counts: stats.current)
+                let s = await Sampler.take(hubProcess, token: tokens.admin, loop: group.loops[0], started: started, counts: stats.current)
                 samples.append(s)
                 progress(s, stats.current)
                 nextSample = nextSample + .milliseconds(Int(sampleInterval * 1000))
             }
             try? await Task.sleep(until: min(nextSample, end), clock: .continuous)
         }
-        let lastLoad = await Sampler.take(hubProcess, loop: group.loops[0], started: started, counts: stats.current)
+        let lastLoad = await Sampler.take(hubProcess, token: tokens.admin, loop: group.loops[0], started: started, counts: stats.current)
         samples.append(lastLoad)
         progress(lastLoad, stats.current)
 
@@ -256,11 +276,11 @@ struct TorusSoak: AsyncParsableCommand {
         // The hub must come back to idle: no router, no subscriber, only the sampler's
         // own connection. Every client closed (or reset) its socket, so this is quick;
         // the bound allows a ping round for anything that went silent.
-        var idle = await Sampler.take(hubProcess, loop: group.loops[0], started: started, counts: stats.current)
+        var idle = await Sampler.take(hubProcess, token: tokens.admin, loop: group.loops[0], started: started, counts: stats.current)
         let idleDeadline = ContinuousClock.now + .milliseconds(Int((3 * max(pingInterval, wsPingInterval) + 5) * 1000))
         while (idle.routers != 0 || idle.subscribers != 0 || idle.connections > 1) && ContinuousClock.now < idleDeadline {
             try? await Task.sleep(for: .milliseconds(250))
-            idle = await Sampler.take(hubProcess, loop: group.loops[0], started: started, counts: stats.current)
+            idle = await Sampler.take(hubProcess, token: tokens.admin, loop: group.loops[0], started: started, counts: stats.current)
         }
         let backToIdle = idle.routers == 0 && idle.subscribers == 0 && idle.connections <= 1 && idle.buffersOut == 0
         say("after the load: connections \(idle.connections) (1 is the sampler's), routers \(idle.routers), "

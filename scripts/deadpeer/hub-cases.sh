@@ -49,7 +49,7 @@ start_hub() {
 
 # hub_get PATH: the body of GET PATH, fetched from inside the server namespace.
 hub_get() {
-    timeout 10 ip netns exec "$NS_S" "$PY" "$HUB_CLIENTS" get --url "http://$IP_S:$HUB_HTTP_PORT$1"
+    timeout 10 ip netns exec "$NS_S" "$PY" "$HUB_CLIENTS" get --credentials "$HUB_CREDENTIALS" --url "http://$IP_S:$HUB_HTTP_PORT$1"
 }
 # device_count: routers GET /devices lists (-1 when the request failed).
 device_count() {

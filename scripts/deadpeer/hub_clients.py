@@ -17,7 +17,8 @@ Modes:
          exits 0, or `check FAIL: reason` and exits 1.
   get    GET --url (http://HOST:PORT/PATH) and print the body; exit 1 unless 200.
   credentials  Write --out, a credential file (mode 0600) with secrets for dp-000..
-         and dp-check; hold and check read it with --credentials.
+         and dp-check and an admin token's hash (the token in --out.token); hold, check
+         and get read them with --credentials.
 
 Every wait is bounded (connect and handshake timeouts, --max-seconds).
 """
@@ -39,6 +40,7 @@ HELLO, WELCOME, HEARTBEAT, EVENT, COMMAND, REPLY, BYE = 1, 2, 3, 4, 5, 6, 7
 AUTH, AUTHOK, REFUSED = 8, 9, 10
 PROTOCOL_VERSION = 2
 SECRETS = {}  # router id -> secret bytes, from --credentials
+TOKEN = [""]  # the admin API token, from --credentials + ".token"
 
 
 def say(line):
@@ -82,12 +84,18 @@ def open_router(host, port, rid, timeout):
 
 
 def write_credentials(a):
-    """Writes a credential file (mode 0600) with a fresh secret for dp-000.. and dp-check."""
+    """Writes a credential file (mode 0600) with a fresh secret for dp-000.. and dp-check
+    and the hash of a fresh admin API token; the token itself goes to FILE.token (mode
+    0600), where hold, check and get read it (the hub's faces need one)."""
     ids = [f"dp-{i:03d}" for i in range(a.routers)] + ["dp-check"]
     routers = {rid: base64.b64encode(os.urandom(32)).decode() for rid in ids}
-    fd = os.open(a.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"routers": routers, "tokens": {}}, f, indent=2, sort_keys=True)
+    token = "thk_" + os.urandom(24).hex()
+    tokens = {hashlib.sha256(token.encode()).hexdigest(): {"routers": "*", "rights": ["admin"]}}
+    for path, write in [(a.out, lambda f: json.dump({"routers": routers, "tokens": tokens}, f, indent=2, sort_keys=True)),
+                        (a.out + ".token", lambda f: f.write(token + "\n"))]:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            write(f)
     return 0
 
 
@@ -110,7 +118,8 @@ def open_ws(host, port, target, timeout):
     s = socket.create_connection((host, port), timeout=timeout)
     key = base64.b64encode(os.urandom(16)).decode()
     s.sendall((f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+               f"Authorization: Bearer {TOKEN[0]}\r\n\r\n").encode())
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = s.recv(4096)
@@ -316,7 +325,8 @@ def check(a):
 
 def get(a):
     try:
-        with urllib.request.urlopen(a.url, timeout=a.connect_timeout) as r:
+        request = urllib.request.Request(a.url, headers={"Authorization": "Bearer " + TOKEN[0]})
+        with urllib.request.urlopen(request, timeout=a.connect_timeout) as r:
             body = r.read().decode()
             print(body, end="" if body.endswith("\n") else "\n")
             return 0 if r.status == 200 else 1
@@ -348,6 +358,8 @@ def main():
         with open(a.credentials) as f:
             for rid, secret in json.load(f).get("routers", {}).items():
                 SECRETS[rid] = base64.b64decode(secret)
+        with open(a.credentials + ".token") as f:
+            TOKEN[0] = f.read().strip()
     if a.mode == "hold":
         hold(a)
         return 0
