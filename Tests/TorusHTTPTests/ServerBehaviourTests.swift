@@ -259,3 +259,41 @@ func raiseFileLimit(to wanted: rlim_t) {
     limit.rlim_cur = min(wanted, limit.rlim_max)
     _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }
+
+@Suite("Connections per source address")
+struct ConnectionsPerSourceTests {
+    /// Three connections from 127.0.0.1 are served; the fourth gets 503 and is closed
+    /// before anything is read; once one of the three closes, a new one is served.
+    /// The refusal is counted.
+    @Test func fourthConnectionFromOneAddressIsRefusedUntilOneCloses() async throws {
+        try await withServer({ $0.maxConnectionsPerSource = 3 }) { server, loop, _ in
+            var held: [AsyncConnection] = []
+            for _ in 0..<3 {
+                let c = try await AsyncConnection.connect(to: server.address, on: loop)
+                try await c.write(RequestHead.get("/plaintext"))
+                #expect(try await readResponses(c, count: 1).first?.head.status == .ok)
+                held.append(c)
+            }
+            let refused = try await AsyncConnection.connect(to: server.address, on: loop)
+            var answer: [UInt8] = []
+            while let chunk = try await refused.read() { answer += chunk }
+            let text = String(decoding: answer, as: UTF8.self)
+            #expect(text.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"), "\(text)")
+            #expect(text.hasSuffix("\r\n\r\ntoo many connections from this address\n"), "\(text)")
+            await refused.close()
+            #expect(server.refusedConnections == 1)
+
+            await held.removeFirst().close()
+            var served = false
+            for _ in 0..<100 where !served {
+                let c = try await AsyncConnection.connect(to: server.address, on: loop)
+                try await c.write(RequestHead.get("/plaintext"))
+                if let status = try? await readResponses(c, count: 1).first?.head.status { served = status == .ok }
+                await c.close()
+                if !served { try await Task.sleep(for: .milliseconds(20)) }  // the close reaches the server
+            }
+            #expect(served)
+            for c in held { await c.close() }
+        }
+    }
+}

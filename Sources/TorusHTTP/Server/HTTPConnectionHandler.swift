@@ -63,8 +63,18 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     }
 
     func connected(_ connection: Connection) {
-        server.register(self)
+        guard server.register(self) else {
+            // Its source holds maxConnectionsPerSource already: 503 before reading.
+            phase = .closing
+            connection.send(HTTPConnectionHandler.tooManyConnections)
+            connection.closeAfterWriting()
+            return
+        }
     }
+
+    /// The answer to a connection beyond `maxConnectionsPerSource`.
+    static let tooManyConnections: [UInt8] = Array(("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+        + "Content-Type: text/plain\r\nContent-Length: 39\r\n\r\ntoo many connections from this address\n").utf8)
 
     func received(_ bytes: ReceivedBytes, from connection: Connection) {
         switch phase {

@@ -1,4 +1,5 @@
 import HTTPTypes
+import Synchronization
 import Torus
 import TorusTLS
 
@@ -38,6 +39,10 @@ public final class HTTPServer: Sendable {
         self.state = state
         self.server = server
     }
+
+    /// Connections refused so far because their source address held
+    /// `maxConnectionsPerSource` already.
+    public var refusedConnections: Int { state.sources?.refused ?? 0 }
 
     /// Live HTTP connections on all loops (a momentary count).
     public func connectionCount() async -> Int {
@@ -91,19 +96,71 @@ final class HTTPServerState: @unchecked Sendable {
         await scratches.sum { $0.value?.spareCount ?? 0 }
     }
 
+    /// Open connections per source address, when `maxConnectionsPerSource` is set.
+    let sources: SourceConnectionCount?
+
     init(router: HTTPRouter, configuration: HTTPServerConfiguration) {
         self.router = router
         self.configuration = configuration
         logsRequests = configuration.logger.logLevel <= .debug
+        sources = configuration.maxConnectionsPerSource.map { SourceConnectionCount(limit: $0) }
     }
 
-    /// Loop thread of `handler`'s connection.
-    func register(_ handler: HTTPConnectionHandler) {
+    /// Registers a new connection's handler, or returns false when its source holds
+    /// `maxConnectionsPerSource` already (then it is not registered). Loop thread of
+    /// `handler`'s connection.
+    func register(_ handler: HTTPConnectionHandler) -> Bool {
+        if let sources, !sources.open(handler.connection.remoteAddress) { return false }
         registries.shard(for: handler.connection.loop).value.insert(handler)
+        return true
     }
 
-    /// Loop thread of `handler`'s connection.
+    /// Forgets a registered handler (closed or upgraded); idempotent. Loop thread of
+    /// `handler`'s connection.
     func unregister(_ handler: HTTPConnectionHandler) {
-        registries.shard(for: handler.connection.loop).value.remove(handler)
+        guard registries.shard(for: handler.connection.loop).value.remove(handler) else { return }
+        sources?.close(handler.connection.remoteAddress)
+    }
+}
+
+/// Connections open per source address (the address without the port), against a
+/// limit. Any thread: a lock held for one dictionary operation.
+final class SourceConnectionCount: Sendable {
+    let limit: Int
+    private let open = Mutex<[String: Int]>([:])
+    private let refusedCount = Atomic<Int>(0)
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    var refused: Int { refusedCount.load(ordering: .relaxed) }
+
+    static func key(_ address: SocketAddress?) -> String {
+        switch address {
+        case .ipv4(let host, _)?, .ipv6(let host, _)?: host
+        case .unix(let path)?: path
+        case nil: "?"
+        }
+    }
+
+    /// Counts a new connection from `address`; false (not counted) at the limit.
+    func open(_ address: SocketAddress?) -> Bool {
+        let key = Self.key(address)
+        let admitted = open.withLock { table in
+            let n = table[key, default: 0]
+            guard n < limit else { return false }
+            table[key] = n + 1
+            return true
+        }
+        if !admitted { refusedCount.add(1, ordering: .relaxed) }
+        return admitted
+    }
+
+    /// A counted connection from `address` closed (or left the count).
+    func close(_ address: SocketAddress?) {
+        let key = Self.key(address)
+        open.withLock { table in
+            guard let n = table[key] else { return }
+            table[key] = n > 1 ? n - 1 : nil
+        }
     }
 }

@@ -19,6 +19,12 @@ public struct HTTPServerConfiguration: Sendable {
     public var bodyBufferLimit = 1 << 20
     /// Socket options (keepalive, user timeout, write water marks).
     public var socket = SocketOptions()
+    /// HTTP connections one source address may hold open at once (nil, the default:
+    /// no limit). A connection beyond it gets `503` and is closed before anything is
+    /// read, so one address cannot take every file descriptor. A connection that
+    /// upgrades (WebSocket) leaves the count: its route admitted it. Behind a NAT many
+    /// clients share an address; set it with that in mind (nginx's `limit_conn`).
+    public var maxConnectionsPerSource: Int? = nil
     /// HTTPS: a server `TLSContext` puts TLS on every connection of the listener
     /// (its ALPN list should offer `http/1.1`), and WebSocket routes on it are then
     /// WSS. The handshake must complete within the context's handshake timeout; the
