@@ -45,14 +45,15 @@ import time
 # The idle links speak the router protocol's version 1 (HELLO, WELCOME: what idle
 # memory is measured on), which the hub accepts only with --insecure-routers; the
 # connect ramp opens thousands of links from one address at once, above the hub's
-# default cap on unauthenticated links per source. The credential file goes to a
+# default caps per source (unauthenticated router links, HTTP connections). The credential file goes to a
 # temporary path, not the working directory: this script writes it (mode 0600) with
-# the hash of a random API token that reads every router, which the WebSocket
-# subscribers send as `Authorization: Bearer` (the hub's faces require one). The
+# the hash of a random API token that reads and commands every router, which the
+# WebSocket subscribers and the command step send as `Authorization: Bearer`. The
 # token reaches the client workers through the environment.
 HUB_CREDENTIALS = "/tmp/torus-idle-memory-credentials-%d.json" % os.getpid()
 HUB_TOKEN = os.environ.setdefault("TORUS_IDLE_MEMORY_TOKEN", "thk_" + os.urandom(24).hex())
-HUB_AUTH_ARGS = ["--insecure-routers", "--max-unauthenticated", "1000000", "--credentials", HUB_CREDENTIALS]
+HUB_AUTH_ARGS = ["--insecure-routers", "--max-unauthenticated", "1000000", "--max-http-connections-per-source", "0",
+                 "--credentials", HUB_CREDENTIALS]
 
 
 def write_hub_credentials():
@@ -60,7 +61,7 @@ def write_hub_credentials():
     digest = hashlib.sha256(HUB_TOKEN.encode()).hexdigest()
     fd = os.open(HUB_CREDENTIALS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"routers": {}, "tokens": {digest: {"routers": "*", "rights": ["read"]}}}, f)
+        json.dump({"routers": {}, "tokens": {digest: {"routers": "*", "rights": ["read", "command"]}}}, f)
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -982,7 +983,8 @@ def send_commands(http_port, ids, concurrency, timeout_ms=10000):
                 conn = local.conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=30)
             try:
                 conn.request("POST", "/devices/%s/commands?timeout=%d" % (rid, timeout_ms),
-                             body=("scale-cmd " + rid).encode(), headers={"Content-Type": "text/plain"})
+                             body=("scale-cmd " + rid).encode(),
+                             headers={"Content-Type": "text/plain", "Authorization": "Bearer " + HUB_TOKEN})
                 resp = conn.getresponse()
                 body = resp.read()
             except (OSError, http.client.HTTPException) as e:

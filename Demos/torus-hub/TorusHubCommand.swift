@@ -118,8 +118,12 @@ struct TorusHubCommand: AsyncParsableCommand {
     @Option(help: "Router links of one source address that may wait for authentication at once.")
     var maxUnauthenticated: Int = 64
 
+    @Option(help: "HTTP connections one source address may hold (not counting upgraded WebSockets); beyond: 503 and close. 0: no limit.")
+    var maxHttpConnectionsPerSource: Int = 1024
+
     func validate() throws {
-        guard authTimeout > 0, authFailureBurst >= 1, authFailureRate > 0, maxUnauthenticated >= 1 else {
+        guard authTimeout > 0, authFailureBurst >= 1, authFailureRate > 0, maxUnauthenticated >= 1,
+              maxHttpConnectionsPerSource >= 0 else {
             throw ValidationError("authentication limits must be positive")
         }
         guard heartbeatTimeout > 0, commandTimeout > 0, pingInterval > 0, wsPingTimeout > 0, wsCloseTimeout > 0 else {
@@ -185,6 +189,7 @@ struct TorusHubCommand: AsyncParsableCommand {
         configuration.auth.failureBurst = authFailureBurst
         configuration.auth.failureRefillPerSecond = authFailureRate
         configuration.auth.maxUnauthenticatedPerSource = maxUnauthenticated
+        configuration.http.maxConnectionsPerSource = maxHttpConnectionsPerSource > 0 ? maxHttpConnectionsPerSource : nil
         let hub = try Hub.start(on: group, configuration: configuration)
         let reload = CredentialReloader(hub: hub, path: credentials, logger: configuration.logger)
         await DemoRuntime.serve([hub, reload], listeningOn: [hub.httpAddress, hub.routerAddress], group: group,

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import Torus
 import TorusHTTP
 import TorusTLS
@@ -36,8 +37,15 @@ public struct HubConfiguration: Sendable {
     /// Socket options of both faces (keepalive, user timeout, send timeout).
     public var socket = SocketOptions()
     /// The HTTP server's limits and timeouts; its `tls` makes the HTTP face (API,
-    /// event streams, the WebSocket /app and /web faces) HTTPS and WSS.
-    public var http = HTTPServerConfiguration()
+    /// event streams, the WebSocket /app and /web faces) HTTPS and WSS. The hub holds
+    /// at most 1,024 HTTP connections per source address that have not upgraded to a
+    /// WebSocket (`maxConnectionsPerSource`; beyond it: 503 and close), so a flood from
+    /// one address cannot take every descriptor.
+    public var http: HTTPServerConfiguration = {
+        var http = HTTPServerConfiguration()
+        http.maxConnectionsPerSource = 1024
+        return http
+    }()
     /// TLS on the router port: a server `TLSContext` (its client authentication
     /// decides whether routers must present certificates, verified against its CA;
     /// a router link's verified subject is logged when it authenticates). Routers
@@ -76,6 +84,8 @@ final class HubCore: Sendable {
     let access: HubAccess
     let group: [EventLoop]
     let startedAt = MonotonicClock.now()
+    /// The HTTP server, once started (its refusal count is in /metrics).
+    let httpServer = Mutex<HTTPServer?>(nil)
 
     init(configuration: HubConfiguration, loops: [EventLoop]) {
         self.configuration = configuration
@@ -152,6 +162,7 @@ public final class Hub: Sendable {
             routerServer.close()
             throw error
         }
+        core.httpServer.withLock { $0 = httpServer }
         return Hub(core: core, routerServer: routerServer, httpServer: httpServer)
     }
 

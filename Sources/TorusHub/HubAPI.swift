@@ -250,6 +250,8 @@ enum HubAPI {
         for (outcome, n) in c.apiAuthCounts {
             out.sample("torus_hub_api_auth_total", ["outcome": outcome.description], n)
         }
+        let refused = core.httpServer.withLock { $0?.refusedConnections } ?? 0
+        out.single("torus_hub_http_connections_refused_total", .counter, refused)
         out.family("torus_hub_commands_total", .counter)
         for (outcome, n) in c.commandCounts.sorted(by: { $0.key < $1.key }) {
             out.sample("torus_hub_commands_total", ["outcome": outcome], n)

@@ -142,8 +142,7 @@ final class HubAccess: Sendable {
             return .failure(AccessRefusal(status: .unauthorized, headerFields: [.wwwAuthenticate: Self.realm],
                                           message: "a bearer token is required"))
         }
-        let hash = HubCredentials.tokenHash(token)
-        guard let grant = credentials.credentials.grant(forHash: hash) else {
+        guard let (hash, grant) = credentials.credentials.entry(forHash: HubCredentials.tokenHash(token)) else {
             limits.failed(source)
             counters.apiAuthenticated(.invalid)
             return .failure(AccessRefusal(status: .unauthorized,

@@ -100,9 +100,14 @@ public struct HubCredentials: Sendable, Equatable {
     /// The grant of the token whose hash is `hash`: every stored hash is compared,
     /// each in constant time, so the time taken says nothing about which matched.
     public func grant(forHash hash: String) -> TokenGrant? {
-        let wanted = Array(hash.utf8)
-        var found: TokenGrant?
-        for (key, grant) in tokens where ConstantTime.equals(Array(key.utf8), wanted) { found = grant }
+        entry(forHash: hash)?.grant
+    }
+
+    /// The stored hash (the store's own string, so whoever keeps it shares its
+    /// storage) and grant of the token whose hash is `hash`; compared as `grant(forHash:)`.
+    func entry(forHash hash: String) -> (hash: String, grant: TokenGrant)? {
+        var found: (hash: String, grant: TokenGrant)?
+        for (key, grant) in tokens where ConstantTime.equals(key.utf8, hash.utf8) { found = (key, grant) }
         return found
     }
 

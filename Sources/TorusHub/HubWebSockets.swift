@@ -130,13 +130,12 @@ final class HubWebSockets: Sendable {
                 return .admit(token)
             }
         }) { [self] (ws: WebSocketConnection, token: GrantedToken) in
-            let granted = WebClientGrant(ws: ws, tokenHash: token.hash)
+            let granted = WebClientGrant(ws: ws, tokenHash: token.hash, faces: self, streams: access.streams)
             webClients.add(1, ordering: .relaxed)
             access.streams.add(granted, on: ws.loop)
-            ws.onClose = { [self] ws, _ in
-                webClients.subtract(1, ordering: .relaxed)
-                access.streams.remove(granted, on: ws.loop)
-            }
+            // One captured reference: the closure needs no context of its own (an idle
+            // /web client is the hub's most numerous connection).
+            ws.onClose = { [granted] _, _ in granted.closed() }
             ws.onText = { _, _ in }
             ws.onBinary = { _, _ in }
             web.subscribe(ws)
@@ -162,10 +161,20 @@ struct AppAdmission: Sendable {
 final class WebClientGrant: GrantedStream, @unchecked Sendable {
     let ws: WebSocketConnection
     let tokenHash: String
+    let faces: HubWebSockets
+    let streams: GrantedStreams
 
-    init(ws: WebSocketConnection, tokenHash: String) {
+    init(ws: WebSocketConnection, tokenHash: String, faces: HubWebSockets, streams: GrantedStreams) {
         self.ws = ws
         self.tokenHash = tokenHash
+        self.faces = faces
+        self.streams = streams
+    }
+
+    /// The client closed: uncount it and forget it.
+    func closed() {
+        faces.webClients.subtract(1, ordering: .relaxed)
+        streams.remove(self, on: ws.loop)
     }
 
     func regrant(_ grant: HubCredentials.TokenGrant?) {

@@ -187,6 +187,30 @@ struct APIAccessTests {
         }
     }
 
+    /// The HTTP face's cap per source address counts connections that have not
+    /// upgraded: three WebSocket clients do not fill a cap of two, two held API
+    /// connections do, and the next one gets 503 (counted in /metrics).
+    @Test func httpConnectionsPerSourceAreCappedButWebSocketsLeaveTheCount() async throws {
+        try await withHub({ $0.http.maxConnectionsPerSource = 2 }) { hub, group in
+            var sockets: [WebSocketConnection] = []
+            for i in 0..<3 { sockets.append(try await hubSocket(hub, "/web", on: group.loops[i % 2])) }
+            for ws in sockets { _ = try await nextJSON(ws) }
+            let first = try await MiniHTTPClient.connect(to: hub.httpAddress, on: group.loops[0])
+            let second = try await MiniHTTPClient.connect(to: hub.httpAddress, on: group.loops[1])
+            #expect(try await first.request("GET", "/devices").status == 200)
+            #expect(try await second.request("GET", "/healthz").status == 200)
+            let third = try await MiniHTTPClient.connect(to: hub.httpAddress, on: group.loops[0])
+            let refused = try await third.request("GET", "/devices")
+            #expect(refused.status == 503 && refused.text == "too many connections from this address\n")
+            await third.close()
+            let metrics = try await first.request("GET", "/metrics").text
+            #expect(metrics.contains("torus_hub_http_connections_refused_total 1"), "\(metrics)")
+            await first.close()
+            await second.close()
+            for ws in sockets { await ws.close() }
+        }
+    }
+
     /// curl and Python's http.client, as an operator's scripts would call the API.
     @Test func curlAndPythonClients() async throws {
         try await withHub { hub, group in
