@@ -117,15 +117,27 @@ final class HubAccess: Sendable {
 
     /// The token a request presents: the `Authorization: Bearer` header, or (where
     /// `queryToken`) the `access_token` query parameter.
-    static func presentedToken(authorization: String?, query: String?, queryToken: Bool) -> String? {
-        if let authorization {
-            let parts = authorization.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-            guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-            let token = String(parts[1].drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
-            return token.isEmpty ? nil : token
-        }
+    static func presentedToken(authorization: String?, query: String?, queryToken: Bool) -> Substring? {
+        if let authorization { return bearerToken(authorization) }
         guard queryToken, let value = HubAPI.queryValue(query, "access_token"), !value.isEmpty else { return nil }
-        return value
+        return Substring(value)
+    }
+
+    /// The token of `Bearer TOKEN` (the scheme in any case, spaces around the token
+    /// ignored), read byte by byte: no allocation, no grapheme breaking.
+    static func bearerToken(_ header: String) -> Substring? {
+        let bytes = header.utf8
+        var i = bytes.startIndex
+        for expected in "bearer".utf8 {
+            guard i != bytes.endIndex, bytes[i] | 0x20 == expected else { return nil }
+            bytes.formIndex(after: &i)
+        }
+        guard i != bytes.endIndex, bytes[i] == 0x20 else { return nil }
+        while i != bytes.endIndex, bytes[i] == 0x20 { bytes.formIndex(after: &i) }
+        var end = bytes.endIndex
+        while end != i, bytes[bytes.index(before: end)] == 0x20 { bytes.formIndex(before: &end) }
+        guard i != end else { return nil }
+        return Substring(bytes[i..<end])
     }
 
     /// Authenticates a request and checks that its grant carries `right` (on
@@ -142,7 +154,7 @@ final class HubAccess: Sendable {
             return .failure(AccessRefusal(status: .unauthorized, headerFields: [.wwwAuthenticate: Self.realm],
                                           message: "a bearer token is required"))
         }
-        guard let (hash, grant) = credentials.credentials.entry(forHash: HubCredentials.tokenHash(token)) else {
+        guard let (hash, grant) = credentials.credentials.entry(forHash: HubCredentials.tokenHash(utf8: token.utf8)) else {
             limits.failed(source)
             counters.apiAuthenticated(.invalid)
             return .failure(AccessRefusal(status: .unauthorized,

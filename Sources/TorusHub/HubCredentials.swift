@@ -85,11 +85,26 @@ public struct HubCredentials: Sendable, Equatable {
     }
 
     /// SHA-256 hex of a token: how the store names it.
-    public static func tokenHash(_ token: String) -> String {
-        SHA256.hash(data: Array(token.utf8)).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+    public static func tokenHash(_ token: String) -> String { tokenHash(utf8: token.utf8) }
+
+    /// SHA-256 hex of a token given as its UTF-8 bytes (a request's header, unsplit):
+    /// one allocation, the hex string (every request with a token pays this).
+    static func tokenHash(utf8 bytes: some Collection<UInt8>) -> String {
+        var hasher = SHA256()
+        if bytes.withContiguousStorageIfAvailable({ hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }) == nil {
+            hasher.update(data: Array(bytes))
+        }
+        let digest = hasher.finalize()
+        return String(unsafeUninitializedCapacity: 2 * SHA256.byteCount) { out in
+            func hex(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 0x30 + nibble : 0x57 + nibble }  // 0-9, a-f
+            var i = 0
+            for byte in digest {
+                out[i] = hex(byte >> 4)
+                out[i + 1] = hex(byte & 0x0F)
+                i += 2
+            }
+            return i
+        }
     }
 
     /// The grant of `token`, if the store knows it (hashes compared in constant time).

@@ -211,6 +211,22 @@ struct APIAccessTests {
         }
     }
 
+    /// The `Authorization` value, read byte by byte: the scheme in any case, spaces
+    /// around the token ignored, anything else no token at all.
+    @Test func bearerTokenParsing() {
+        #expect(HubAccess.bearerToken("Bearer abc") == "abc")
+        #expect(HubAccess.bearerToken("bearer   abc  ") == "abc")
+        #expect(HubAccess.bearerToken("BEARER thk_x-y_z") == "thk_x-y_z")
+        for bad in ["", "Bearer", "Bearer ", "Bearer    ", "Bearerabc", "Basic abc", "Bear abc", "éearer abc"] {
+            #expect(HubAccess.bearerToken(bad) == nil, "\(bad)")
+        }
+        // The hash of a token read from a header is the hash the store keeps.
+        let token = HubCredentials.newToken()
+        let header = "Bearer " + token.token
+        #expect(HubAccess.bearerToken(header).map { HubCredentials.tokenHash(utf8: $0.utf8) } == token.hash)
+        #expect(HubCredentials.tokenHash("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+
     /// curl and Python's http.client, as an operator's scripts would call the API.
     @Test func curlAndPythonClients() async throws {
         try await withHub { hub, group in
