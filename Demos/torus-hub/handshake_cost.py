@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Hub CPU per router handshake, with and without the challenge (issue 15).
 
-Starts HUB (a torus-hub binary, release for a meaningful number) with
---insecure-routers so that both protocols are accepted, then alternates rounds of
-N sequential handshakes from this one process:
-  plain:     connect, HELLO (version 1), WELCOME, close
-  challenge: connect, HELLO (version 2), WELCOME + nonce, AUTH (HMAC-SHA256), AUTHOK, close
-and reads the hub's CPU time (utime + stime from /proc/PID/stat) around each round.
-Prints handshakes per hub CPU-second for each round and the ratio of the medians.
+Starts two hubs from HUB (a torus-hub binary, release for a meaningful number), one
+loop each: one with --insecure-routers (version 1 accepted: the plain baseline, the
+protocol before authentication) and one as deployed (version 2 only, which sends its
+WELCOME with the nonce at accept). Then alternates rounds of N sequential handshakes
+from this one process:
+  plain:      connect, HELLO (version 1), WELCOME, close              (insecure hub)
+  challenge:  connect, HELLO (version 2), WELCOME + nonce, AUTH, AUTHOK, close
+  pipelined:  connect, WELCOME + nonce (sent at accept), HELLO + AUTH in one write,
+              AUTHOK, close                                            (both: secure hub)
+and reads each hub's CPU time (utime + stime from /proc/PID/stat) around each round.
+Prints handshakes per hub CPU-second for each round and the ratios of the medians.
 Loopback only; bounded by --rounds and -n.
 With --parallel K, K client threads share the N handshakes (the hub then batches
 wake-ups, as in a reconnect storm). Usage: handshake_cost.py HUB [-n 2000] [--rounds 5] [--parallel K]
@@ -38,10 +42,17 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def handshake(port, rid, secret):
+def handshake(port, rid, secret, pipelined=False):
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if secret is None:
+    if pipelined:
+        kind, body = read_frame(s)
+        assert kind == 2 and len(body) == 36
+        proof = hmac.new(secret, body[4:] + rid, hashlib.sha256).digest()
+        s.sendall(frame(1, b"\x02" + rid) + frame(8, proof))
+        kind, _ = read_frame(s)
+        assert kind == 9, kind
+    elif secret is None:
         s.sendall(frame(1, rid))
         kind, _ = read_frame(s)
         assert kind == 2
@@ -68,20 +79,25 @@ def main():
     fd = os.open(creds, os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, json.dumps({"routers": {"bench": base64.b64encode(secret).decode()}, "tokens": {}}).encode())
     os.close(fd)
-    hub = subprocess.Popen([a.hub, "--router-port", "0", "--http-port", "0", "--threads", "1",
-                            "--insecure-routers", "--credentials", creds, "--log-level", "warning"],
-                           stdout=subprocess.PIPE, text=True)
-    try:
+    def start(insecure):
+        hub = subprocess.Popen([a.hub, "--router-port", "0", "--http-port", "0", "--threads", "1",
+                                "--credentials", creds, "--log-level", "warning"] + (["--insecure-routers"] if insecure else []),
+                               stdout=subprocess.PIPE, text=True)
         lines = [hub.stdout.readline(), hub.stdout.readline()]
-        port = int(lines[1].strip().rsplit(":", 1)[1])
-        results = {"plain": [], "challenge": []}
+        return hub, int(lines[1].strip().rsplit(":", 1)[1])
+    plain_hub, plain_port = start(True)
+    secure_hub, secure_port = start(False)
+    try:
+        modes = (("plain", plain_hub, plain_port, None, False), ("challenge", secure_hub, secure_port, secret, False),
+                 ("pipelined", secure_hub, secure_port, secret, True))
+        results = {name: [] for name, *_ in modes}
         for _ in range(a.rounds):
-            for name, key in (("plain", None), ("challenge", secret)):
+            for name, hub, port, key, pipelined in modes:
                 time.sleep(0.3)
                 before = cpu_seconds(hub.pid)
-                def worker(count, key=key):
+                def worker(count, port=port, key=key, pipelined=pipelined):
                     for _ in range(count):
-                        handshake(port, b"bench", key)
+                        handshake(port, b"bench", key, pipelined)
                 threads = [threading.Thread(target=worker, args=(a.n // a.parallel,)) for _ in range(a.parallel)]
                 for t in threads:
                     t.start()
@@ -92,12 +108,15 @@ def main():
                 rate = a.n / used if used > 0 else float("inf")
                 results[name].append(rate)
                 print(f"{name:9s} {a.n} handshakes, hub CPU {used:.2f} s: {rate:,.0f} per CPU-second", flush=True)
-        plain, challenge = statistics.median(results["plain"]), statistics.median(results["challenge"])
-        print(f"median: plain {plain:,.0f}/CPU-s, challenge {challenge:,.0f}/CPU-s; "
-              f"the challenge costs {100 * (plain / challenge - 1):.1f}% more hub CPU per handshake")
+        plain = statistics.median(results["plain"])
+        for name in ("challenge", "pipelined"):
+            m = statistics.median(results[name])
+            print(f"median: plain {plain:,.0f}/CPU-s, {name} {m:,.0f}/CPU-s; "
+                  f"{name} costs {100 * (plain / m - 1):.1f}% more hub CPU per handshake")
     finally:
-        hub.terminate()
-        hub.wait(timeout=30)
+        for hub in (plain_hub, secure_hub):
+            hub.terminate()
+            hub.wait(timeout=30)
     return 0
 
 

@@ -75,8 +75,11 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
 
     /// Where a link stands in the handshake.
     enum AuthState {
-        /// Connected; HELLO not yet received.
+        /// Connected; HELLO not yet received (and no WELCOME sent: the hub accepts
+        /// version 1 too, so it waits to learn the version).
         case awaitingHello
+        /// WELCOME with `nonce` sent at accept (version 2 only); HELLO not yet received.
+        case welcomed(nonce: [UInt8])
         /// WELCOME sent with `nonce`; waiting for the AUTH over it.
         case challenged(id: String, nonce: [UInt8])
         /// In the directory. `secret` is what the router proved it holds (nil for an
@@ -121,11 +124,19 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
         }
         countedUnauthenticated = true
         connection.watchLiveness()
+        // Version 2 only: the challenge goes out at once, so a router may wait for it
+        // and send HELLO and AUTH in one write (one round trip fewer; a router that
+        // sends HELLO first reads the same WELCOME after it).
+        if !hub.configuration.auth.insecureRouters {
+            let nonce = HubCredentials.randomBytes(HubFrame.nonceSize)
+            auth = .welcomed(nonce: nonce)
+            send(.welcome(heartbeatTimeoutMs: heartbeatMs, nonce: nonce))
+        }
     }
 
     public func checkLiveness(_ connection: Connection, now: UInt64) -> UInt64? {
         switch auth {
-        case .awaitingHello, .challenged:
+        case .awaitingHello, .welcomed, .challenged:
             let deadline = acceptedAt &+ UInt64(hub.configuration.auth.authTimeout.nanoseconds)
             guard now < deadline else {
                 refuse(.timeout, reason: "authentication timeout")
@@ -182,6 +193,15 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
                 return protocolError("\(HubProtocolError.helloExpected)")
             }
             return hello(newID, version: version)
+        case .welcomed(let nonce):
+            guard case .hello(let newID, let version) = frame else {
+                return protocolError("\(HubProtocolError.helloExpected)")
+            }
+            guard version >= 2 else {
+                return refuse(.insecureRefused, reason: "protocol version 1 (HELLO without proof) is not accepted")
+            }
+            auth = .challenged(id: newID, nonce: nonce)
+            return
         case .challenged(let claimed, let nonce):
             guard case .auth(let proof) = frame else {
                 return protocolError("\(HubProtocolError.authExpected)")

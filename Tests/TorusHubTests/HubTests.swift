@@ -213,12 +213,15 @@ struct HubTests {
             #expect(reason.contains("exceeds"))
             #expect(try await big.nextFrame() == nil)
             await big.close()
-            // Something other than HELLO first.
+            // Something other than HELLO first: the WELCOME sent at accept, then REFUSED.
             let raw = try await AsyncConnection.connect(to: hub.routerAddress, on: group.loops[1])
             try await raw.write(HubFrame.heartbeat.encoded)
             var bytes: [UInt8] = []
             while let chunk = try await raw.read() { bytes += chunk }
-            #expect(bytes.starts(with: [0, 0, 0]) && bytes.count > 5 && bytes[4] == HubFrame.Kind.refused.rawValue)
+            var decoder = HubFrameDecoder()
+            var frames: [HubFrame] = []
+            try bytes.withUnsafeBytes { try decoder.feed($0) { frames.append($0); return true } }
+            #expect(frames.map(\.kind) == [.welcome, .refused], "\(frames)")
             await raw.close()
             #expect(await eventually { hub.directory.count == 0 })
             #expect(hub.counters.malformed == 2)

@@ -265,9 +265,46 @@ struct RouterAuthTests {
             await old.close()
         }
         try await withHub { hub, group in
-            await #expect(throws: HubRouterClient.Refused.self) {
-                _ = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "legacy", secret: nil)
+            // Without the flag the hub sends its challenge at accept; a version 1
+            // HELLO then gets REFUSED and the router never goes online.
+            let old = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "legacy", secret: nil)
+            guard case .refused(let reason)? = try await old.nextFrame() else {
+                Issue.record("no REFUSED")
+                return
             }
+            #expect(reason.contains("version 1"))
+            #expect(try await old.nextFrame() == nil)
+            #expect(hub.directory.link(for: "legacy") == nil)
+            #expect(hub.counters.authCounts.first { $0.0 == .insecureRefused }?.1 == 1)
+            await old.close()
+        }
+    }
+
+    /// The WELCOME goes out at accept, so a router may wait for it and send HELLO and
+    /// AUTH in one write (the hub reads both from one receive); it is then online.
+    @Test func helloAndAuthInOneWriteAfterTheWelcome() async throws {
+        try await withHub { hub, group in
+            let raw = try await AsyncConnection.connect(to: hub.routerAddress, on: group.loops[1])
+            var decoder = HubFrameDecoder()
+            var frames: [HubFrame] = []
+            while frames.isEmpty, let chunk = try await raw.read() {
+                try chunk.withUnsafeBytes { try decoder.feed($0) { frames.append($0); return true } }
+            }
+            guard case .welcome(_, let nonce)? = frames.first, nonce.count == HubFrame.nonceSize else {
+                Issue.record("no WELCOME at accept: \(frames)")
+                return
+            }
+            let proof = HubCredentials.proof(secret: TestCredentials.secret("r3"), nonce: nonce, id: "r3")
+            try await raw.write(HubFrame.hello(id: "r3").encoded + HubFrame.auth(proof: proof).encoded)
+            frames.removeAll()
+            while frames.isEmpty, let chunk = try await raw.read() {
+                try chunk.withUnsafeBytes { try decoder.feed($0) { frames.append($0); return true } }
+            }
+            #expect(frames.first == .authOK)
+            #expect(await eventually { hub.directory.link(for: "r3") != nil })
+            try await raw.write(HubFrame.bye(reason: "done").encoded)
+            await raw.close()
+            #expect(await eventually { hub.directory.count == 0 })
         }
     }
 
