@@ -145,6 +145,9 @@ struct Attacker: Sendable {
         case .stolenHello:
             try await connection.write(HubFrame.hello(id: victim, version: 1).encoded)
             verdict = try await next()
+            // The challenge the hub sends at accept is not admission: version 1's
+            // admission is a WELCOME without a nonce.
+            if case .welcome(_, let nonce)? = verdict, !nonce.isEmpty { verdict = try await next() }
         case .wrongSecret, .replayedProof:
             try await connection.write(HubFrame.hello(id: victim).encoded)
             let welcome = try await next()
@@ -163,6 +166,7 @@ struct Attacker: Sendable {
         case .refused?:
             stats.update { $0.attacksRefused += 1 }
         case .authOK?, .welcome?:
+            // An AUTHOK, or a WELCOME where only REFUSED may come (version 1 let in).
             stats.fail("attacker (\(attack)) got in as \(victim)") { $0.intrusions += 1 }
         default:
             break
