@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "torus-http", targets: ["torus-http"]),
         .executable(name: "torus-ws", targets: ["torus-ws"]),
         .library(name: "TorusHub", targets: ["TorusHub"]),
+        .library(name: "TorusRedis", targets: ["TorusRedis"]),
         .executable(name: "torus-hub", targets: ["torus-hub"]),
         .executable(name: "torus-soak", targets: ["torus-soak"]),
     ],
@@ -109,6 +110,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "TorusRedis",
+            dependencies: ["Torus"],
+            path: "Sources/TorusRedis",
+            swiftSettings: strict
+        ),
+        .target(
             name: "CHubMalloc",
             path: "Sources/CHubMalloc"
         ),
@@ -195,6 +202,12 @@ let package = Package(
             dependencies: ["TorusTLS", "COpenSSL", "Torus", "TorusHTTP", "TorusWebSocket", "TorusHub",
                            "TorusTestSupport", "torus-echo", "torus-http", "torus-ws", "torus-hub"],
             path: "Tests/TorusTLSTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TorusRedisTests",
+            dependencies: ["TorusRedis", "Torus", "TorusTestSupport"],
+            path: "Tests/TorusRedisTests",
             swiftSettings: strict
         ),
         .testTarget(

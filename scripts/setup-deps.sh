@@ -3,7 +3,7 @@
 # is present): liburing-dev, zlib1g-dev and libssl-dev for the build, the openssl
 # CLI for the TLS tests (certificates, s_server/s_client), curl and Python's
 # websockets for the interop tests and the example check, iproute2 for the dead-peer
-# harness, pip to install websockets, and venv for the Autobahn|Testsuite driver
+# harness, redis-server for TorusRedis's tests (they start their own servers), pip to install websockets, and venv for the Autobahn|Testsuite driver
 # (which makes its own virtual environment). DocC comes with the Swift toolchain.
 set -euo pipefail
 
@@ -15,6 +15,7 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 dpkg -s pkg-config >/dev/null 2>&1 || dpkg -s pkgconf >/dev/null 2>&1 || need+=(pkg-config)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)

@@ -41,7 +41,7 @@ else
   # Each process is bounded in time, so a hang fails the step instead of the CI.
   swift build --build-tests
   : > /tmp/torus-swift-test.log
-  for target in TorusTests TorusHTTPTests TorusWebSocketTests TorusTLSTests TorusHubTests; do
+  for target in TorusTests TorusHTTPTests TorusWebSocketTests TorusTLSTests TorusHubTests TorusRedisTests; do
     echo "== swift test: $target"
     timeout --kill-after=30 900 swift test --skip-build --filter "^$target\\." 2>&1 | tee /tmp/torus-swift-test-$target.log
     cat /tmp/torus-swift-test-$target.log >> /tmp/torus-swift-test.log

@@ -1,0 +1,60 @@
+import Torus
+
+/// How a `RedisConnection` talks to its server. A plain value.
+public struct RedisConfiguration: Sendable {
+    /// Which RESP the connection asks for.
+    public enum ProtocolVersion: Sendable {
+        /// RESP2: no `HELLO`; `AUTH` when there is a password.
+        case resp2
+        /// RESP3 (Redis 6+): `HELLO 3` (with `AUTH` and `SETNAME`) opens the connection.
+        /// Pub/Sub messages then arrive as push values on any connection.
+        case resp3
+    }
+
+    public var protocolVersion = ProtocolVersion.resp3
+    /// `AUTH` user (nil: `default`); used only with a password.
+    public var username: String?
+    public var password: String?
+    /// `SELECT`ed after the handshake when not 0.
+    public var database = 0
+    /// `CLIENT SETNAME` (RESP3: in `HELLO`), shown by `CLIENT LIST`.
+    public var clientName: String?
+    /// A command without its reply after this long fails every command waiting on
+    /// the connection with `RedisError.timeout` and closes it: replies are matched
+    /// in order, so once one is missing none that follows can be trusted.
+    public var commandTimeout: Duration = .seconds(5)
+    public var connectTimeout: Duration = .seconds(5)
+    /// Largest reply accepted (larger: `RedisError.protocolError(.tooLarge)`, and the
+    /// connection closes).
+    public var maxReplyBytes = 64 << 20
+    public var socket = SocketOptions()
+
+    public init() {}
+}
+
+/// Why a command (or a connection) failed. Typed; `Sendable`.
+public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The server answered with an error (`-ERR …`); the connection stays usable.
+    case server(String)
+    /// The server's bytes were not RESP or broke a limit; the connection closed.
+    case protocolError(RESPError)
+    /// No reply within `commandTimeout`; the connection closed.
+    case timeout
+    /// The connection closed (by the server, the network or `close`) before the reply.
+    case connectionClosed(String)
+    /// `HELLO`, `AUTH` or `SELECT` was refused while connecting.
+    case handshake(String)
+    /// The connection could not be made.
+    case connectFailed(String)
+
+    public var description: String {
+        switch self {
+        case .server(let message): "Redis error reply: \(message)"
+        case .protocolError(let error): "\(error)"
+        case .timeout: "Redis command timed out"
+        case .connectionClosed(let why): "Redis connection closed: \(why)"
+        case .handshake(let why): "Redis handshake failed: \(why)"
+        case .connectFailed(let why): "Redis connect failed: \(why)"
+        }
+    }
+}

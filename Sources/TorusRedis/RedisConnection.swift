@@ -1,0 +1,258 @@
+import Torus
+
+/// One connection to a Redis server on the ring: commands are encoded into the
+/// connection's write queue as they are sent (many in one send when they are sent
+/// together: pipelining) and their replies matched to them in order.
+///
+/// Two faces, like the rest of Torus: on the loop thread, `send(_:_:)` with a
+/// completion callback; from any task, `command(_:)` and `pipeline(_:)`.
+///
+/// Pub/Sub (RESP3): `onPush` receives every push value (`message`, `subscribe`
+/// confirmations, …); `subscribe`/`psubscribe`/`ssubscribe` send their commands
+/// without waiting for a reply (RESP3 confirms them with pushes). Keep a connection
+/// for Pub/Sub on its own: a busy channel delays the replies of other commands.
+///
+/// Failure: an error reply fails its command only (`RedisError.server`). Bytes that
+/// are not RESP, a reply over the limit, a missing reply after `commandTimeout`, or
+/// the connection closing fail every waiting command with a typed error and close
+/// the connection; nothing is retried. `RedisClient` reconnects.
+///
+/// Threading: loop-confined (`loop`), except the async methods and `close()`.
+/// Ownership: the connection's buffers and operations are the core's (in the ledger).
+public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
+    public let loop: EventLoop
+    public let configuration: RedisConfiguration
+    private(set) var connection: Connection?
+    private var decoder: RESPDecoder
+    private var pending = RingBuffer<Pending>(capacity: 16)
+    private var encoded: [UInt8] = []
+    /// Set once the connection failed or closed: every later command fails with it.
+    private var failure: RedisError?
+    /// Push values (RESP3 out-of-band: Pub/Sub). Loop thread.
+    public var onPush: ((RESPValue) -> Void)?
+    /// Called once when the connection closes, with why. Loop thread.
+    public var onClose: ((RedisError) -> Void)?
+
+    struct Pending {
+        let deadline: UInt64
+        let complete: (Result<RESPValue, RedisError>) -> Void
+    }
+
+    init(loop: EventLoop, configuration: RedisConfiguration) {
+        self.loop = loop
+        self.configuration = configuration
+        decoder = RESPDecoder(maxBytes: configuration.maxReplyBytes)
+        encoded.reserveCapacity(256)
+    }
+
+    /// Connects, then opens the session (`HELLO 3` or `AUTH`, `SELECT`). Any task.
+    public static func connect(to address: SocketAddress, on loop: EventLoop,
+                               configuration: RedisConfiguration = RedisConfiguration()) async throws(RedisError) -> RedisConnection {
+        let redis = RedisConnection(loop: loop, configuration: configuration)
+        let connected: Result<Void, RedisError> = await withCheckedContinuation { continuation in
+            loop.execute {
+                Connection.connect(to: address, on: loop, options: configuration.socket,
+                                   timeout: configuration.connectTimeout,
+                                   makeHandler: { connection in
+                                       redis.connection = connection
+                                       return redis
+                                   },
+                                   done: { result in
+                                       switch result {
+                                       case .success: continuation.resume(returning: .success(()))
+                                       case .failure(let error):
+                                           continuation.resume(returning: .failure(.connectFailed("\(error)")))
+                                       }
+                                   })
+            }
+        }
+        taskResumedByLoop()
+        try connected.get()
+        let failure: RedisError?
+        do throws(RedisError) {
+            let replies = try await redis.pipeline(redis.handshakeCommands())
+            failure = replies.lazy.compactMap { reply -> RedisError? in
+                guard case .failure(let error) = reply else { return nil }
+                if case .server(let message) = error { return .handshake(message) }
+                return error
+            }.first
+        } catch {
+            failure = error
+        }
+        if let failure {
+            await redis.close()
+            throw failure
+        }
+        return redis
+    }
+
+    /// What opens the session.
+    func handshakeCommands() -> [[String]] {
+        var commands: [[String]] = []
+        switch configuration.protocolVersion {
+        case .resp3:
+            var hello = ["HELLO", "3"]
+            if let password = configuration.password {
+                hello += ["AUTH", configuration.username ?? "default", password]
+            }
+            if let name = configuration.clientName { hello += ["SETNAME", name] }
+            commands.append(hello)
+        case .resp2:
+            if let password = configuration.password {
+                commands.append(["AUTH"] + (configuration.username.map { [$0] } ?? []) + [password])
+            }
+            if let name = configuration.clientName { commands.append(["CLIENT", "SETNAME", name]) }
+        }
+        if configuration.database != 0 { commands.append(["SELECT", String(configuration.database)]) }
+        if commands.isEmpty { commands.append(["PING"]) }
+        return commands
+    }
+
+    // MARK: Loop-thread face
+
+    /// Sends one command; `complete` runs on the loop with its reply (an error reply
+    /// as `.failure(.server)`). Commands sent in one turn of the loop go out in one
+    /// send. Loop thread only.
+    public func send(_ arguments: [String], _ complete: @escaping (Result<RESPValue, RedisError>) -> Void) {
+        loop.assertInLoop()
+        guard let connection, failure == nil, connection.isOpen else {
+            return complete(.failure(failure ?? .connectionClosed("not connected")))
+        }
+        encoded.removeAll(keepingCapacity: true)
+        RESPEncoder.command(arguments, into: &encoded)
+        let deadline = MonotonicClock.now() &+ UInt64(configuration.commandTimeout.nanoseconds)
+        if pending.isEmpty { connection.watchLiveness(by: deadline) }
+        pending.append(Pending(deadline: deadline, complete: complete))
+        _ = encoded.withUnsafeBytes { connection.send($0) }
+    }
+
+    /// Sends a command whose answers arrive as push values (RESP3 `SUBSCRIBE`,
+    /// `PSUBSCRIBE`, `SSUBSCRIBE` and their `UNSUBSCRIBE`s): no reply is waited for.
+    /// Loop thread only.
+    public func sendExpectingPushes(_ arguments: [String]) {
+        loop.assertInLoop()
+        guard let connection, failure == nil, connection.isOpen else { return }
+        encoded.removeAll(keepingCapacity: true)
+        RESPEncoder.command(arguments, into: &encoded)
+        _ = encoded.withUnsafeBytes { connection.send($0) }
+    }
+
+    // MARK: Async face
+
+    /// One command's reply. An error reply throws `RedisError.server`. Any task.
+    public func command(_ arguments: [String]) async throws(RedisError) -> RESPValue {
+        let result: Result<RESPValue, RedisError> = await withCheckedContinuation { continuation in
+            loop.runOnLoop { self.send(arguments) { continuation.resume(returning: $0) } }
+        }
+        return try result.get()
+    }
+
+    /// Many commands in one send; their replies (or errors) in order. Throws only when
+    /// the connection fails before every reply arrived. Any task.
+    public func pipeline(_ commands: [[String]]) async throws(RedisError) -> [Result<RESPValue, RedisError>] {
+        guard !commands.isEmpty else { return [] }
+        let results: [Result<RESPValue, RedisError>] = await withCheckedContinuation { continuation in
+            loop.runOnLoop {
+                var results = [Result<RESPValue, RedisError>](repeating: .failure(.timeout), count: commands.count)
+                var left = commands.count
+                for (i, command) in commands.enumerated() {
+                    self.send(command) { reply in
+                        results[i] = reply
+                        left -= 1
+                        if left == 0 { continuation.resume(returning: results) }
+                    }
+                }
+            }
+        }
+        for case .failure(let error) in results {
+            if case .server = error { continue }
+            throw error
+        }
+        return results
+    }
+
+    /// `SUBSCRIBE` (or `PSUBSCRIBE` with `pattern`, `SSUBSCRIBE` with `sharded`): the
+    /// confirmations and then the messages arrive through `onPush`. Any thread.
+    public func subscribe(_ channels: [String], pattern: Bool = false, sharded: Bool = false) {
+        let verb = sharded ? "SSUBSCRIBE" : (pattern ? "PSUBSCRIBE" : "SUBSCRIBE")
+        loop.runOnLoop { self.sendExpectingPushes([verb] + channels) }
+    }
+
+    /// Closes the connection; commands still waiting fail with `.connectionClosed`.
+    /// Any task; returns once it is closed.
+    public func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            loop.runOnLoop {
+                guard let connection = self.connection, connection.isOpen else { return continuation.resume() }
+                self.closeWaiters.append(continuation)
+                connection.close()
+            }
+        }
+    }
+
+    private var closeWaiters: [CheckedContinuation<Void, Never>] = []
+
+    // MARK: ConnectionHandler
+
+    public func received(_ bytes: ReceivedBytes, from connection: Connection) {
+        decoder.feed(bytes.unsafeBytes)
+        do {
+            while let value = try decoder.next() {
+                if case .push = value {
+                    onPush?(value)
+                    continue
+                }
+                guard let next = pending.popFirst() else {
+                    return fail(.protocolError(.malformed("a reply without a command")))
+                }
+                if case .error(let message) = value {
+                    next.complete(.failure(.server(message)))
+                } else {
+                    next.complete(.success(value))
+                }
+                if failure != nil { return }
+            }
+        } catch {
+            fail(.protocolError(error))
+        }
+        if !pending.isEmpty { connection.watchLiveness(by: pending[0].deadline) }
+    }
+
+    public func inputClosed(_ connection: Connection) {
+        fail(.connectionClosed(decoder.buffered > 0 ? "the server closed in the middle of a reply" : "closed by the server"))
+    }
+
+    public func closed(_ connection: Connection, error: (any Error)?) {
+        let why = failure ?? .connectionClosed(error.map { "\($0)" } ?? "closed")
+        failure = why
+        failPending(why)
+        let close = onClose
+        onClose = nil
+        onPush = nil
+        close?(why)
+        let waiters = closeWaiters
+        closeWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
+    public func checkLiveness(_ connection: Connection, now: UInt64) -> UInt64? {
+        guard !pending.isEmpty else { return nil }
+        let deadline = pending[0].deadline
+        guard now < deadline else {
+            fail(.timeout)
+            return nil
+        }
+        return deadline
+    }
+
+    /// Fails every waiting command with `error` and closes the connection.
+    private func fail(_ error: RedisError) {
+        if failure == nil { failure = error }
+        failPending(failure ?? error)
+        connection?.close(error: error)
+    }
+
+    private func failPending(_ error: RedisError) {
+        while let next = pending.popFirst() { next.complete(.failure(error)) }
+    }
+}

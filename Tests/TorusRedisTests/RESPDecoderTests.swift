@@ -1,0 +1,82 @@
+import Testing
+import TorusRedis
+
+@Suite("RESP decoder")
+struct RESPDecoderTests {
+    /// Every RESP2 and RESP3 type, fed whole and then split at every byte: the same
+    /// values come out either way.
+    @Test func everyTypeWholeAndSplitAtEveryByte() throws {
+        let wire = Array(("+OK\r\n-ERR bad\r\n:-42\r\n$5\r\nhe\r\no\r\n$-1\r\n*-1\r\n*2\r\n$1\r\na\r\n:1\r\n"
+            + "_\r\n#t\r\n#f\r\n,3.5\r\n,inf\r\n(123456789012345678901234567890\r\n=9\r\ntxt:hello\r\n"
+            + "%1\r\n+k\r\n:2\r\n~2\r\n+x\r\n+y\r\n>3\r\n+message\r\n+ch\r\n$2\r\nhi\r\n"
+            + "|1\r\n+ttl\r\n:5\r\n+after attribute\r\n!11\r\nSYNTAX oops\r\n").utf8)
+        let expected: [RESPValue] = [
+            .simpleString("OK"), .error("ERR bad"), .integer(-42), .bulkString(Array("he\r\no".utf8)), .null, .null,
+            .array([.bulkString([UInt8(ascii: "a")]), .integer(1)]), .null, .boolean(true), .boolean(false),
+            .double(3.5), .double(.infinity), .bigNumber("123456789012345678901234567890"),
+            .verbatim(format: "txt", text: Array("hello".utf8)), .map([RESPPair(.simpleString("k"), .integer(2))]),
+            .set([.simpleString("x"), .simpleString("y")]),
+            .push([.simpleString("message"), .simpleString("ch"), .bulkString(Array("hi".utf8))]),
+            .simpleString("after attribute"), .error("SYNTAX oops"),
+        ]
+        var whole = RESPDecoder()
+        whole.feed(wire)
+        var values: [RESPValue] = []
+        while let v = try whole.next() { values.append(v) }
+        #expect(values == expected)
+        for cut in 1..<wire.count {
+            var decoder = RESPDecoder()
+            var got: [RESPValue] = []
+            decoder.feed(Array(wire[..<cut]))
+            while let v = try decoder.next() { got.append(v) }
+            decoder.feed(Array(wire[cut...]))
+            while let v = try decoder.next() { got.append(v) }
+            #expect(got == expected, "cut at \(cut)")
+            #expect(decoder.buffered == 0)
+        }
+    }
+
+    /// Bytes that are not RESP are typed errors, never a trap or a huge allocation.
+    @Test(arguments: [
+        ("?x\r\n", RESPError.unknownType(UInt8(ascii: "?"))),
+        (":12a\r\n", .malformed("integer \"12a\"")),
+        (":99999999999999999999\r\n", .malformed("integer \"99999999999999999999\"")),
+        ("$-2\r\n", .malformed("negative length -2")),
+        ("$3\r\nabcd\r\n", .malformed("string not followed by CRLF")),
+        ("+OK\n", .malformed("LF without CR")),
+        ("+OK\rX", .malformed("CR without LF")),
+        ("#x\r\n", .malformed("boolean \"x\"")),
+        (",abc\r\n", .malformed("double \"abc\"")),
+        ("(12x\r\n", .malformed("big number \"12x\"")),
+        ("_x\r\n", .malformed("null with a body")),
+        ("=2\r\nab\r\n", .malformed("verbatim string without a format")),
+        ("~-1\r\n", .malformed("null set or push")),
+        ("$2000000000\r\n", .tooLarge(limit: 1 << 20)),
+        ("*2000000000\r\n", .tooLarge(limit: 1 << 20)),
+    ])
+    func malformedInputIsATypedError(input: String, error: RESPError) {
+        var decoder = RESPDecoder(maxBytes: 1 << 20)
+        decoder.feed(Array(input.utf8))
+        #expect(throws: error) { _ = try decoder.next() }
+    }
+
+    @Test func nestingAndBufferedBytesAreBounded() {
+        var deep = RESPDecoder(maxDepth: 8)
+        deep.feed(Array(String(repeating: "*1\r\n", count: 9).utf8) + Array(":1\r\n".utf8))
+        #expect(throws: RESPError.tooDeep(limit: 8)) { _ = try deep.next() }
+        // A bulk string announced within the limit but never ending: the buffered
+        // bytes are bounded too.
+        var endless = RESPDecoder(maxBytes: 1024)
+        endless.feed(Array("+".utf8) + [UInt8](repeating: UInt8(ascii: "a"), count: 2000))
+        #expect(throws: RESPError.tooLarge(limit: 1024)) { _ = try endless.next() }
+    }
+
+    @Test func encoderWritesArraysOfBulkStrings() {
+        var out: [UInt8] = []
+        RESPEncoder.command(["SET", "k", "välue"], into: &out)
+        #expect(String(decoding: out, as: UTF8.self) == "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$6\r\nvälue\r\n")
+        out.removeAll()
+        RESPEncoder.command([[UInt8](repeating: 0, count: 12345)], into: &out)
+        #expect(out.starts(with: Array("*1\r\n$12345\r\n".utf8)) && out.count == 12 + 12345 + 2)
+    }
+}

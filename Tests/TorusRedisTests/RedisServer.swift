@@ -1,0 +1,58 @@
+import Foundation
+import Glibc
+import Torus
+import TorusTestSupport
+
+/// A `redis-server` of the test's own on a free loopback port (no persistence),
+/// stopped by `stop()`. Tests that need one skip with a clear message when
+/// `redis-server` is not installed (`scripts/setup-deps.sh` installs it; CI never
+/// skips: `.ci/run` calls that script).
+final class RedisServer: @unchecked Sendable {
+    let process: ChildProcess
+    let port: UInt16
+    var address: SocketAddress { .ipv4(host: "127.0.0.1", port: port) }
+
+    static var isInstalled: Bool {
+        ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].contains { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// Starts one; `arguments` are extra configuration (`--requirepass`, …).
+    init(_ arguments: [String] = []) async throws {
+        port = try Self.freePort()
+        process = try ChildProcess("/usr/bin/env", ["redis-server", "--port", "\(port)", "--bind", "127.0.0.1",
+                                                     "--save", "", "--appendonly", "no",
+                                                     "--enable-debug-command", "yes"] + arguments)
+        guard await process.waitForLine(containing: "Ready to accept connections", timeout: .seconds(20)) != nil else {
+            _ = await process.stop(signal: SIGKILL)
+            throw RedisTestError("redis-server did not start: \(process.text)")
+        }
+    }
+
+    func stop(signal: Int32 = SIGTERM) async {
+        _ = await process.stop(signal: signal)
+    }
+
+    /// A port nothing listens on right now (bound, read, released).
+    static func freePort() throws -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw RedisTestError("socket: \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw RedisTestError("bind: \(errno)") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return UInt16(bigEndian: address.sin_port)
+    }
+}
+
+struct RedisTestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
