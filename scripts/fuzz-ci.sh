@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI step: builds every libFuzzer target (http, websocket, hub, tls) and fuzzes each for
+# CI step: builds every libFuzzer target (http, websocket, hub, tls, redis) and fuzzes each for
 # TORUS_FUZZ_SECONDS seconds (default 60, as issue 13 asks; 0 skips the step). Fails,
 # naming the target and the kind of failure (crash, leak, timeout, out-of-memory, build),
 # if any target fails; the reproducer is under .build-fuzz/artifacts/TARGET/ and the full
@@ -22,14 +22,15 @@ fi
 if [ ! -d "$ROOT/.build/checkouts/swift-http-types" ]; then
     (cd "$ROOT" && swift package resolve) || { echo "fuzz-ci: FAILED: swift package resolve" >&2; exit 1; }
 fi
-echo "fuzz-ci: fuzzing http, websocket, hub and tls for ${SECONDS_PER_TARGET}s each, two at a time"
+echo "fuzz-ci: fuzzing http, websocket, hub, tls and redis for ${SECONDS_PER_TARGET}s each, two or three at a time"
 start=$(date +%s)
 # Built once, one after another; then run in pairs, one per core (each fuzzer is a
 # single process): every target still gets its full time, in half the wall time.
 TORUS_FUZZ_BUILD_ONLY=1 "$ROOT/scripts/fuzz.sh" all
 rc=$?
 if [ "$rc" = 0 ]; then
-    for pair in "http websocket" "hub tls"; do
+    # The two small decoders (hub, redis) share the second round with tls.
+    for pair in "http websocket" "hub tls redis"; do
         pids=()
         for t in $pair; do
             TORUS_FUZZ_PREBUILT=1 "$ROOT/scripts/fuzz.sh" "$t" "$SECONDS_PER_TARGET" \

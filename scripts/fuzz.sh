@@ -11,6 +11,7 @@
 #   hub        Fuzz/HubFrameFuzz           torus-hub router frame decoder
 #   tls        Fuzz/TLSRecordFuzz          TorusTLS engine: server and client handshakes
 #                                          meeting any bytes, changed records after one
+#   redis      Fuzz/RESPDecoderFuzz        TorusRedis RESP2/RESP3 reply decoder
 #
 # SECONDS (default 60) is per target. The working corpus is .build-fuzz/corpus/TARGET,
 # seeded from Fuzz/corpus/TARGET (the repository is never written); crash, leak and
@@ -21,7 +22,7 @@
 # the binaries already built (scripts/fuzz-ci.sh builds once, then runs two at a time).
 set -uo pipefail
 
-ALL_TARGETS=(http websocket hub tls)
+ALL_TARGETS=(http websocket hub tls redis)
 TARGET="${1:-}"
 SECONDS_TO_RUN="${2:-60}"
 shift 2 2>/dev/null || shift $# 2>/dev/null || true
@@ -36,7 +37,7 @@ usage() {
 }
 case "$TARGET" in
     all) TARGETS=("${ALL_TARGETS[@]}") ;;
-    http | websocket | hub | tls) TARGETS=("$TARGET") ;;
+    http | websocket | hub | tls | redis) TARGETS=("$TARGET") ;;
     *) usage ;;
 esac
 [[ "$SECONDS_TO_RUN" =~ ^[0-9]+$ ]] || usage
@@ -118,6 +119,12 @@ build() {
             "$ROOT/Sources/TorusHub/HubFrame.swift" "$ROOT/Fuzz/HubFrameFuzz/HubFrameFuzz.swift" \
             -o "$bin"
         ;;
+    redis)
+        swiftc "${FUZZ_FLAGS[@]}" -module-name RESPDecoderFuzz \
+            "$ROOT/Sources/TorusRedis/RESPValue.swift" "$ROOT/Sources/TorusRedis/RESPDecoder.swift" \
+            "$ROOT/Fuzz/RESPDecoderFuzz/RESPDecoderFuzz.swift" \
+            -o "$bin"
+        ;;
     tls)
         make_tls_certificates || return 1
         # The engine and what it needs; the two files that attach it to a Torus
@@ -141,6 +148,7 @@ target_flags() {
     websocket) echo "-max_len=4096 -dict=$ROOT/Fuzz/websocket.dict -malloc_limit_mb=64" ;;
     hub) echo "-max_len=2048 -dict=$ROOT/Fuzz/hub.dict -malloc_limit_mb=64" ;;
     tls) echo "-max_len=4096 -dict=$ROOT/Fuzz/tls.dict" ;;
+    redis) echo "-max_len=2048 -dict=$ROOT/Fuzz/redis.dict -malloc_limit_mb=128" ;;
     esac
 }
 

@@ -76,6 +76,9 @@ public struct RESPDecoder: Sendable {
             if buffer.count - start > maxBytes { throw .tooLarge(limit: maxBytes) }
             return nil
         }
+        // The whole reply counts against the limit, not only its parts: a value that
+        // arrived at once is refused as one that arrived byte by byte would be.
+        guard parsed.end - origin <= maxBytes else { throw .tooLarge(limit: maxBytes) }
         start = parsed.end
         return parsed.value
     }
@@ -177,7 +180,9 @@ struct RESPCursor {
             case UInt8(ascii: "!"):
                 return .error(String(decoding: body, as: UTF8.self))
             case UInt8(ascii: "="):
-                guard body.count >= 4, body[3] == UInt8(ascii: ":") else { throw .malformed("verbatim string without a format") }
+                guard body.count >= 4, body[3] == UInt8(ascii: ":"), body[0..<3].allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                    throw .malformed("verbatim string without a format")
+                }
                 return .verbatim(format: String(decoding: body[0..<3], as: UTF8.self), text: Array(body[4...]))
             default:
                 return .bulkString(body)
