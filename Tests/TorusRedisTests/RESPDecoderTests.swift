@@ -71,6 +71,17 @@ struct RESPDecoderTests {
         #expect(throws: RESPError.tooLarge(limit: 1024)) { _ = try endless.next() }
     }
 
+    /// What the fuzz target found: a format that is not ASCII, and a reply over the
+    /// limit that arrived in one piece (it was refused only when it arrived in parts).
+    @Test func fuzzFindingsStayFixed() {
+        var verbatim = RESPDecoder()
+        verbatim.feed([UInt8(ascii: "=")] + Array("7\r\n".utf8) + [0xFF] + Array("xt:abc\r\n".utf8))
+        #expect(throws: RESPError.malformed("verbatim string without a format")) { _ = try verbatim.next() }
+        var whole = RESPDecoder(maxBytes: 64)
+        whole.feed(Array(("+" + String(repeating: "V", count: 100) + "\r\n").utf8))
+        #expect(throws: RESPError.tooLarge(limit: 64)) { _ = try whole.next() }
+    }
+
     @Test func encoderWritesArraysOfBulkStrings() {
         var out: [UInt8] = []
         RESPEncoder.command(["SET", "k", "välue"], into: &out)
