@@ -28,6 +28,8 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
     private var encoded: [UInt8] = []
     /// Set once the connection failed or closed: every later command fails with it.
     private var failure: RedisError?
+    /// True until the connection failed or closed. Loop thread.
+    public var isOpen: Bool { failure == nil && connection?.isOpen == true }
     /// Push values (RESP3 out-of-band: Pub/Sub). Loop thread.
     public var onPush: ((RESPValue) -> Void)?
     /// Called once when the connection closes, with why. Loop thread.

@@ -17,9 +17,9 @@ final class RedisServer: @unchecked Sendable {
     }
 
     /// Starts one; `arguments` are extra configuration (`--requirepass`, …).
-    init(_ arguments: [String] = []) async throws {
-        port = try Self.freePort()
-        process = try ChildProcess("/usr/bin/env", ["redis-server", "--port", "\(port)", "--bind", "127.0.0.1",
+    init(_ arguments: [String] = [], port: UInt16? = nil) async throws {
+        self.port = try port ?? Self.freePort()
+        process = try ChildProcess("/usr/bin/env", ["redis-server", "--port", "\(self.port)", "--bind", "127.0.0.1",
                                                      "--save", "", "--appendonly", "no",
                                                      "--enable-debug-command", "yes"] + arguments)
         guard await process.waitForLine(containing: "Ready to accept connections", timeout: .seconds(20)) != nil else {

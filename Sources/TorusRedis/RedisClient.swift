@@ -1,0 +1,193 @@
+import Synchronization
+import Torus
+
+/// A Redis client that keeps one `RedisConnection` open to a server: when the
+/// connection drops it reconnects with exponential backoff (and jitter), and
+/// subscribes again to every channel and pattern it was subscribed to.
+///
+/// While it is not connected, commands fail at once with
+/// `RedisError.connectionClosed` instead of waiting: a caller (the hub answering an
+/// HTTP request) answers "unavailable" at once and the client does not queue work
+/// without bound during an outage. Commands in flight when the connection drops fail
+/// the same way; none is retried (only the caller knows whether one is idempotent).
+///
+/// Threading: any thread; the connection's callbacks run on `loop`.
+public final class RedisClient: Sendable {
+    /// How a client reconnects. A plain value.
+    public struct Backoff: Sendable {
+        /// The first wait after a drop or a failed attempt.
+        public var initial: Duration = .milliseconds(100)
+        /// The longest wait between attempts.
+        public var maximum: Duration = .seconds(5)
+        public init() {}
+    }
+
+    /// Where the client stands.
+    public enum Status: Sendable, Equatable {
+        case connecting
+        case connected
+        /// Waiting before the next attempt; the last error.
+        case backingOff(RedisError)
+        case closed
+    }
+
+    public let loop: EventLoop
+    public let address: SocketAddress
+    public let configuration: RedisConfiguration
+    public let backoff: Backoff
+    private let state = Mutex<State>(State())
+    private let pushHandler: (@Sendable (RESPValue) -> Void)?
+    private let statusHandler: (@Sendable (Status) -> Void)?
+
+    struct State {
+        var status = Status.connecting
+        var connection: RedisConnection?
+        /// Channels, patterns and shard channels to subscribe to again after a reconnect.
+        var channels: Set<String> = []
+        var patterns: Set<String> = []
+        var shardChannels: Set<String> = []
+        var task: Task<Void, Never>?
+        /// Resumed when the current connection closes (the maintaining task waits on it).
+        var closedWaiter: CheckedContinuation<Void, Never>?
+        var stopping = false
+    }
+
+    /// Starts connecting at once (in the background). `onPush` receives Pub/Sub
+    /// messages (RESP3 pushes) on the loop; `onStatus` every change of status.
+    public init(address: SocketAddress, on loop: EventLoop, configuration: RedisConfiguration = RedisConfiguration(),
+                backoff: Backoff = Backoff(), onPush: (@Sendable (RESPValue) -> Void)? = nil,
+                onStatus: (@Sendable (Status) -> Void)? = nil) {
+        self.address = address
+        self.loop = loop
+        self.configuration = configuration
+        self.backoff = backoff
+        pushHandler = onPush
+        statusHandler = onStatus
+        let task = Task(executorPreference: loop) { [self] in await maintain() }
+        state.withLock { $0.task = task }
+    }
+
+    public var status: Status { state.withLock { $0.status } }
+
+    /// One command on the current connection; fails at once while disconnected.
+    public func command(_ arguments: [String]) async throws(RedisError) -> RESPValue {
+        guard let connection = state.withLock({ $0.connection }) else {
+            throw .connectionClosed(statusDescription)
+        }
+        return try await connection.command(arguments)
+    }
+
+    /// A pipeline on the current connection; fails at once while disconnected.
+    public func pipeline(_ commands: [[String]]) async throws(RedisError) -> [Result<RESPValue, RedisError>] {
+        guard let connection = state.withLock({ $0.connection }) else {
+            throw .connectionClosed(statusDescription)
+        }
+        return try await connection.pipeline(commands)
+    }
+
+    /// Subscribes now (when connected) and after every reconnect.
+    public func subscribe(_ channels: [String], pattern: Bool = false, sharded: Bool = false) {
+        let connection = state.withLock { s in
+            for channel in channels {
+                if sharded { s.shardChannels.insert(channel) } else if pattern { s.patterns.insert(channel) } else { s.channels.insert(channel) }
+            }
+            return s.connection
+        }
+        connection?.subscribe(channels, pattern: pattern, sharded: sharded)
+    }
+
+    /// Stops reconnecting and closes the connection. Returns once it is closed.
+    public func close() async {
+        let (task, connection, waiter) = state.withLock { s in
+            s.stopping = true
+            s.status = .closed
+            let waiter = s.closedWaiter
+            s.closedWaiter = nil
+            return (s.task, s.connection, waiter)
+        }
+        await connection?.close()
+        waiter?.resume()
+        task?.cancel()
+        await task?.value
+        statusHandler?(.closed)
+    }
+
+    private var statusDescription: String {
+        switch status {
+        case .connecting: "connecting"
+        case .connected: "reconnecting"
+        case .backingOff(let error): "reconnecting after: \(error)"
+        case .closed: "client closed"
+        }
+    }
+
+    private func setStatus(_ status: Status) {
+        let changed = state.withLock { s -> Bool in
+            guard !s.stopping, s.status != status else { return false }
+            s.status = status
+            return true
+        }
+        if changed { statusHandler?(status) }
+    }
+
+    /// Connects, waits for the connection to close, backs off, again; until `close`.
+    private func maintain() async {
+        var delay = backoff.initial
+        while !state.withLock({ $0.stopping }) {
+            setStatus(.connecting)
+            let failure: RedisError
+            do throws(RedisError) {
+                let connection = try await RedisConnection.connect(to: address, on: loop, configuration: configuration)
+                failure = await serve(connection)
+                delay = backoff.initial
+            } catch {
+                failure = error
+            }
+            guard !state.withLock({ $0.stopping }) else { break }
+            setStatus(.backingOff(failure))
+            // Full jitter: a fleet of clients does not come back in step.
+            try? await Task.sleep(for: delay * Double.random(in: 0.5...1.0))
+            delay = min(delay * 2, backoff.maximum)
+        }
+    }
+
+    /// Uses `connection` until it closes; returns why it closed.
+    private func serve(_ connection: RedisConnection) async -> RedisError {
+        let closedWith = Mutex<RedisError?>(nil)
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            loop.runOnLoop { [self] in
+                connection.onPush = pushHandler
+                connection.onClose = { [self] error in
+                    closedWith.withLock { $0 = error }
+                    let waiter = state.withLock { s in
+                        s.connection = nil
+                        defer { s.closedWaiter = nil }
+                        return s.closedWaiter
+                    }
+                    waiter?.resume()
+                }
+                let (subscriptions, stopping) = state.withLock { s in
+                    s.closedWaiter = waiter
+                    s.connection = connection
+                    return ((s.channels, s.patterns, s.shardChannels), s.stopping)
+                }
+                // Closed (or stopping) before the callbacks were in place: done.
+                if stopping || !connection.isOpen {
+                    connection.onClose = nil
+                    state.withLock { s in
+                        s.connection = nil
+                        s.closedWaiter = nil
+                    }
+                    closedWith.withLock { $0 = $0 ?? .connectionClosed("closed right after connecting") }
+                    return waiter.resume()
+                }
+                if !subscriptions.0.isEmpty { connection.sendExpectingPushes(["SUBSCRIBE"] + subscriptions.0.sorted()) }
+                if !subscriptions.1.isEmpty { connection.sendExpectingPushes(["PSUBSCRIBE"] + subscriptions.1.sorted()) }
+                if !subscriptions.2.isEmpty { connection.sendExpectingPushes(["SSUBSCRIBE"] + subscriptions.2.sorted()) }
+                setStatus(.connected)
+            }
+        }
+        if state.withLock({ $0.stopping }) { await connection.close() }
+        return closedWith.withLock { $0 } ?? .connectionClosed("client closed")
+    }
+}
