@@ -159,6 +159,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "redis-bench",
+            dependencies: ["Torus", "TorusRedis"],
+            path: "Benchmarks/redis-bench",
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "http-parse-bench",
             dependencies: ["TorusHTTP"],
             path: "Benchmarks/http-parse-bench",
