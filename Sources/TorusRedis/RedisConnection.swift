@@ -7,10 +7,13 @@ import Torus
 /// Two faces, like the rest of Torus: on the loop thread, `send(_:_:)` with a
 /// completion callback; from any task, `command(_:)` and `pipeline(_:)`.
 ///
-/// Pub/Sub (RESP3): `onPush` receives every push value (`message`, `subscribe`
-/// confirmations, …); `subscribe`/`psubscribe`/`ssubscribe` send their commands
-/// without waiting for a reply (RESP3 confirms them with pushes). Keep a connection
-/// for Pub/Sub on its own: a busy channel delays the replies of other commands.
+/// Pub/Sub: `onPush` receives every push value (`message`, `subscribe`
+/// confirmations, …); `subscribe` sends its command without waiting for a reply
+/// (the confirmations are pushes). Over RESP2 the server sends those as ordinary
+/// arrays once subscribed; the connection hands them to `onPush` as push values all
+/// the same (and RESP2 then allows only the Pub/Sub commands and `PING`). Keep a
+/// connection for Pub/Sub on its own: a busy channel delays the replies of other
+/// commands.
 ///
 /// Failure: an error reply fails its command only (`RedisError.server`). Bytes that
 /// are not RESP, a reply over the limit, a missing reply after `commandTimeout`, or
@@ -28,6 +31,9 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
     private var encoded: [UInt8] = []
     /// Set once the connection failed or closed: every later command fails with it.
     private var failure: RedisError?
+    /// RESP2 only: a subscribe command was sent, so Pub/Sub messages arrive as
+    /// ordinary arrays (`message`, `subscribe`, …) that are not replies.
+    private var resp2Subscribed = false
     /// True until the connection failed or closed. Loop thread.
     public var isOpen: Bool { failure == nil && connection?.isOpen == true }
     /// Push values (RESP3 out-of-band: Pub/Sub). Loop thread.
@@ -134,9 +140,23 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
     public func sendExpectingPushes(_ arguments: [String]) {
         loop.assertInLoop()
         guard let connection, failure == nil, connection.isOpen else { return }
+        if configuration.protocolVersion == .resp2 { resp2Subscribed = true }
         encoded.removeAll(keepingCapacity: true)
         RESPEncoder.command(arguments, into: &encoded)
         _ = encoded.withUnsafeBytes { connection.send($0) }
+    }
+
+    /// The Pub/Sub kinds a RESP2 server sends as arrays once subscribed.
+    private static let resp2PushKinds: Set<String> = [
+        "message", "pmessage", "smessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe",
+        "ssubscribe", "sunsubscribe",
+    ]
+
+    /// A RESP2 array that is a Pub/Sub message rather than a reply, as a push value.
+    private func resp2Push(_ value: RESPValue) -> RESPValue? {
+        guard resp2Subscribed, case .array(let items) = value, items.count >= 3, case .bulkString(let kind) = items[0],
+              Self.resp2PushKinds.contains(String(decoding: kind, as: UTF8.self)) else { return nil }
+        return .push(items)
     }
 
     // MARK: Async face
@@ -202,6 +222,10 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
             while let value = try decoder.next() {
                 if case .push = value {
                     onPush?(value)
+                    continue
+                }
+                if let push = resp2Push(value) {
+                    onPush?(push)
                     continue
                 }
                 guard let next = pending.popFirst() else {
