@@ -5,15 +5,16 @@ import TorusHub
 import TorusTestSupport
 @testable import TorusTLS
 
-/// A Python `websockets` client on the hub's `/web` face over `wss://`: prints
-/// "connected" once the hub confirmed the subscription, then the first event.
+/// A Python `websockets` client on the hub's `/web` face over `wss://` (with the API
+/// token in `?access_token=`, as a browser sends it): prints "connected" once the hub
+/// confirmed the subscription, then the first event.
 private let pythonWebFace = """
 import asyncio, ssl, sys
 import websockets
-port, ca = int(sys.argv[1]), sys.argv[2]
+port, ca, token = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 ctx = ssl.create_default_context(cafile=ca)
 async def main():
-    async with websockets.connect(f'wss://localhost:{port}/web', ssl=ctx, open_timeout=10) as ws:
+    async with websockets.connect(f'wss://localhost:{port}/web?access_token={token}', ssl=ctx, open_timeout=10) as ws:
         first = await asyncio.wait_for(ws.recv(), 20)
         print('connected', ws.transport.get_extra_info('ssl_object').version(), first, flush=True)
         while True:
@@ -46,15 +47,23 @@ extension TLSTests {
             let listening = hub.text.split(separator: "\n").filter { $0.hasPrefix("listening on") }
             let routerPort = try #require(UInt16(listening.last?.split(separator: ":").last ?? ""))
             let secret = try #require(try HubCredentials.load(path: credentials).routers["r1"])
+            let tokenLine = try #require(hub.text.split(separator: "\n").first { $0.hasPrefix("admin token: ") }, "\(hub.text)")
+            let token = String(tokenLine.dropFirst("admin token: ".count))
 
-            // The HTTP face over HTTPS.
+            // The HTTP face over HTTPS: /healthz open, the API with the token only.
             let (status, health) = await HTTPS.curl(["-sS", "--cacert", certs.caFile,
                                                      "https://localhost:\(httpPort)/healthz"])
             #expect(status == 0, "\(health)")
             #expect(health.contains("ok"), "\(health)")
+            let (_, refused) = await HTTPS.curl(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", certs.caFile,
+                                                 "https://localhost:\(httpPort)/devices"])
+            #expect(refused == "401", "\(refused)")
+            let (_, devices) = await HTTPS.curl(["-sS", "--cacert", certs.caFile, "-H", "Authorization: Bearer \(token)",
+                                                 "https://localhost:\(httpPort)/devices"])
+            #expect(devices.hasPrefix("["), "\(devices)")
 
             // The /web face over WSS, and a router over TLS with its certificate.
-            let web = try ChildProcess("/usr/bin/env", ["python3", "-c", pythonWebFace, "\(httpPort)", certs.caFile])
+            let web = try ChildProcess("/usr/bin/env", ["python3", "-c", pythonWebFace, "\(httpPort)", certs.caFile, token])
             let subscribed = await web.waitForLine(containing: "connected", timeout: .seconds(20))
             #expect(subscribed == #"connected TLSv1.3 {"subscribed":["*"]}"#, "\(web.text)")
             try await withLoop { loop in
