@@ -11,8 +11,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 ROUNDS="${1:-3}"
 REQUESTS="${2:-1000000}"
 CONNS="${3:-2}"
-for tool in redis-server redis-benchmark; do
-    command -v "$tool" >/dev/null || { echo "redis-bench: $tool missing (scripts/setup-deps.sh installs redis-server)" >&2; exit 1; }
+for tool in redis-server redis-benchmark /usr/bin/time; do
+    command -v "$tool" >/dev/null || { echo "redis-bench: $tool missing (apt-get install redis-server time)" >&2; exit 1; }
 done
 cd "$ROOT"
 swift build -c release --product redis-bench >&2
@@ -22,14 +22,14 @@ SERVER_CPU=0; CLIENT_CPU=1
 [ "$(nproc)" -ge 2 ] || CLIENT_CPU=0
 taskset -c "$SERVER_CPU" redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
 SERVER=$!
-trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true' EXIT
+TIMES="$(mktemp)"
+trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true; rm -f "$TIMES"' EXIT
 for _ in $(seq 50); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 # cpu_of CMD...: runs it, prints its user + system seconds.
 cpu_of() {
-    local out
-    out=$( { /usr/bin/time -f "%U %S" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
-    awk '{ print $1 + $2 }' <<<"$out"
+    /usr/bin/time -f "%U %S" -o "$TIMES" "$@" >/dev/null 2>&1
+    awk '{ print $1 + $2 }' "$TIMES"
 }
 declare -A RATES
 for test in set get; do
