@@ -30,8 +30,7 @@ func connect(_ server: RedisServer, _ loop: EventLoop,
 }
 
 @Suite("Redis client against redis-server",
-       .enabled(if: RedisServer.isInstalled || ProcessInfo.processInfo.environment["CI"] == "true",
-                "redis-server is not installed (scripts/setup-deps.sh installs it; under CI its absence fails)"),
+       .enabled(if: RedisServer.suitesRun, RedisServer.skipped),
        .timeLimit(.minutes(2)))
 struct RedisConnectionTests {
     /// Every reply type a real server sends, over RESP3 (DEBUG PROTOCOL makes each)
