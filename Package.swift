@@ -159,8 +159,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "handshake-bench",
+            dependencies: ["Torus", "TorusHub"],
+            path: "Benchmarks/handshake-bench",
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "redis-bench",
-            dependencies: ["Torus", "TorusRedis"],
+            dependencies: ["Torus", "TorusRedis", "CAllocCounter"],
             path: "Benchmarks/redis-bench",
             swiftSettings: strict
         ),

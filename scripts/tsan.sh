@@ -20,6 +20,9 @@
 #   LedgerTests           async snapshot and swift-metrics export
 #   ReadmeExamplesTests   the three faces, including loop.run from a test task
 #   ConnectionTests       AsyncConnection from test tasks, peer resets, Unix sockets
+#   TorusRedisTests       the Redis client: callbacks on the loop, async commands from
+#                         test tasks, RedisClient's reconnecting task and its Mutex
+#                         state (against real redis-server processes)
 # Not selected: the pure data-structure suites (RingBuffer, WriteQueue: one thread),
 # SubmitPressure and Resources (one loop each, their cross-thread parts are the same
 # execute/run paths as above; Resources also spawns torus-echo), and the HTTP,
@@ -62,7 +65,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-filter="${TORUS_TSAN_FILTER:-TorusTests\.(CrossThreadTests|LoopTests|InboxTests|EchoTests|LedgerTests|ReadmeExamplesTests|ConnectionTests|AllocatorTrimTests)/}"
+filter="${TORUS_TSAN_FILTER:-TorusTests\.(CrossThreadTests|LoopTests|InboxTests|EchoTests|LedgerTests|ReadmeExamplesTests|ConnectionTests|AllocatorTrimTests)/|TorusRedisTests\.}"
 log="${TORUS_TSAN_LOG:-/tmp/torus-tsan.log}"
 export TORUS_SANITIZER=thread
 export TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$PWD/.ci/tsan.supp${TSAN_OPTIONS:+:$TSAN_OPTIONS}"

@@ -3,10 +3,12 @@
 // key, a 3-byte value). One loop; `--connections` connections each keep
 // `--pipeline` commands in flight through RedisConnection's loop-thread face.
 // Prints one line per test: requests, wall seconds, this process's CPU seconds
-// (user + system, getrusage) and requests per CPU-second.
+// (user + system, getrusage), requests per CPU-second, and the loop thread's heap
+// allocations per request (CAllocCounter) over the test, after a warm-up round.
 //
 //   redis-bench --port 6379 [--requests 1000000] [--pipeline 16] [--connections 4]
 
+import CAllocCounter
 import Glibc
 import Synchronization
 import Torus
@@ -103,22 +105,31 @@ for _ in 0..<options.connections {
                                                     configuration: configuration))
 }
 let connections = opened
-for (name, command) in [("SET", ["SET", "key:__rand_int__", "xxx"]), ("GET", ["GET", "key:__rand_int__"])] {
-    let budget = Budget(options.requests)
-    let wallStart = ContinuousClock.now
-    let cpuStart = cpuSeconds()
-    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+/// Runs `requests` of `command` over every connection; returns the loop thread's
+/// allocations during the run.
+func drive(_ command: [String], requests: Int) async -> UInt {
+    let budget = Budget(requests)
+    return await withCheckedContinuation { (c: CheckedContinuation<UInt, Never>) in
         loop.execute {
-            budget.finished = { c.resume() }
+            let before = torus_thread_allocations()
+            budget.finished = { c.resume(returning: torus_thread_allocations() - before) }
             for redis in connections {
                 Driver(redis: redis, command: command, depth: options.pipeline, budget: budget).fill()
             }
         }
     }
+}
+
+for (name, command) in [("SET", ["SET", "key:__rand_int__", "xxx"]), ("GET", ["GET", "key:__rand_int__"])] {
+    _ = await drive(command, requests: min(options.requests, 50_000))  // warm-up
+    let wallStart = ContinuousClock.now
+    let cpuStart = cpuSeconds()
+    let allocations = await drive(command, requests: options.requests)
     let cpu = cpuSeconds() - cpuStart
     let wall = (ContinuousClock.now - wallStart) / .seconds(1)
     let perCPU = Int(Double(options.requests) / cpu)
-    print("\(name): \(options.requests) requests in \(rounded(wall)) s, client CPU \(rounded(cpu)) s, \(perCPU) requests per client CPU-second")
+    print("\(name): \(options.requests) requests in \(rounded(wall)) s, client CPU \(rounded(cpu)) s, \(perCPU) requests per client CPU-second, "
+          + "\(rounded(Double(allocations) / Double(options.requests))) allocations per request on the loop thread")
 }
 for redis in connections { await redis.close() }
 _ = loop.shutdown()

@@ -13,8 +13,13 @@ from this one process:
 and reads each hub's CPU time (utime + stime from /proc/PID/stat) around each round.
 Prints handshakes per hub CPU-second for each round and the ratios of the medians.
 Loopback only; bounded by --rounds and -n.
-With --parallel K, K client threads share the N handshakes (the hub then batches
-wake-ups, as in a reconnect storm). Usage: handshake_cost.py HUB [-n 2000] [--rounds 5] [--parallel K]
+With --parallel K, K client threads share the N handshakes (the GIL keeps them
+nearly sequential). With --generator BIN (the handshake-bench product, release) and
+--concurrency K, that Torus client drives the plain and challenged rounds instead,
+K routers at once (a reconnect storm: the hub's wake-ups are shared by the handshakes
+in flight); the pipelined order is not measured then (HubRouterClient sends HELLO
+first). Usage:
+  handshake_cost.py HUB [-n 2000] [--rounds 5] [--parallel K] [--generator BIN --concurrency K]
 """
 import argparse, base64, hashlib, hmac, json, os, socket, statistics, struct, subprocess, sys, tempfile, threading, time
 
@@ -66,22 +71,37 @@ def handshake(port, rid, secret, pipelined=False):
     s.close()
 
 
+TWO_CORES = (os.cpu_count() or 1) >= 2 and subprocess.run(["which", "taskset"], capture_output=True).returncode == 0
+PIN_HUB = ["taskset", "-c", "0"] if TWO_CORES else []
+PIN_CLIENT = ["taskset", "-c", "1"] if TWO_CORES else []
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("hub")
     p.add_argument("-n", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--parallel", type=int, default=1, help="client threads sharing the N handshakes")
+    p.add_argument("--generator", help="handshake-bench binary: drive the rounds with it")
+    p.add_argument("--concurrency", type=int, default=64, help="with --generator: routers at once")
     a = p.parse_args()
     folder = tempfile.mkdtemp(prefix="hub-handshake-")
     creds = os.path.join(folder, "credentials.json")
     secret = os.urandom(32)
+    routers = {"bench": base64.b64encode(secret).decode()}
+    for k in range(a.concurrency):
+        routers[f"bench-{k}"] = base64.b64encode(os.urandom(32)).decode()
     fd = os.open(creds, os.O_WRONLY | os.O_CREAT, 0o600)
-    os.write(fd, json.dumps({"routers": {"bench": base64.b64encode(secret).decode()}, "tokens": {}}).encode())
+    os.write(fd, json.dumps({"routers": routers, "tokens": {}}).encode())
     os.close(fd)
     def start(insecure):
-        hub = subprocess.Popen([a.hub, "--router-port", "0", "--http-port", "0", "--threads", "1",
-                                "--credentials", creds, "--log-level", "warning"] + (["--insecure-routers"] if insecure else []),
+        # One core for the hub, the other for the clients (taskset execs: same pid).
+        # The clients all come from 127.0.0.1: lift the per-source cap on links
+        # waiting to authenticate.
+        hub = subprocess.Popen(PIN_HUB + [a.hub, "--router-port", "0", "--http-port", "0", "--threads", "1",
+                                          "--credentials", creds, "--log-level", "warning",
+                                          "--max-unauthenticated", "100000"]
+                               + (["--insecure-routers"] if insecure else []),
                                stdout=subprocess.PIPE, text=True)
         lines = [hub.stdout.readline(), hub.stdout.readline()]
         return hub, int(lines[1].strip().rsplit(":", 1)[1])
@@ -90,6 +110,8 @@ def main():
     try:
         modes = (("plain", plain_hub, plain_port, None, False), ("challenge", secure_hub, secure_port, secret, False),
                  ("pipelined", secure_hub, secure_port, secret, True))
+        if a.generator:
+            modes = modes[:2]
         results = {name: [] for name, *_ in modes}
         for _ in range(a.rounds):
             for name, hub, port, key, pipelined in modes:
@@ -98,18 +120,26 @@ def main():
                 def worker(count, port=port, key=key, pipelined=pipelined):
                     for _ in range(count):
                         handshake(port, b"bench", key, pipelined)
-                threads = [threading.Thread(target=worker, args=(a.n // a.parallel,)) for _ in range(a.parallel)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
+                if a.generator:
+                    command = PIN_CLIENT + [a.generator, "--port", str(port), "--count", str(a.n), "--concurrency", str(a.concurrency)]
+                    if key is not None:
+                        command += ["--secret-file", creds]
+                    out = subprocess.run(command, capture_output=True, text=True, timeout=300).stdout
+                    if "failed 0 " not in out:
+                        raise SystemExit(f"generator: {out}")
+                else:
+                    threads = [threading.Thread(target=worker, args=(a.n // a.parallel,)) for _ in range(a.parallel)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
                 time.sleep(0.3)  # let the hub finish the last closes
                 used = cpu_seconds(hub.pid) - before
                 rate = a.n / used if used > 0 else float("inf")
                 results[name].append(rate)
                 print(f"{name:9s} {a.n} handshakes, hub CPU {used:.2f} s: {rate:,.0f} per CPU-second", flush=True)
         plain = statistics.median(results["plain"])
-        for name in ("challenge", "pipelined"):
+        for name in [m[0] for m in modes[1:]]:
             m = statistics.median(results[name])
             print(f"median: plain {plain:,.0f}/CPU-s, {name} {m:,.0f}/CPU-s; "
                   f"{name} costs {100 * (plain / m - 1):.1f}% more hub CPU per handshake")

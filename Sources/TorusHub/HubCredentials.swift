@@ -56,18 +56,12 @@ public struct HubCredentials: Sendable, Equatable {
         return ConstantTime.equals(Self.proof(secret: secret, nonce: nonce, id: id), proof)
     }
 
-    /// `count` random bytes from the system's generator (getrandom).
-    /// Eight bytes per draw: each draw of the system generator is a getrandom call.
+    /// `count` random bytes from swift-crypto's generator (BoringSSL's `RAND_bytes`: a
+    /// per-thread generator seeded from the kernel). The standard library's generator
+    /// makes one `getrandom` system call per eight bytes, four per handshake nonce.
     public static func randomBytes(_ count: Int) -> [UInt8] {
-        var generator = SystemRandomNumberGenerator()
-        var out: [UInt8] = []
-        out.reserveCapacity(count + 7)
-        while out.count < count {
-            let word = generator.next()
-            for shift in stride(from: 0, to: 64, by: 8) { out.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
-        }
-        out.removeLast(out.count - count)
-        return out
+        guard count > 0 else { return [] }
+        return SymmetricKey(size: SymmetricKeySize(bitCount: count * 8)).withUnsafeBytes { Array($0) }
     }
 
     /// Standard base64, as the file holds secrets.

@@ -166,6 +166,7 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
         let result: Result<RESPValue, RedisError> = await withCheckedContinuation { continuation in
             loop.runOnLoop { self.send(arguments) { continuation.resume(returning: $0) } }
         }
+        taskResumedByLoop()  // the reply was made on the loop (see TaskHandoff)
         return try result.get()
     }
 
@@ -186,6 +187,7 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
                 }
             }
         }
+        taskResumedByLoop()
         for case .failure(let error) in results {
             if case .server = error { continue }
             throw error
