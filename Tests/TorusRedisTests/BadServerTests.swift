@@ -41,7 +41,20 @@ struct BadServerTests {
             configuration.protocolVersion = .resp2
             configuration.maxReplyBytes = 1 << 20
             let redis = try await RedisConnection.connect(to: server.address, on: loop, configuration: configuration)
-            await #expect(throws: expected) { try await redis.command(["GET", "x"]) }
+            do throws(RedisError) {
+                _ = try await redis.command(["GET", "x"])
+                Issue.record("a reply was accepted")
+            } catch {
+                switch (error, expected) {
+                case (.connectionClosed, .connectionClosed(let why)):
+                    // The GET may reach the closed socket before the client saw the
+                    // close, and then it ends in a reset: the reason may say either.
+                    let text = "\(error)"
+                    #expect(text.contains(why) || text.contains("reset"), "\(error)")
+                default:
+                    #expect(error == expected)
+                }
+            }
             await #expect(throws: RedisError.self) { try await redis.command(["PING"]) }
             await redis.close()
             server.close()
