@@ -180,13 +180,13 @@ final class HubAccess: Sendable {
     func check(_ request: HTTPServerRequest, _ right: HubRight, router: String? = nil,
                queryToken: Bool = false) -> Result<GrantedToken, AccessRefusal> {
         check(authorization: request.header("authorization"), query: request.query, queryToken: queryToken,
-              source: request.remoteAddress.map(RouterLink.sourceHost) ?? "?", right, router: router)
+              source: request.remoteAddress?.host ?? "?", right, router: router)
     }
 
     /// `check` for a WebSocket upgrade request.
     func check(_ head: RequestHead, peer: SocketAddress?, _ right: HubRight) -> Result<GrantedToken, AccessRefusal> {
         check(authorization: head.header(named: "authorization"), query: head.query, queryToken: true,
-              source: peer.map(RouterLink.sourceHost) ?? "?", right)
+              source: peer?.host ?? "?", right)
     }
 
     /// A handler that runs `body` only for a request whose token carries `right` (on

@@ -113,7 +113,7 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
 
     public func connected(_ connection: Connection) {
         remote = connection.remoteAddress?.description ?? "?"
-        source = connection.remoteAddress.map(Self.sourceHost) ?? "?"
+        source = connection.remoteAddress?.host ?? "?"
         acceptedAt = MonotonicClock.now()
         hub.counters.linksOpened.add(1, ordering: .relaxed)
         logger.debug("router connection accepted", metadata: logMetadata())
@@ -331,14 +331,6 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
         if let current, ConstantTime.equals(current, proven) { return }
         logger.notice("router credentials revoked; closing its link", metadata: logMetadata())
         sayGoodbye(.credentialsRevoked, reason: "credentials revoked")
-    }
-
-    /// The address part of a peer address (what per-source limits count by).
-    static func sourceHost(_ address: SocketAddress) -> String {
-        switch address {
-        case .ipv4(let host, _), .ipv6(let host, _): host
-        case .unix(let path): path
-        }
     }
 
     private func send(_ frame: HubFrame) {

@@ -128,7 +128,7 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
         }
         encoded.removeAll(keepingCapacity: true)
         RESPEncoder.command(arguments, into: &encoded)
-        let deadline = MonotonicClock.now() &+ UInt64(configuration.commandTimeout.nanoseconds)
+        let deadline = loop.now &+ UInt64(configuration.commandTimeout.nanoseconds)
         if pending.isEmpty { connection.watchLiveness(by: deadline) }
         pending.append(Pending(deadline: deadline, complete: complete))
         _ = encoded.withUnsafeBytes { connection.send($0) }

@@ -133,8 +133,9 @@ public final class EventLoop: @unchecked Sendable {
     private var lastRefusalLogged: UInt64 = 0
     /// Set by `reserveSubmissions` when a linked pair must go to the deferred list.
     private var deferAll = false
-    /// CLOCK_MONOTONIC nanoseconds, read once per iteration (deadlines use it).
-    @exclusivity(unchecked) private(set) var now: UInt64 = MonotonicClock.now()
+    /// CLOCK_MONOTONIC nanoseconds, read once per iteration (deadlines use it; a
+    /// protocol layer on the loop thread reads it instead of the clock). Loop thread.
+    @exclusivity(unchecked) package private(set) var now: UInt64 = MonotonicClock.now()
     /// The receive buffer a connection's handler is being given right now (one at a
     /// time: see `Connection.Delivery`).
     @exclusivity(unchecked) var delivery = Connection.Delivery.none

@@ -27,6 +27,15 @@ public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The address without the port (a Unix socket's path): what limits per source
+    /// address count by.
+    public var host: String {
+        switch self {
+        case .ipv4(let h, _), .ipv6(let h, _): h
+        case .unix(let path): path
+        }
+    }
+
     public var port: UInt16? {
         switch self {
         case .ipv4(_, let p), .ipv6(_, let p): p

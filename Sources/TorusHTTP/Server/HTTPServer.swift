@@ -134,17 +134,9 @@ final class SourceConnectionCount: Sendable {
 
     var refused: Int { refusedCount.load(ordering: .relaxed) }
 
-    static func key(_ address: SocketAddress?) -> String {
-        switch address {
-        case .ipv4(let host, _)?, .ipv6(let host, _)?: host
-        case .unix(let path)?: path
-        case nil: "?"
-        }
-    }
-
     /// Counts a new connection from `address`; false (not counted) at the limit.
     func open(_ address: SocketAddress?) -> Bool {
-        let key = Self.key(address)
+        let key = address?.host ?? "?"
         let admitted = open.withLock { table in
             let n = table[key, default: 0]
             guard n < limit else { return false }
@@ -157,7 +149,7 @@ final class SourceConnectionCount: Sendable {
 
     /// A counted connection from `address` closed (or left the count).
     func close(_ address: SocketAddress?) {
-        let key = Self.key(address)
+        let key = address?.host ?? "?"
         open.withLock { table in
             guard let n = table[key] else { return }
             table[key] = n > 1 ? n - 1 : nil
