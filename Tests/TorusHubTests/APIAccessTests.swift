@@ -164,12 +164,7 @@ struct APIAccessTests {
     /// 429 (with Retry-After) until the bucket refills; counted in /metrics. The
     /// bucket runs on a manual clock, so a loaded machine cannot refill it early.
     @Test func failedTokensAreRateLimitedAndRecover() async throws {
-        let clock = Atomic<UInt64>(1_000_000_000)
-        try await withHub({
-            $0.auth.failureBurst = 3
-            $0.auth.failureRefillPerSecond = 4
-            $0.auth.clock = { clock.load(ordering: .relaxed) }
-        }) { hub, group in
+        try await withRateLimitedHub(burst: 3, refillPerSecond: 4) { hub, group, clock in
             for _ in 0..<3 {
                 #expect(try await http(hub, group, "GET", "/devices", token: "guess").status == 401)
             }
@@ -177,9 +172,9 @@ struct APIAccessTests {
             #expect(limited.status == 429)
             #expect(limited.header("retry-after") == "1")
             #expect(try await upgradeRequest(hub, group, "/web", token: TestCredentials.adminToken).status == 429)
-            clock.add(200_000_000, ordering: .relaxed)
+            clock.advance(by: 200)
             #expect(try await http(hub, group, "GET", "/devices").status == 429, "0.8 of a token")
-            clock.add(50_000_000, ordering: .relaxed)
+            clock.advance(by: 50)
             #expect(try await http(hub, group, "GET", "/devices").status == 200, "one token back after 0.25 s")
             let metrics = try await http(hub, group, "GET", "/metrics").text
             #expect(metrics.contains(#"torus_hub_api_auth_total{outcome="rate_limited"} 3"#), "\(metrics)")

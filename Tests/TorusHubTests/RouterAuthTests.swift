@@ -5,6 +5,26 @@ import Torus
 @testable import TorusHub
 import TorusTestSupport
 
+/// The clock of a hub's per-source token buckets (router proofs, API tokens), moved
+/// by hand so a loaded machine cannot refill a bucket between a test's steps.
+final class ManualAuthClock: Sendable {
+    private let nanoseconds = Atomic<UInt64>(1_000_000_000)
+    func advance(by milliseconds: UInt64) { nanoseconds.add(milliseconds * 1_000_000, ordering: .relaxed) }
+    var now: UInt64 { nanoseconds.load(ordering: .relaxed) }
+}
+
+/// Runs `body` against a hub whose buckets hold `burst` failures and earn back
+/// `refillPerSecond`, on a `ManualAuthClock`.
+func withRateLimitedHub(burst: Int, refillPerSecond: Double,
+                        _ body: (Hub, EventLoopGroup, ManualAuthClock) async throws -> Void) async throws {
+    let clock = ManualAuthClock()
+    try await withHub({
+        $0.auth.failureBurst = burst
+        $0.auth.failureRefillPerSecond = refillPerSecond
+        $0.auth.clock = { clock.now }
+    }) { hub, group in try await body(hub, group, clock) }
+}
+
 /// A router link driven frame by frame (to send what a real router would not).
 final class RawRouter: @unchecked Sendable {
     let connection: AsyncConnection
@@ -180,12 +200,7 @@ struct RouterAuthTests {
     /// refused at once even with the right secret, and half a second later (one token
     /// at 2 per second) the real router gets in.
     @Test func failedProofsAreRateLimitedAndRecover() async throws {
-        let clock = Atomic<UInt64>(1_000_000_000)
-        try await withHub({
-            $0.auth.failureBurst = 2
-            $0.auth.failureRefillPerSecond = 2
-            $0.auth.clock = { clock.load(ordering: .relaxed) }
-        }) { hub, group in
+        try await withRateLimitedHub(burst: 2, refillPerSecond: 2) { hub, group, clock in
             for _ in 0..<2 {
                 let bad = try await RawRouter(hub.routerAddress, on: group.loops[0])
                 let nonce = try await bad.hello("r1")
@@ -197,10 +212,10 @@ struct RouterAuthTests {
                                                       secret: TestCredentials.secret("r1"))
             }
             #expect(hub.counters.authCounts.first { $0.0 == .rateLimited }?.1 == 1)
-            clock.add(400_000_000, ordering: .relaxed)
+            clock.advance(by: 400)
             let early = try await RawRouter(hub.routerAddress, on: group.loops[1])
             #expect(try await early.expectRefused("too many failed authentications"), "0.8 of a token")
-            clock.add(100_000_000, ordering: .relaxed)
+            clock.advance(by: 100)
             let router = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[1], id: "r1",
                                                            secret: TestCredentials.secret("r1"))
             #expect(await eventually { hub.directory.link(for: "r1") != nil })
