@@ -85,6 +85,29 @@ public final class RedisClient: Sendable {
         return try await connection.pipeline(commands)
     }
 
+    /// The loop-thread face: sends one command on the current connection, `complete`
+    /// runs on `loop` with its reply; fails at once (through `complete`) while
+    /// disconnected. Commands sent in one turn of the loop leave in one send and keep
+    /// their order. Loop thread (`loop`) only.
+    public func send(_ arguments: [String], _ complete: @escaping (Result<RESPValue, RedisError>) -> Void) {
+        guard let connection = currentConnection() else { return complete(.failure(.connectionClosed(statusDescription))) }
+        connection.send(arguments, complete)
+    }
+
+    /// The same for binary arguments. Loop thread (`loop`) only.
+    public func send(binary arguments: [[UInt8]], _ complete: @escaping (Result<RESPValue, RedisError>) -> Void) {
+        guard let connection = currentConnection() else { return complete(.failure(.connectionClosed(statusDescription))) }
+        connection.send(binary: arguments, complete)
+    }
+
+    /// True while a connection is open (momentary; any thread).
+    public var isConnected: Bool { state.withLock { $0.connection != nil } }
+
+    private func currentConnection() -> RedisConnection? {
+        loop.assertInLoop()
+        return state.withLock { $0.connection }
+    }
+
     /// Subscribes now (when connected) and after every reconnect.
     public func subscribe(_ channels: [String], pattern: Bool = false, sharded: Bool = false) {
         let connection = state.withLock { s in

@@ -122,12 +122,24 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
     /// as `.failure(.server)`). Commands sent in one turn of the loop go out in one
     /// send. Loop thread only.
     public func send(_ arguments: [String], _ complete: @escaping (Result<RESPValue, RedisError>) -> Void) {
+        enqueue(complete) { RESPEncoder.command(arguments, into: &$0) }
+    }
+
+    /// The same for binary arguments (a payload that is not text: a `PUBLISH` of
+    /// bytes, a `SET` of a blob). Loop thread only.
+    public func send(binary arguments: [[UInt8]], _ complete: @escaping (Result<RESPValue, RedisError>) -> Void) {
+        enqueue(complete) { RESPEncoder.command(arguments, into: &$0) }
+    }
+
+    /// Encodes one command into the write queue and waits for its reply.
+    private func enqueue(_ complete: @escaping (Result<RESPValue, RedisError>) -> Void,
+                         encode: (inout [UInt8]) -> Void) {
         loop.assertInLoop()
         guard let connection, failure == nil, connection.isOpen else {
             return complete(.failure(failure ?? .connectionClosed("not connected")))
         }
         encoded.removeAll(keepingCapacity: true)
-        RESPEncoder.command(arguments, into: &encoded)
+        encode(&encoded)
         let deadline = loop.now &+ UInt64(configuration.commandTimeout.nanoseconds)
         if pending.isEmpty { connection.watchLiveness(by: deadline) }
         pending.append(Pending(deadline: deadline, complete: complete))

@@ -62,4 +62,36 @@ struct RedisClientTests {
         }
         await server.stop()
     }
+
+    /// The loop-thread face: binary arguments (every byte value, CRLF and NUL in the
+    /// middle) go out and come back unchanged; commands sent in one turn keep their
+    /// order; while disconnected the completion fails at once on the loop.
+    @Test func loopFaceSendsBinaryArgumentsInOrder() async throws {
+        let server = try await RedisServer()
+        try await withGroup(loops: 1) { group in
+            let loop = group.loops[0]
+            let client = RedisClient(address: server.address, on: loop)
+            #expect(await eventually { client.status == .connected })
+            let blob = (0...255).map { UInt8($0) } + [0x0D, 0x0A, 0]
+            let replies: [Result<RESPValue, RedisError>] = await withCheckedContinuation { continuation in
+                loop.execute {
+                    var replies: [Result<RESPValue, RedisError>] = []
+                    client.send(binary: [Array("SET".utf8), Array("blob".utf8), blob]) { replies.append($0) }
+                    client.send(binary: [Array("GET".utf8), Array("blob".utf8)]) { replies.append($0) }
+                    client.send(["STRLEN", "blob"]) { reply in
+                        replies.append(reply)
+                        continuation.resume(returning: replies)
+                    }
+                }
+            }
+            #expect(replies.map { try? $0.get() } == [.simpleString("OK"), .bulkString(blob), .integer(Int64(blob.count))])
+            await server.stop()
+            #expect(await eventually { !client.isConnected })
+            let down: Result<RESPValue, RedisError> = await withCheckedContinuation { continuation in
+                loop.execute { client.send(["PING"]) { continuation.resume(returning: $0) } }
+            }
+            if case .failure(.connectionClosed) = down {} else { Issue.record("\(down)") }
+            await client.close()
+        }
+    }
 }
