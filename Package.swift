@@ -121,7 +121,7 @@ let package = Package(
         ),
         .target(
             name: "TorusHub",
-            dependencies: ["Torus", "TorusHTTP", "TorusTLS", "TorusWebSocket", "CHubMalloc",
+            dependencies: ["Torus", "TorusHTTP", "TorusTLS", "TorusWebSocket", "TorusRedis", "CHubMalloc",
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),
                            .product(name: "Logging", package: "swift-log"),
@@ -131,7 +131,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "torus-hub",
-            dependencies: ["Torus", "TorusHub", "TorusTLS", "DemoSupport",
+            dependencies: ["Torus", "TorusHub", "TorusRedis", "TorusTLS", "DemoSupport",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -224,7 +224,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TorusHubTests",
-            dependencies: ["TorusHub", "TorusHTTP", "TorusWebSocket", "TorusTestSupport", "torus-hub"],
+            dependencies: ["TorusHub", "TorusHTTP", "TorusWebSocket", "TorusRedis", "TorusTestSupport", "torus-hub"],
             path: "Tests/TorusHubTests",
             swiftSettings: strict
         ),

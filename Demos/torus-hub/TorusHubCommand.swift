@@ -5,6 +5,7 @@ import Logging
 import ServiceLifecycle
 import Torus
 import TorusHub
+import TorusRedis
 import UnixSignals
 
 /// The smart-home gateway: routers over a framed TCP protocol, an HTTP API for
@@ -44,6 +45,8 @@ struct TorusHubCommand: AsyncParsableCommand {
             --router-tls-cert/--router-tls-key (and --router-tls-ca, \
             --router-tls-client-auth none|optional|required: routers present \
             certificates) put the router links on TLS. Routers still prove their secret.
+
+            Cluster: --redis redis://HOST:PORT with --node-id NAME makes this hub one node             of a cluster sharing one Redis (and one credential file): each router's             attachment is a lease (--lease-seconds), GET /devices on any node lists every             node's routers, commands reach a router on any node, and every router's events             reach subscribers on every node. Without --redis: a single hub, no Redis.
             """)
 
     @OptionGroup var common: CommonOptions
@@ -121,10 +124,26 @@ struct TorusHubCommand: AsyncParsableCommand {
     @Option(help: "HTTP connections one source address may hold (not counting upgraded WebSockets); beyond: 503 and close. 0: no limit.")
     var maxHttpConnectionsPerSource: Int = 1024
 
+    @Option(help: ArgumentHelp("Join a cluster of hubs sharing this Redis: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB].", valueName: "URL"))
+    var redis: String?
+
+    @Option(help: "This node's name in the cluster (letters, digits, - _ .; unique per node). Needed with --redis.")
+    var nodeID: String?
+
+    @Option(help: "Cluster: seconds a router's attachment lives in Redis without renewal (a dead node's routers are free after it).")
+    var leaseSeconds: Double = 15
+
     func validate() throws {
         guard authTimeout > 0, authFailureBurst >= 1, authFailureRate > 0, maxUnauthenticated >= 1,
               maxHttpConnectionsPerSource >= 0 else {
             throw ValidationError("authentication limits must be positive")
+        }
+        if let redis {
+            guard RedisURL(redis) != nil else { throw ValidationError("--redis takes redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]") }
+            guard let nodeID, HubClusterConfiguration.isValidNodeID(nodeID) else {
+                throw ValidationError("--redis needs --node-id NAME (letters, digits, - _ .; at most 64 bytes)")
+            }
+            guard leaseSeconds >= 0.3 else { throw ValidationError("--lease-seconds must be at least 0.3") }
         }
         guard heartbeatTimeout > 0, commandTimeout > 0, pingInterval > 0, wsPingTimeout > 0, wsCloseTimeout > 0 else {
             throw ValidationError("timeouts and intervals must be positive")
@@ -190,6 +209,12 @@ struct TorusHubCommand: AsyncParsableCommand {
         configuration.auth.failureRefillPerSecond = authFailureRate
         configuration.auth.maxUnauthenticatedPerSource = maxUnauthenticated
         configuration.http.maxConnectionsPerSource = maxHttpConnectionsPerSource > 0 ? maxHttpConnectionsPerSource : nil
+        if let redis, let url = RedisURL(redis), let nodeID {
+            var cluster = HubClusterConfiguration(redis: try url.address(), nodeID: nodeID)
+            cluster.redisConfiguration = url.applied(to: cluster.redisConfiguration)
+            cluster.leaseTime = .milliseconds(Int(leaseSeconds * 1000))
+            configuration.cluster = cluster
+        }
         let hub = try Hub.start(on: group, configuration: configuration)
         let reload = CredentialReloader(hub: hub, path: credentials, logger: configuration.logger)
         await DemoRuntime.serve([hub, reload], listeningOn: [hub.httpAddress, hub.routerAddress], group: group,

@@ -61,6 +61,9 @@ public struct HubConfiguration: Sendable {
     /// Router authentication: the insecure version 1, the auth timeout, and the
     /// per-source limits on failed proofs and unauthenticated links.
     public var auth = RouterAuthConfiguration()
+    /// One node of a cluster sharing routers, commands and events through Redis
+    /// (see `HubCluster`). nil (the default): a single hub, no Redis.
+    public var cluster: HubClusterConfiguration? = nil
     /// Where operational events go: router links opened and closed (with the reason),
     /// protocol errors, command timeouts, bad requests, slow subscribers. Nothing is
     /// logged per event or per command at the default level.
@@ -73,7 +76,7 @@ public struct HubConfiguration: Sendable {
 /// event bus and counters. Immutable references, each safe from any thread.
 final class HubCore: Sendable {
     let configuration: HubConfiguration
-    let directory = RouterDirectory()
+    let directory: RouterDirectory
     let events: EventBus
     let webSockets: HubWebSockets
     let counters: HubCounters
@@ -86,6 +89,8 @@ final class HubCore: Sendable {
     let startedAt = MonotonicClock.now()
     /// The HTTP server, once started (its refusal count is in /metrics).
     let httpServer = Mutex<HTTPServer?>(nil)
+    /// This node's part in a cluster (nil: a single hub).
+    let cluster: HubCluster?
 
     init(configuration: HubConfiguration, loops: [EventLoop]) {
         self.configuration = configuration
@@ -95,14 +100,32 @@ final class HubCore: Sendable {
         credentials = CredentialStore(configuration.credentials)
         authLimits = AuthLimits(configuration.auth)
         access = HubAccess(credentials: credentials, limits: AuthLimits(configuration.auth), counters: counters)
-        events = EventBus(loops: loops, counters: counters)
-        webSockets = HubWebSockets(configuration: configuration.webSocket, logger: configuration.logger)
+        let directory = RouterDirectory()
+        self.directory = directory
+        let events = EventBus(loops: loops, counters: counters)
+        self.events = events
+        let webSockets = HubWebSockets(configuration: configuration.webSocket, logger: configuration.logger)
+        self.webSockets = webSockets
+        cluster = configuration.cluster.map { cluster in
+            HubCluster(configuration: cluster, home: loops[0], directory: directory, logger: configuration.logger) {
+                router, payload in
+                Self.deliver(router: router, payload: payload, events: events, webSockets: webSockets, counters: counters)
+            }
+        }
     }
 
-    /// Publishes a router's event to every face (any thread): the bus (event streams,
-    /// `/app`) and the `/web` channel. The WebSocket frame is encoded here, once,
-    /// when any WebSocket client is connected.
+    /// Publishes a local router's event (any thread): to this node's faces, and to
+    /// the other nodes of its cluster.
     func publish(router: String, payload: [UInt8]) {
+        Self.deliver(router: router, payload: payload, events: events, webSockets: webSockets, counters: counters)
+        cluster?.relay(router: router, payload: payload)
+    }
+
+    /// Hands an event to this node's faces: the bus (event streams, `/app`) and the
+    /// `/web` channel. The WebSocket frame is encoded here, once, when any WebSocket
+    /// client is connected. Any thread.
+    static func deliver(router: String, payload: [UInt8], events: EventBus, webSockets: HubWebSockets,
+                        counters: HubCounters) {
         let event = HubEvent(router: router, payload: payload, sequence: counters.nextEventSequence(),
                              encodeFrame: webSockets.hasSubscribers)
         events.publish(event)
@@ -130,6 +153,11 @@ public final class Hub: Sendable {
     public var events: EventBus { core.events }
     public var counters: HubCounters { core.counters }
     public var configuration: HubConfiguration { core.configuration }
+    /// This node's name when it is one node of a cluster.
+    public var clusterNodeID: String? { core.cluster?.nodeID }
+    /// Whether this cluster node's Redis connection is up (momentary; false for a
+    /// single hub).
+    public var clusterConnected: Bool { core.cluster?.isConnected ?? false }
     /// WebSocket clients connected right now, per face (momentary).
     public var webSocketClients: (app: Int, web: Int) {
         (core.webSockets.appClients.load(ordering: .relaxed), core.webSockets.webClients.load(ordering: .relaxed))
@@ -163,6 +191,7 @@ public final class Hub: Sendable {
             throw error
         }
         core.httpServer.withLock { $0 = httpServer }
+        core.cluster?.start()
         return Hub(core: core, routerServer: routerServer, httpServer: httpServer)
     }
 
@@ -188,7 +217,8 @@ public final class Hub: Sendable {
         }
     }
 
-    /// Graceful stop: no new routers or HTTP connections; event streams end; every
+    /// Graceful stop: no new routers or HTTP connections; a cluster node releases
+    /// its routers' leases and leaves Redis; event streams end; every
     /// WebSocket client gets close 1001 (up to `grace` for the closing handshakes);
     /// every router gets BYE and its link closes (waiting commands fail with 502);
     /// HTTP requests in progress get up to `grace` to finish. Then shut the group down.
@@ -197,6 +227,8 @@ public final class Hub: Sendable {
             "routers": "\(core.directory.count)", "grace": "\(grace)",
         ])
         routerServer.close()
+        // Leases released first: other nodes see the routers free at once.
+        await core.cluster?.close()
         core.events.close()
         for link in core.directory.all() {
             link.loop.execute { link.sayGoodbye(.hubStopping, reason: "hub shutting down") }

@@ -36,14 +36,21 @@ enum HubAPI {
         let access = core.access
         router.get("/healthz", fixed: PrecomputedResponse(contentType: "text/plain", body: "ok\n"))
         router.get("/devices", access.guarded(.read) { _, token in
-            let items = core.directory.all().filter { token.grant.allows(.read, router: $0.id ?? "") }.map { deviceJSON($0) }
-            return .json("[" + items.joined(separator: ",") + "]\n")
+            await devices(token: token, core: core)
         })
         router.get("/devices/{id}", access.guarded(.read, routerParameter: "id") { request, _ in
-            guard let id = request.parameters["id"], let link = core.directory.link(for: id) else {
-                return .json(#"{"error":"offline"}"# + "\n", status: .notFound)
+            let id = request.parameters["id"] ?? ""
+            if let link = core.directory.link(for: id) {
+                return .json(deviceJSON(link, node: core.cluster?.nodeID) + "\n")
             }
-            return .json(deviceJSON(link) + "\n")
+            if let cluster = core.cluster {
+                do {
+                    if let json = try await cluster.remoteDevice(id) { return .json(json + "\n") }
+                } catch {
+                    return clusterUnavailable
+                }
+            }
+            return .json(#"{"error":"offline"}"# + "\n", status: .notFound)
         })
         router.post("/devices/{id}/commands", access.guarded(.command, routerParameter: "id") { request, _ in
             try await command(request, core: core)
@@ -60,6 +67,38 @@ enum HubAPI {
             return .json(ledgerJSON(ledger) + "\n")
         })
         return router
+    }
+
+    /// `GET /devices`: this node's routers, then (in a cluster) every other node's,
+    /// each router once, only those the token may read. While Redis is away the list
+    /// holds this node's routers only, and says so in `Torus-Directory: local-only`.
+    static func devices(token: GrantedToken, core: HubCore) async -> HTTPServerResponse {
+        let node = core.cluster?.nodeID
+        var seen = Set<String>()
+        var items: [String] = []
+        for link in core.directory.all() {
+            guard let id = link.id, token.grant.allows(.read, router: id) else { continue }
+            seen.insert(id)
+            items.append(deviceJSON(link, node: node))
+        }
+        var localOnly = false
+        if let cluster = core.cluster {
+            do {
+                for device in try await cluster.remoteDevices() where token.grant.allows(.read, router: device.id) {
+                    guard seen.insert(device.id).inserted else { continue }
+                    items.append(device.json)
+                }
+            } catch {
+                localOnly = true
+            }
+        }
+        var response = HTTPServerResponse.json("[" + items.joined(separator: ",") + "]\n")
+        if localOnly, let name = HTTPField.Name("Torus-Directory") { response.headerFields[name] = "local-only" }
+        return response
+    }
+
+    static var clusterUnavailable: HTTPServerResponse {
+        .json(#"{"error":"hub cluster unavailable"}"# + "\n", status: .serviceUnavailable)
     }
 
     // MARK: Commands
@@ -79,6 +118,8 @@ enum HubAPI {
                     link.command(body, timeout: wait) { c.resume(returning: $0) }
                 }
             }
+        } else if let cluster = core.cluster {
+            outcome = await cluster.command(router: id, body: body, timeout: wait)
         } else {
             outcome = .offline
         }
@@ -95,6 +136,8 @@ enum HubAPI {
             return .json(#"{"error":"router disconnected"}"# + "\n", status: .badGateway)
         case .overloaded:
             return .json(#"{"error":"too many commands waiting"}"# + "\n", status: .serviceUnavailable)
+        case .unreachable:
+            return .json(#"{"error":"the router's hub node cannot be reached"}"# + "\n", status: .serviceUnavailable)
         }
     }
 
@@ -183,10 +226,12 @@ enum HubAPI {
 
     // MARK: JSON and metrics
 
-    static func deviceJSON(_ link: RouterLink) -> String {
+    /// A router on this node; `node` (this node's name) in a cluster.
+    static func deviceJSON(_ link: RouterLink, node: String? = nil) -> String {
         let id = link.id ?? ""
         guard let s = link.stats else { return #"{"id":"\#(id)"}"# }
-        return #"{"id":"\#(id)","loop":\#(link.loop.index),"remote":"\#(link.remote)","#
+        let nodeField = node.map { #""node":"\#($0)","# } ?? ""
+        return #"{"id":"\#(id)",\#(nodeField)"loop":\#(link.loop.index),"remote":"\#(link.remote)","#
             + #""connected_at":\#(s.connectedAt),"silent_ms":\#(s.silentForMs),"#
             + #""events":\#(s.eventCount),"commands":\#(s.commandCount),"replies":\#(s.replyCount)}"#
     }
@@ -252,6 +297,21 @@ enum HubAPI {
         }
         let refused = core.httpServer.withLock { $0?.refusedConnections } ?? 0
         out.single("torus_hub_http_connections_refused_total", .counter, refused)
+        if let cluster = core.cluster {
+            let k = cluster.counters
+            out.single("torus_hub_cluster_connected", .gauge, cluster.isConnected ? 1 : 0)
+            out.single("torus_hub_cluster_events_published_total", .counter, k.eventsPublished.load(ordering: .relaxed))
+            out.single("torus_hub_cluster_events_received_total", .counter, k.eventsReceived.load(ordering: .relaxed))
+            out.single("torus_hub_cluster_events_dropped_total", .counter, k.eventsDropped.load(ordering: .relaxed))
+            out.single("torus_hub_cluster_bad_messages_total", .counter, k.badMessages.load(ordering: .relaxed))
+            out.family("torus_hub_cluster_commands_total", .counter)
+            out.sample("torus_hub_cluster_commands_total", ["direction": "forwarded"], k.commandsForwarded.load(ordering: .relaxed))
+            out.sample("torus_hub_cluster_commands_total", ["direction": "served"], k.commandsServed.load(ordering: .relaxed))
+            out.single("torus_hub_cluster_leases_lost_total", .counter, k.leasesLost.load(ordering: .relaxed))
+            out.family("torus_hub_cluster_takeovers_total", .counter)
+            out.sample("torus_hub_cluster_takeovers_total", ["direction": "sent"], k.takeoversSent.load(ordering: .relaxed))
+            out.sample("torus_hub_cluster_takeovers_total", ["direction": "received"], k.takeoversReceived.load(ordering: .relaxed))
+        }
         out.family("torus_hub_commands_total", .counter)
         for (outcome, n) in c.commandCounts.sorted(by: { $0.key < $1.key }) {
             out.sample("torus_hub_commands_total", ["outcome": outcome], n)

@@ -86,6 +86,7 @@ extension CommandOutcome {
         case .timedOut: "timeout"
         case .disconnected: "disconnected"
         case .overloaded: "overloaded"
+        case .unreachable: "unreachable"
         }
     }
 }

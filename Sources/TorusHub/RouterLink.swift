@@ -15,6 +15,9 @@ public enum CommandOutcome: Sendable, Equatable {
     case disconnected
     /// Too many commands already wait for this router (HTTP 503).
     case overloaded
+    /// The router is attached to another hub node that cannot be reached now: Redis
+    /// is down, or the node did not answer (HTTP 503).
+    case unreachable
 }
 
 /// Counters of one router link, readable from any thread (the HTTP API reads them
@@ -180,7 +183,7 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
             "reason": "\(reason)", "error": "\(error.map { "\($0)" } ?? "none")",
             "pending_commands": "\(pending.count)",
         ]))
-        if let id { hub.directory.remove(id, self) }
+        if let id, hub.directory.remove(id, self) { hub.cluster?.detached(id) }
         failPending(.disconnected)
     }
 
@@ -297,6 +300,7 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
             ]))
             old.loop.execute { old.sayGoodbye(.replaced, reason: "replaced by a newer connection") }
         }
+        hub.cluster?.attached(self)
     }
 
     /// Refuses the link before it is online: counts `outcome`, sends REFUSED and closes.

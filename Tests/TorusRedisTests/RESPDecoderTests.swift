@@ -1,4 +1,5 @@
 import Testing
+import Torus
 import TorusRedis
 
 @Suite("RESP decoder")
@@ -89,5 +90,25 @@ struct RESPDecoderTests {
         out.removeAll()
         RESPEncoder.command([[UInt8](repeating: 0, count: 12345)], into: &out)
         #expect(out.starts(with: Array("*1\r\n$12345\r\n".utf8)) && out.count == 12 + 12345 + 2)
+    }
+}
+
+@Suite("Redis URLs")
+struct RedisURLTests {
+    @Test func parsesEveryPart() throws {
+        let full = try #require(RedisURL("redis://app:s3cr:et@127.0.0.1:6380/2"))
+        #expect(full == RedisURL(host: "127.0.0.1", port: 6380, username: "app", password: "s3cr:et", database: 2))
+        #expect(RedisURL("redis://localhost") == RedisURL(host: "localhost", port: 6379, username: nil, password: nil, database: 0))
+        #expect(RedisURL("redis://:pw@[::1]:7000/") == RedisURL(host: "::1", port: 7000, username: nil, password: "pw", database: 0))
+        var configuration = RedisConfiguration()
+        configuration = full.applied(to: configuration)
+        #expect(configuration.username == "app" && configuration.password == "s3cr:et" && configuration.database == 2)
+        #expect(try full.address() == .ipv4(host: "127.0.0.1", port: 6380))
+    }
+
+    @Test(arguments: ["rediss://h:1", "http://h", "redis://", "redis://h:0", "redis://h:70000", "redis://h:x",
+                      "redis://h/db", "redis://h/-1", "redis://[::1", "redis://[::1]x"])
+    func refusesWhatIsNotARedisURL(_ text: String) {
+        #expect(RedisURL(text) == nil)
     }
 }

@@ -2,28 +2,27 @@ import Foundation
 import Glibc
 import Testing
 import Torus
-import TorusTestSupport
 
 /// A `redis-server` of the test's own on a free loopback port (no persistence),
 /// stopped by `stop()`. Tests that need one skip with a clear message when
 /// `redis-server` is not installed (`scripts/setup-deps.sh` installs it; CI never
 /// skips: `.ci/run` calls that script).
-final class RedisServer: @unchecked Sendable {
-    let process: ChildProcess
-    let port: UInt16
-    var address: SocketAddress { .ipv4(host: "127.0.0.1", port: port) }
+public final class RedisServer: @unchecked Sendable {
+    public let process: ChildProcess
+    public let port: UInt16
+    public var address: SocketAddress { .ipv4(host: "127.0.0.1", port: port) }
 
-    static var isInstalled: Bool {
+    public static var isInstalled: Bool {
         ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].contains { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
     /// Whether the suites that need a server run: where it is installed, and always
     /// under CI (where its absence then fails them).
-    static var suitesRun: Bool { isInstalled || ProcessInfo.processInfo.environment["CI"] == "true" }
-    static let skipped: Comment = "redis-server is not installed (scripts/setup-deps.sh installs it; under CI its absence fails)"
+    public static var suitesRun: Bool { isInstalled || ProcessInfo.processInfo.environment["CI"] == "true" }
+    public static let skipped: Comment = "redis-server is not installed (scripts/setup-deps.sh installs it; under CI its absence fails)"
 
     /// Starts one; `arguments` are extra configuration (`--requirepass`, …).
-    init(_ arguments: [String] = [], port: UInt16? = nil) async throws {
+    public init(_ arguments: [String] = [], port: UInt16? = nil) async throws {
         self.port = try port ?? Self.freePort()
         process = try ChildProcess("/usr/bin/env", ["redis-server", "--port", "\(self.port)", "--bind", "127.0.0.1",
                                                      "--save", "", "--appendonly", "no",
@@ -34,12 +33,12 @@ final class RedisServer: @unchecked Sendable {
         }
     }
 
-    func stop(signal: Int32 = SIGTERM) async {
+    public func stop(signal: Int32 = SIGTERM) async {
         _ = await process.stop(signal: signal)
     }
 
     /// A port nothing listens on right now (bound, read, released).
-    static func freePort() throws -> UInt16 {
+    public static func freePort() throws -> UInt16 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw RedisTestError("socket: \(errno)") }
         defer { close(fd) }
@@ -58,7 +57,7 @@ final class RedisServer: @unchecked Sendable {
     }
 }
 
-struct RedisTestError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct RedisTestError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -1,0 +1,70 @@
+import Torus
+import TorusRedis
+
+/// Settings of a hub that is one node of a cluster sharing routers, commands and
+/// events through Redis (see `HubCluster`). A plain value.
+public struct HubClusterConfiguration: Sendable {
+    /// The Redis server every node of the cluster uses.
+    public var redis: SocketAddress
+    /// This node's name, unique in the cluster (letters, digits, `-`, `_`, `.`; at
+    /// most 64 bytes). It names the node's channel and its keys.
+    public var nodeID: String
+    /// How long a router's attachment to this node lives in Redis without renewal:
+    /// when the node dies, its routers are free (and vanish from every node's
+    /// `/devices`) within this long. Renewed at a third of it.
+    public var leaseTime: Duration = .seconds(15)
+    /// Prefix of every key and channel, so clusters (or tests) can share a Redis.
+    public var keyPrefix = "torus:hub:"
+    /// Events waiting for Redis to confirm their `PUBLISH`; beyond it new events are
+    /// not sent to other nodes (counted as dropped in `/metrics`), so a slow or
+    /// stalled Redis cannot grow the hub.
+    public var maxEventsInFlight = 4096
+    /// Cross-node commands waiting for their node's answer at once (more: 503).
+    public var maxRemoteCommands = 4096
+    /// How much longer than the command's own timeout a node waits for the owning
+    /// node's answer before it answers 503 (the owning node answers 504 itself when
+    /// the router is late).
+    public var replyGrace: Duration = .seconds(2)
+    /// The Redis connections' settings (password, database, timeouts).
+    public var redisConfiguration = RedisConfiguration()
+    /// How the Redis connections come back after Redis goes away.
+    public var backoff = RedisClient.Backoff()
+
+    public init(redis: SocketAddress, nodeID: String) {
+        self.redis = redis
+        self.nodeID = nodeID
+        redisConfiguration.commandTimeout = .seconds(2)
+        redisConfiguration.connectTimeout = .seconds(2)
+        backoff.maximum = .seconds(2)
+    }
+
+    /// Whether `id` may name a node.
+    public static func isValidNodeID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 64 && id.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."):
+                true
+            default:
+                false
+            }
+        }
+    }
+}
+
+/// The keys and channels of one cluster (`keyPrefix` applied). A plain value.
+struct ClusterKeys: Sendable {
+    let prefix: String
+
+    /// `PREFIX router:ID` → the owning node, with the lease's expiry.
+    func lease(_ router: String) -> String { prefix + "router:" + router }
+    /// `PREFIX node:NODE:routers`: hash router → its description, expiring with the
+    /// node's leases (what `/devices` on other nodes lists).
+    func routers(of node: String) -> String { prefix + "node:" + node + ":routers" }
+    /// `PREFIX nodes`: the set of node names that have announced themselves.
+    var nodes: String { prefix + "nodes" }
+    /// `PREFIX events`: every router event, once, from the node its router is on.
+    var events: String { prefix + "events" }
+    /// `PREFIX node:NODE`: commands, replies and takeovers meant for one node.
+    func channel(of node: String) -> String { prefix + "node:" + node }
+}
