@@ -17,8 +17,10 @@ public struct HubClusterConfiguration: Sendable {
     public var keyPrefix = "torus:hub:"
     /// Events waiting for Redis to confirm their `PUBLISH`; beyond it new events are
     /// not sent to other nodes (counted as dropped in `/metrics`), so a slow or
-    /// stalled Redis cannot grow the hub.
-    public var maxEventsInFlight = 4096
+    /// stalled Redis cannot grow the hub without bound. Large enough for bursts: one
+    /// turn of a busy loop reads thousands of events from its routers before the
+    /// first confirmation can come back (64 Ki events of 100 bytes: about 6 MiB).
+    public var maxEventsInFlight = 65536
     /// Cross-node commands waiting for their node's answer at once (more: 503).
     public var maxRemoteCommands = 4096
     /// How much longer than the command's own timeout a node waits for the owning
