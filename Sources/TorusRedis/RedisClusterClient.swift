@@ -290,6 +290,7 @@ public final class RedisClusterClient: @unchecked Sendable {
     /// `asking`. Loop thread.
     private func dispatch(_ command: Command, to target: SocketAddress?, asking: Bool, redirects: Int,
                           _ complete: @escaping (Result<RESPValue, RedisError>) -> Void) {
+        loop.assertInLoop()
         guard !isClosed else { return complete(.failure(.connectionClosed("cluster client closed"))) }
         let address: SocketAddress
         if let target {
@@ -374,6 +375,7 @@ public final class RedisClusterClient: @unchecked Sendable {
     /// `minimumRefreshInterval` (or `now`), else after it; one read at a time.
     /// Loop thread.
     private func requestRefresh(now: Bool = false) {
+        loop.assertInLoop()
         guard !isClosed else { return }
         if refreshing {
             refreshAgain = true
@@ -469,6 +471,7 @@ public final class RedisClusterClient: @unchecked Sendable {
     /// Subscribes every wanted channel that is not subscribed now on the master of its
     /// slot (one `SSUBSCRIBE` per slot). Loop thread.
     private func resubscribe() {
+        loop.assertInLoop()
         guard !isClosed else { return }
         var bySlot: [Int: [String]] = [:]
         for (channel, node) in shardChannels where node == nil {

@@ -91,8 +91,12 @@ final class RedisClusterNodeLink: @unchecked Sendable {
         switch result {
         case .success(let connection) where connection.isOpen:
             state = .open(connection)
-            connection.onPush = { [weak self] value in self?.onPush?(value) }
-            connection.onUnmatchedReply = { [weak self] value in self?.onUnmatchedReply?(value) }
+            // Only where the owner asked for them: elsewhere a reply without a
+            // command stays the protocol error it is.
+            if onPush != nil { connection.onPush = { [weak self] value in self?.onPush?(value) } }
+            if onUnmatchedReply != nil {
+                connection.onUnmatchedReply = { [weak self] value in self?.onUnmatchedReply?(value) }
+            }
             connection.onClose = { [weak self, weak connection] error in
                 guard let self, case .open(let current) = self.state, current === connection else { return }
                 self.state = .idle
