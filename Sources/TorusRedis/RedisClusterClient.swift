@@ -62,7 +62,7 @@ public final class RedisClusterClient: @unchecked Sendable {
 
     /// What the client has done so far. A plain value.
     public struct Statistics: Sendable, Equatable {
-        /// `-MOVED` redirects followed.
+        /// `-MOVED` redirects followed (of commands, and of `SSUBSCRIBE`s).
         public var moved = 0
         /// `-ASK` redirects followed.
         public var asked = 0
@@ -90,7 +90,9 @@ public final class RedisClusterClient: @unchecked Sendable {
     private var lastRefresh: UInt64 = 0
     private var refreshTimer: Timer?
     private var retryTimer: Timer?
+    /// Waiting for the read under way; for the next one.
     private var refreshWaiters: [(RedisError?) -> Void] = []
+    private var laterRefreshWaiters: [(RedisError?) -> Void] = []
     private var isClosed = false
     private var stats = Statistics()
 
@@ -206,12 +208,25 @@ public final class RedisClusterClient: @unchecked Sendable {
     /// node gave a usable one (the old map stays). Any task.
     public func refreshSlotMap() async throws(RedisError) {
         let failure: RedisError? = await withCheckedContinuation { continuation in
-            loop.runOnLoop {
-                self.refreshWaiters.append { continuation.resume(returning: $0) }
-                self.requestRefresh(now: true)
-            }
+            loop.runOnLoop { self.refreshNow { continuation.resume(returning: $0) } }
         }
         if let failure { throw failure }
+    }
+
+    /// A read of the map that starts now, or right after the one under way; `done`
+    /// gets its failure (nil: read). Loop thread.
+    private func refreshNow(_ done: @escaping (RedisError?) -> Void) {
+        loop.assertInLoop()
+        guard !isClosed else { return done(.connectionClosed("cluster client closed")) }
+        if refreshing {
+            laterRefreshWaiters.append(done)
+            refreshAgain = true
+            return
+        }
+        refreshWaiters.append(done)
+        refreshTimer?.cancel()
+        refreshTimer = nil
+        startRefresh()
     }
 
     // MARK: Sharded Pub/Sub
@@ -255,8 +270,9 @@ public final class RedisClusterClient: @unchecked Sendable {
             self.refreshTimer = nil
             self.retryTimer?.cancel()
             self.retryTimer = nil
-            let waiters = self.refreshWaiters
+            let waiters = self.refreshWaiters + self.laterRefreshWaiters
             self.refreshWaiters = []
+            self.laterRefreshWaiters = []
             for waiter in waiters { waiter(.connectionClosed("cluster client closed")) }
             self.shardChannels = [:]
             let all = Array(self.links.values) + Array(self.subscriberLinks.values)
@@ -372,9 +388,8 @@ public final class RedisClusterClient: @unchecked Sendable {
     // MARK: Refreshing the map
 
     /// Reads the map again: at once when none was read for
-    /// `minimumRefreshInterval` (or `now`), else after it; one read at a time.
-    /// Loop thread.
-    private func requestRefresh(now: Bool = false) {
+    /// `minimumRefreshInterval`, else after it; one read at a time. Loop thread.
+    private func requestRefresh() {
         loop.assertInLoop()
         guard !isClosed else { return }
         if refreshing {
@@ -384,7 +399,7 @@ public final class RedisClusterClient: @unchecked Sendable {
         guard refreshTimer == nil else { return }
         let interval = UInt64(configuration.minimumRefreshInterval.nanoseconds)
         let due = lastRefresh == 0 ? 0 : lastRefresh &+ interval
-        if now || loop.now >= due {
+        if loop.now >= due {
             startRefresh()
         } else {
             refreshTimer = loop.schedule(after: .nanoseconds(Int64(due - loop.now))) { [self] in
@@ -397,6 +412,8 @@ public final class RedisClusterClient: @unchecked Sendable {
     private func startRefresh() {
         refreshing = true
         refreshAgain = false
+        refreshWaiters += laterRefreshWaiters
+        laterRefreshWaiters = []
         var candidates: [SocketAddress] = []
         let known = map.masters.map(\.address)
         for address in known.filter({ links[$0]?.connection != nil }) + known + seeds where !candidates.contains(address) {
@@ -536,7 +553,10 @@ public final class RedisClusterClient: @unchecked Sendable {
     /// An error reply on a Pub/Sub connection: a `-MOVED` to an `SSUBSCRIBE`.
     private func received(unmatched value: RESPValue, from address: SocketAddress) {
         guard case .error(let message) = value, let redirect = RedisClusterRedirect(message, from: address) else { return }
-        if redirect.kind == .moved { map.assign(slot: redirect.slot, to: redirect.address) }
+        if redirect.kind == .moved {
+            stats.moved += 1
+            map.assign(slot: redirect.slot, to: redirect.address)
+        }
         for (channel, node) in shardChannels where node == address && RedisClusterSlot.of(channel) == redirect.slot {
             shardChannels[channel] = .some(nil)
         }
@@ -544,13 +564,13 @@ public final class RedisClusterClient: @unchecked Sendable {
     }
 
     /// A Pub/Sub connection closed: its channels are subscribed again elsewhere (or
-    /// there, once it is back).
+    /// there, once it is back) after the refresh; a subscription that cannot be made
+    /// then is retried (`resubscribe`).
     private func lost(_ address: SocketAddress) {
         for (channel, node) in shardChannels where node == address {
             shardChannels[channel] = .some(nil)
         }
         requestRefresh()
-        scheduleRetry()
     }
 
     // MARK: Helpers
