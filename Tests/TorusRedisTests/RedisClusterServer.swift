@@ -122,6 +122,17 @@ final class RedisClusterServer: @unchecked Sendable {
         }
     }
 
+    /// The node's `total_reads_processed` (INFO stats): how many reads it made of
+    /// its clients' sockets (the read of this INFO command included).
+    func reads(port: UInt16) async throws -> Int {
+        let info = try await cli(port: port, ["INFO", "stats"])
+        guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("total_reads_processed:") }),
+              let count = Int(line.dropFirst("total_reads_processed:".count)) else {
+            throw RedisTestError("no total_reads_processed in INFO stats")
+        }
+        return count
+    }
+
     /// Kills the node at `port` (SIGKILL) and waits for its exit.
     func kill(port: UInt16) async {
         guard let node = nodes.first(where: { $0.port == port }) else { return }

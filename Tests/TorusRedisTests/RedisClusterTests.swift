@@ -73,6 +73,37 @@ struct RedisClusterTests {
                     await node.close()
                 }
                 #expect(total == 300)
+
+                // Pipelining: 200 commands for one node, sent in one turn of the loop,
+                // reach it in a few reads (one send), not 200.
+                let first = cluster.nodes[0].port
+                let theirs = keys.filter { map.address(forSlot: RedisClusterSlot.of($0))?.port == first }
+                let before = try await cluster.reads(port: first)
+                let gets: [(arguments: [String], key: String?)] = (0..<200).map { i in
+                    let key = theirs[i % theirs.count]
+                    return (["GET", key], key)
+                }
+                let many = await client.pipeline(gets)
+                let values = many.compactMap { (try? $0.get())?.string }
+                #expect(values.count == 200 && values.allSatisfy { $0.hasPrefix("v-key:") })
+                let reads = try await cluster.reads(port: first) - before
+                #expect(reads < 20, "\(reads) reads for 200 pipelined commands")
+
+                // The loop-thread face, binary: replies in order, on the loop.
+                let blob: [UInt8] = [0, 13, 10, 255]
+                let binary: [Result<RESPValue, RedisError>] = await withCheckedContinuation { continuation in
+                    loop.execute {
+                        var replies: [Result<RESPValue, RedisError>] = []
+                        let key = Array("blob".utf8)
+                        client.send(binary: [Array("SET".utf8), key, blob], key: key) { replies.append($0) }
+                        client.send(binary: [Array("GET".utf8), key], key: key) { reply in
+                            replies.append(reply)
+                            continuation.resume(returning: replies)
+                        }
+                    }
+                }
+                let expected: [RESPValue?] = [.simpleString("OK"), .bulkString(blob)]
+                #expect(binary.map { try? $0.get() } == expected)
                 let statistics = await client.currentStatistics()
                 #expect(statistics.moved == 0 && statistics.asked == 0)
             }
