@@ -210,6 +210,7 @@ public final class RedisClusterClient: @unchecked Sendable {
         let failure: RedisError? = await withCheckedContinuation { continuation in
             loop.runOnLoop { self.refreshNow { continuation.resume(returning: $0) } }
         }
+        taskResumedByLoop()
         if let failure { throw failure }
     }
 

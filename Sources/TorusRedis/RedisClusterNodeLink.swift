@@ -72,6 +72,7 @@ final class RedisClusterNodeLink: @unchecked Sendable {
             let unwanted: RedisConnection? = await withCheckedContinuation { continuation in
                 loop.execute { continuation.resume(returning: self.connected(result)) }
             }
+            taskResumedByLoop()  // the connection was handed over by the loop (see TaskHandoff)
             await unwanted?.close()
         }
     }
