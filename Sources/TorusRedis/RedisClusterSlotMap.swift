@@ -25,6 +25,8 @@ public struct RedisClusterSlotMap: Sendable, Equatable {
     public private(set) var masters: [Node] = []
     /// Per slot, the index of its master in `masters`; `unassigned` when none.
     private var owners: [UInt16]
+    /// Each master's index in `masters`, by address.
+    private var indexByAddress: [SocketAddress: UInt16] = [:]
     private static let unassigned = UInt16.max
 
     /// An empty map: no slot is served.
@@ -47,8 +49,8 @@ public struct RedisClusterSlotMap: Sendable, Equatable {
 
     /// The slots `address` serves.
     public func slots(servedBy address: SocketAddress) -> [Int] {
-        guard let index = masters.firstIndex(where: { $0.address == address }) else { return [] }
-        return owners.indices.filter { owners[$0] == UInt16(index) }
+        guard let index = indexByAddress[address] else { return [] }
+        return owners.indices.filter { owners[$0] == index }
     }
 
     /// Makes `address` the master of `slot` (a `-MOVED` said so).
@@ -64,12 +66,36 @@ public struct RedisClusterSlotMap: Sendable, Equatable {
     }
 
     private mutating func index(of node: Node) -> UInt16 {
-        if let found = masters.firstIndex(where: { $0.address == node.address }) {
-            if masters[found].id == nil { masters[found].id = node.id }
-            return UInt16(found)
+        if let found = indexByAddress[node.address] {
+            if masters[Int(found)].id == nil { masters[Int(found)].id = node.id }
+            return found
         }
+        // Masters that lost all their slots stay listed until the next read; bound
+        // the list (so the index fits its UInt16) however many a server names.
+        if masters.count >= 2 * RedisClusterSlot.count { dropMastersWithoutSlots() }
         masters.append(node)
-        return UInt16(masters.count - 1)
+        let index = UInt16(masters.count - 1)
+        indexByAddress[node.address] = index
+        return index
+    }
+
+    /// Keeps only the masters that serve a slot (at most 16,384, so the list then
+    /// grows to 32,768 again before the next pass).
+    private mutating func dropMastersWithoutSlots() {
+        var serving = [Bool](repeating: false, count: masters.count)
+        for owner in owners where owner != Self.unassigned { serving[Int(owner)] = true }
+        var renumbered = [UInt16](repeating: Self.unassigned, count: masters.count)
+        var kept: [Node] = []
+        for (i, node) in masters.enumerated() where serving[i] {
+            renumbered[i] = UInt16(kept.count)
+            kept.append(node)
+        }
+        masters = kept
+        indexByAddress = [:]
+        for (i, node) in kept.enumerated() { indexByAddress[node.address] = UInt16(i) }
+        for slot in owners.indices where owners[slot] != Self.unassigned {
+            owners[slot] = renumbered[Int(owners[slot])]
+        }
     }
 
     // MARK: Reading the server's map

@@ -103,4 +103,18 @@ struct RedisClusterSlotTests {
         map.assign(slot: 99999, to: a)
         #expect(map.assignedSlots == 1)
     }
+
+    /// A server naming more masters than there are slots (40,000 MOVEDs, each to a new
+    /// address) cannot overflow the map: masters without slots are dropped.
+    @Test func manyMastersStayBounded() {
+        var map = RedisClusterSlotMap()
+        for i in 0..<40_000 {
+            map.assign(slot: i % RedisClusterSlot.count, to: .ipv4(host: "10.0.\(i / 256 % 256).\(i % 256)", port: 1))
+        }
+        #expect(map.masters.count <= 2 * RedisClusterSlot.count)
+        #expect(map.assignedSlots == RedisClusterSlot.count)
+        #expect(map.address(forSlot: 39_999 % RedisClusterSlot.count) == .ipv4(host: "10.0.156.63", port: 1))
+        #expect(map.slots(servedBy: .ipv4(host: "10.0.156.63", port: 1)) == [39_999 % RedisClusterSlot.count])
+        #expect(map.slots(servedBy: .ipv4(host: "10.0.0.0", port: 1)).isEmpty)
+    }
 }
