@@ -46,6 +46,14 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     case handshake(String)
     /// The connection could not be made.
     case connectFailed(String)
+    /// Cluster: a command met more `-MOVED`/`-ASK` redirects than allowed (the last one
+    /// given); the slot map keeps changing, or two nodes disagree about a slot.
+    case tooManyRedirects(String)
+    /// Cluster: no node serves the command's slot, or a node answered `-CLUSTERDOWN`.
+    case clusterDown(String)
+    /// Cluster: no node gave a usable slot map (`CLUSTER SHARDS`/`CLUSTER SLOTS`
+    /// unreadable, or no node answered).
+    case clusterMap(String)
 
     public var description: String {
         switch self {
@@ -55,6 +63,9 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         case .connectionClosed(let why): "Redis connection closed: \(why)"
         case .handshake(let why): "Redis handshake failed: \(why)"
         case .connectFailed(let why): "Redis connect failed: \(why)"
+        case .tooManyRedirects(let last): "Redis Cluster: too many redirects (last: \(last))"
+        case .clusterDown(let why): "Redis Cluster down: \(why)"
+        case .clusterMap(let why): "Redis Cluster slot map unusable: \(why)"
         }
     }
 }

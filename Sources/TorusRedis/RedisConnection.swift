@@ -40,6 +40,11 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
     public var onPush: ((RESPValue) -> Void)?
     /// Called once when the connection closes, with why. Loop thread.
     public var onClose: ((RedisError) -> Void)?
+    /// A reply that answers no command sent with a callback: on a connection used
+    /// only with `sendExpectingPushes`, the error a server sends instead of
+    /// subscribing (a cluster node's `-MOVED` to an `SSUBSCRIBE`). Without a handler
+    /// such a reply is a protocol error that closes the connection. Loop thread.
+    public var onUnmatchedReply: ((RESPValue) -> Void)?
 
     struct Pending {
         let deadline: UInt64
@@ -243,6 +248,11 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
                     continue
                 }
                 guard let next = pending.popFirst() else {
+                    if let unmatched = onUnmatchedReply {
+                        unmatched(value)
+                        if failure != nil { return }
+                        continue
+                    }
                     return fail(.protocolError(.malformed("a reply without a command")))
                 }
                 if case .error(let message) = value {
@@ -269,6 +279,7 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
         let close = onClose
         onClose = nil
         onPush = nil
+        onUnmatchedReply = nil
         close?(why)
         let waiters = closeWaiters
         closeWaiters = []
