@@ -137,7 +137,7 @@ let package = Package(
                            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                            .product(name: "Logging", package: "swift-log")],
             path: "Demos/torus-hub",
-            exclude: ["README.md", "handshake_cost.py"],
+            exclude: ["README.md", "handshake_cost.py", "cluster_bench.py"],
             swiftSettings: strict
         ),
         .executableTarget(
