@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Memory soak of torus-hub: builds release, runs torus-soak against a fresh hub
 # and writes the table, samples.csv, report.md and memory.png into ./soak-out/.
-# Usage: scripts/soak.sh SECONDS [extra torus-soak flags]
-# Exit status: torus-soak's verdict (non-zero on RSS growth, a non-quiescent hub
-# ledger, or any request that should have succeeded and did not).
+# Usage: scripts/soak.sh SECONDS [--nodes N] [extra torus-soak flags]
+#   --nodes N (N > 1): N hub nodes as one cluster on a Redis this script starts
+#   (Debian's redis-server on a free loopback port, no persistence, stopped by PID at
+#   the end); the output goes to ./soak-out-cluster/, one folder per node.
+# Exit status: torus-soak's verdict (non-zero on RSS growth of any node, a
+# non-quiescent hub ledger, or any request that should have succeeded and did not).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-120}"
 shift || true
+nodes=1
+if [ "${1:-}" = "--nodes" ]; then nodes="$2"; shift 2; fi
 
 scripts/setup-deps.sh
 # The plot needs matplotlib; install it from PyPI when missing (the soak still
@@ -24,10 +29,34 @@ swift build -c release --product torus-hub
 swift build -c release --product torus-soak
 bin="$(swift build -c release --show-bin-path)"
 
-mkdir -p soak-out
+out=soak-out
+cluster=()
+redis_pid=""
+stop_redis() {
+  if [ -n "$redis_pid" ]; then kill -TERM "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; fi
+}
+trap stop_redis EXIT
+if [ "$nodes" -gt 1 ]; then
+  out=soak-out-cluster
+  mkdir -p "$out"
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$out/redis.log" 2>&1 &
+  redis_pid=$!
+  for _ in $(seq 100); do
+    redis-cli -p "$port" ping >/dev/null 2>&1 && break
+    kill -0 "$redis_pid" 2>/dev/null || { cat "$out/redis.log"; echo "[soak] redis-server did not start"; exit 1; }
+    sleep 0.1
+  done
+  echo "[soak] redis on 127.0.0.1:$port (pid $redis_pid), $nodes hub nodes"
+  cluster=(--nodes "$nodes" --redis "redis://127.0.0.1:$port")
+fi
+
+mkdir -p "$out"
 # Subscribers are WebSocket clients on /app and /web; HTTP callers use TorusHTTP's
 # HTTPClient (keep-alive and one-shot).
 "$bin/torus-soak" --hub "$bin/torus-hub" --duration "$seconds" \
   --routers 200 --ws-clients 100 --rate 50 --sample-interval 5 \
-  --out soak-out "$@" 2>&1 | tee soak-out/torus-soak.log
+  --out "$out" ${cluster[@]+"${cluster[@]}"} "$@" 2>&1 | tee "$out/torus-soak.log"
+# (set -e with pipefail: a failing torus-soak has already ended the script with its
+# status, and the trap stopped Redis.)
 exit "${PIPESTATUS[0]}"

@@ -15,6 +15,8 @@
 #   TORUS_AUTOBAHN_MODE=ci scripts/test.sh      Autobahn's subsets over ws:// and wss:// (~100 s)
 #   TORUS_SKIP_SOAK=1 scripts/test.sh           everything but the 2-minute hub soak
 #   TORUS_SOAK_SECONDS=N scripts/test.sh        soak length, default 120
+#   TORUS_SKIP_CLUSTER_SOAK=1 scripts/test.sh   no 3-node hub soak on Redis (2 minutes)
+#   TORUS_CLUSTER_SOAK_SECONDS=N                its length, default 120
 #   TORUS_SKIP_SCALE=1 scripts/test.sh          no hub scale step (10,000 links, release)
 #
 # Steps that need what this machine or this checkout may not have say SKIPPED and
@@ -139,6 +141,16 @@ if [ "${TORUS_SKIP_SOAK:-0}" != "1" ]; then
   scripts/soak.sh "${TORUS_SOAK_SECONDS:-120}"
 else
   skipped+=("soak (TORUS_SKIP_SOAK=1)")
+fi
+
+if [ "${TORUS_SKIP_CLUSTER_SOAK:-0}" != "1" ]; then
+  # Three hub nodes sharing one Redis (started and stopped by soak.sh): routers
+  # spread over the nodes and churning between them, callers and subscribers on
+  # random nodes; every node's RSS slope is judged as the single hub's is.
+  echo "== torus-hub cluster soak (3 nodes on Redis, ${TORUS_CLUSTER_SOAK_SECONDS:-120} s, release; fails on the verdict)"
+  scripts/soak.sh "${TORUS_CLUSTER_SOAK_SECONDS:-120}" --nodes 3
+else
+  skipped+=("cluster soak (TORUS_SKIP_CLUSTER_SOAK=1)")
 fi
 
 if [ "${TORUS_SKIP_SCALE:-0}" != "1" ]; then

@@ -9,6 +9,8 @@ struct Targets: Sendable {
     var stable: [String]
     var churn: [String]
     var mute: String?
+    /// The hub node each stable and mute router keeps to (index into the endpoints).
+    var home: [String: Int] = [:]
 }
 
 /// The hub's HTTP face as host and port (for `HTTPClient` and `ws://` URLs).
@@ -44,7 +46,9 @@ struct CommandCaller: Sendable {
     let index: Int
     let oneShot: Bool
     let interval: Duration
-    let endpoint: HubEndpoint
+    /// Every hub node's HTTP face: each request goes to one at random (in a cluster,
+    /// most commands cross nodes).
+    let endpoints: [HubEndpoint]
     let loop: EventLoop
     let targets: Targets
     let stats: SoakStats
@@ -54,6 +58,8 @@ struct CommandCaller: Sendable {
     struct Answer {
         var status: Int
         var text: String
+        /// The node (index into the endpoints) that answered.
+        var node: Int
     }
 
     func run() async {
@@ -88,6 +94,8 @@ struct CommandCaller: Sendable {
 
     private func request(_ client: HTTPClient, _ method: HTTPRequest.Method, _ target: String,
                          body: [UInt8]? = nil) async throws -> Answer {
+        let node = Int.random(in: 0..<endpoints.count)
+        let endpoint = endpoints[node]
         var fields: HTTPFields = [.authorization: endpoint.authorization()]
         if oneShot { fields[.connection] = "close" }
         let response = try await client.execute(HTTPClientRequest(method: method, host: endpoint.host, port: endpoint.port,
@@ -96,7 +104,7 @@ struct CommandCaller: Sendable {
         let bytes = try await response.body.collect(upTo: 4 << 20)
         let keepAlive = !oneShot
         stats.update { if keepAlive { $0.keepAliveRequests += 1 } else { $0.oneShotRequests += 1 } }
-        return Answer(status: Int(response.status.code), text: String(decoding: bytes, as: UTF8.self))
+        return Answer(status: Int(response.status.code), text: String(decoding: bytes, as: UTF8.self), node: node)
     }
 
     private func command(_ c: HTTPClient, _ n: Int) async throws {
@@ -122,7 +130,11 @@ struct CommandCaller: Sendable {
         } else if let stable = targets.stable.randomElement() {
             let r = try await request(c, .post, "/devices/\(stable)/commands", body: Array(body.utf8))
             if r.status == 200 && r.text == "ack:" + body {
-                stats.update { $0.stableOK += 1 }
+                let crossed = targets.home[stable].map { $0 != r.node } ?? false
+                stats.update {
+                    $0.stableOK += 1
+                    if crossed { $0.crossNodeCommandsOK += 1 }
+                }
             } else {
                 stats.fail("stable router \(stable): \(r.status) \(r.text.prefix(80))") { $0.stableFailed += 1 }
             }

@@ -4,7 +4,8 @@ import TorusHub
 
 /// How simulated routers behave.
 struct FleetSettings: Sendable {
-    var address: SocketAddress
+    /// The router port of each hub node (one entry for a single hub).
+    var addresses: [SocketAddress]
     /// Router id → secret (from the credential file the hub was given).
     var secrets: [String: [UInt8]] = [:]
     var eventInterval: Duration
@@ -43,6 +44,11 @@ struct SessionEnd: Sendable {
 struct RouterSim: Sendable {
     let id: String
     let role: RouterRole
+    /// The hub node (index into the fleet's addresses) a stable or mute router keeps
+    /// to; churning routers pick a node at random for every session, so in a cluster
+    /// they move between nodes (and a reconnect over a live link is a cross-node
+    /// takeover whenever the pick differs).
+    let home: Int
     let loop: EventLoop
     let settings: FleetSettings
     let stats: SoakStats
@@ -68,7 +74,8 @@ struct RouterSim: Sendable {
     /// Connects, says HELLO, starts the reader.
     func open() async -> (HubRouterClient, SessionFlags, Task<SessionEnd, Never>)? {
         do {
-            let client = try await HubRouterClient.connect(to: settings.address, on: loop, id: id,
+            let node = role == .churn ? Int.random(in: 0..<settings.addresses.count) : home
+            let client = try await HubRouterClient.connect(to: settings.addresses[node], on: loop, id: id,
                                                            secret: settings.secrets[id] ?? [])
             stats.update { $0.routerSessions += 1 }
             let flags = SessionFlags()

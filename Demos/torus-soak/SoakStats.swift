@@ -37,6 +37,8 @@ struct Counts: Sendable {
     var oneShotRequests = 0
     var keepAliveRequests = 0
     var latencyMaxMs = 0
+    /// Commands answered 200 by a node other than the router's (cluster runs).
+    var crossNodeCommandsOK = 0
     // Subscribers.
     var subscriberSessions = 0
     var subscriberEvents = 0
@@ -48,6 +50,8 @@ struct Counts: Sendable {
     var frozenRemoved = 0
     var frozenNotRemoved = 0
     var filterViolations = 0
+    /// Events read on a node other than their router's (cluster runs).
+    var crossNodeEvents = 0
 
     var failures: Int {
         connectFailures + reapFailures + replaceFailures + stableDropped + stableFailed + expected404Failed

@@ -49,7 +49,8 @@ struct Subscriber: Sendable {
     enum Mode: String, Sendable { case web, app, slow, frozen, reset, churn }
     let index: Int
     let mode: Mode
-    let endpoint: HubEndpoint
+    /// Every hub node's HTTP face: each session subscribes on one at random.
+    let endpoints: [HubEndpoint]
     let loop: EventLoop
     let targets: Targets
     let stats: SoakStats
@@ -72,8 +73,10 @@ struct Subscriber: Sendable {
         configuration.connection.closeTimeout = .seconds(3)
         configuration.connectTimeout = .seconds(5)
         configuration.handshakeTimeout = .seconds(5)
-        configuration.headers.append(HandshakeHeader("Authorization", endpoint.authorization()))
         while !stats.isStopping {
+            let node = Int.random(in: 0..<endpoints.count)
+            let endpoint = endpoints[node]
+            configuration.headers = [HandshakeHeader("Authorization", endpoint.authorization())]
             var chosen = Set<String>()
             var target = "/web"
             if usesApp {
@@ -92,7 +95,7 @@ struct Subscriber: Sendable {
                 guard case .text(let ack)? = first, ack == expected else {
                     throw SoakError("first message \(String(describing: first)), expected \(expected)")
                 }
-                try await session(ws, chosen: chosen)
+                try await session(ws, chosen: chosen, node: node)
             } catch {
                 if stats.isStopping {
                     // The run's own wind-down.
@@ -127,7 +130,9 @@ struct Subscriber: Sendable {
         return rest[..<end]
     }
 
-    private func session(_ ws: WebSocketConnection, chosen initial: Set<String>) async throws {
+    /// Reads one session on hub node `node` (events of routers homed elsewhere are
+    /// counted as crossing nodes).
+    private func session(_ ws: WebSocketConnection, chosen initial: Set<String>, node: Int) async throws {
         let clock = ContinuousClock()
         switch mode {
         case .frozen:
@@ -161,9 +166,13 @@ struct Subscriber: Sendable {
         var pending: (next: Set<String>, ack: String)?
         var nextSwap = clock.now + .seconds(Double.random(in: 10...20))
         var events = 0
+        var crossed = 0
         defer {
-            let e = events
-            stats.update { $0.subscriberEvents += e }
+            let (e, c) = (events, crossed)
+            stats.update {
+                $0.subscriberEvents += e
+                $0.crossNodeEvents += c
+            }
         }
         while !stats.isStopping {
             if let until, clock.now >= until { break }
@@ -181,15 +190,20 @@ struct Subscriber: Sendable {
             guard case .text(let text) = message else { throw SoakError("binary message from the hub") }
             if let router = Self.router(of: text) {
                 events += 1
+                if endpoints.count > 1, let home = targets.home[String(router)], home != node { crossed += 1 }
                 if usesApp && !allowed.contains(String(router)) {
                     stats.fail("app subscriber \(index): event of \(router), subscribed to \(allowed.sorted())") {
                         $0.filterViolations += 1
                     }
                 }
                 if events >= 200 {
-                    let e = events
-                    stats.update { $0.subscriberEvents += e }
+                    let (e, c) = (events, crossed)
+                    stats.update {
+                        $0.subscriberEvents += e
+                        $0.crossNodeEvents += c
+                    }
                     events = 0
+                    crossed = 0
                 }
                 // About half the event rate of a /web client: it falls behind.
                 if mode == .slow { try? await Task.sleep(for: .milliseconds(20)) }

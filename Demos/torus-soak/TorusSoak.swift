@@ -52,6 +52,15 @@ struct TorusSoak: AsyncParsableCommand {
     @Option(help: "Attacks per second, in turn: on the router port (wrong secret, replayed proof, stolen-id HELLO against the stable routers) and on the API (an unknown token; a token for one router reading another's device, events, /app and /web, or commanding); any that gets in, or any real router displaced, fails the soak.")
     var attackRate: Double = 2
 
+    @Option(help: "Hub nodes to launch (with --hub); more than one needs --redis. Stable routers keep to one node each, churning routers move between nodes, callers and subscribers pick a node at random per request or session; every node's RSS is judged.")
+    var nodes: Int = 1
+
+    @Option(help: ArgumentHelp("Launched hubs join a cluster on this Redis (passed as --redis with --node-id soak-N).", valueName: "URL"))
+    var redis: String?
+
+    @Option(help: "Cluster: seconds of a router's lease in Redis (passed to launched hubs).")
+    var leaseSeconds: Double = 15
+
     @Option(help: "Seconds of load.")
     var duration: Double = 60
 
@@ -124,6 +133,8 @@ struct TorusSoak: AsyncParsableCommand {
         if hub == nil && attach == nil { throw ValidationError("give --hub PATH or --attach PID") }
         if attach != nil && (url == nil || router == nil) { throw ValidationError("--attach needs --url and --router") }
         if judge != "anon" && judge != "total" { throw ValidationError("--judge is anon or total") }
+        if nodes < 1 { throw ValidationError("--nodes must be at least 1") }
+        if nodes > 1 && (redis == nil || hub == nil) { throw ValidationError("--nodes above 1 needs --hub and --redis") }
         if routers < 2 { throw ValidationError("--routers must be at least 2") }
         if duration <= 0 || rate <= 0 || sampleInterval <= 0 { throw ValidationError("durations and rates must be positive") }
         if (threshold ?? 1) <= 0 || noiseFloor < 0 { throw ValidationError("--threshold must be positive, --noise-floor not negative") }
@@ -161,53 +172,41 @@ struct TorusSoak: AsyncParsableCommand {
             try store.write(path: credentialFile, exclusive: true)
         }
         defer { if credentials == nil { unlink(credentialFile) } }
-        let hubProcess: HubProcess
-        if let path = hub {
-            hubProcess = try HubProcess(launch: path, arguments: [
-                "--credentials", credentialFile,
-                // Attackers share 127.0.0.1 with the real routers: a bucket that
-                // refills faster than they fail keeps the real routers admitted.
-                "--auth-failure-burst", "100", "--auth-failure-rate", "\(max(10, attackRate * 4))",
-                // Every soak router connects from 127.0.0.1, all of them at the start
-                // (routers behind one NAT would look the same): the per-source cap on
-                // links still authenticating must hold them all at once.
-                "--max-unauthenticated", "\(routers + 64)",
-                "--threads", "\(hubThreads)", "--heartbeat-timeout", "\(heartbeatTimeout)",
-                "--ping-interval", "\(pingInterval)", "--ws-ping-interval", "\(wsPingInterval)",
-                "--ws-ping-timeout", "\(wsPingTimeout)", "--ws-close-timeout", "\(wsCloseTimeout)",
-            ])
-        } else {
-            guard let attach, let url, let http = HubProcess.parse(hostPort: url),
-                  let router, let routerAddress = HubProcess.parse(hostPort: router) else {
-                throw ValidationError("bad --url or --router")
-            }
-            hubProcess = HubProcess(attach: attach, http: http, router: routerAddress)
+        let hubs = try launchOrAttach(credentialFile: credentialFile)
+        let hubProcess = hubs[0]
+        for (i, h) in hubs.enumerated() {
+            say("hub \(nodeName(i)) pid \(h.pid): http \(h.httpAddress), routers \(h.routerAddress)")
         }
-        say("hub pid \(hubProcess.pid): http \(hubProcess.httpAddress), routers \(hubProcess.routerAddress)")
         say("load: \(routers) routers (\(Int(Double(routers) * churn)) churning, 1 mute), \(wsClients) subscribers, "
-            + "\(rate) commands/s over \(callers) callers, \(Int(duration)) s, sample every \(sampleInterval) s")
+            + "\(rate) commands/s over \(callers) callers, \(Int(duration)) s, sample every \(sampleInterval) s"
+            + (hubs.count > 1 ? ", spread over \(hubs.count) hub nodes" : ""))
 
         let group = try EventLoopGroup(loops: threads)
         let stats = SoakStats()
         let sockets = OpenSockets()
-        let endpoint = HubEndpoint(hubProcess.httpAddress, token: tokens.admin)
+        let endpoints = hubs.map { HubEndpoint($0.httpAddress, token: tokens.admin) }
+        let endpoint = endpoints[0]
         let timing = FaceTiming(pingInterval: .milliseconds(Int(wsPingInterval * 1000)),
                                 pingTimeout: .milliseconds(Int(wsPingTimeout * 1000)),
                                 closeTimeout: .milliseconds(Int(wsCloseTimeout * 1000)))
 
-        // Roles.
+        // Roles. Stable and mute routers keep to node i % nodes; churning ones pick a
+        // node per session.
         let churnCount = min(routers - 2, Int(Double(routers) * churn))
         let churnIDs = Array(ids.suffix(churnCount))
         let muteID = ids[0]
         let stableIDs = Array(ids.dropFirst().dropLast(churnCount))
-        let targets = Targets(stable: stableIDs, churn: churnIDs, mute: muteID)
-        let settings = FleetSettings(address: hubProcess.routerAddress, secrets: store.routers,
+        var homes: [String: Int] = [:]
+        for (i, id) in ids.enumerated() where !churnIDs.contains(id) { homes[id] = i % hubs.count }
+        let targets = Targets(stable: stableIDs, churn: churnIDs, mute: muteID, home: homes)
+        let settings = FleetSettings(addresses: hubs.map(\.routerAddress), secrets: store.routers,
                                      eventInterval: .milliseconds(Int(eventInterval * 1000)), eventSize: eventSize)
 
         var tasks: [Task<Void, Never>] = []
         for (i, id) in ids.enumerated() {
             let role: RouterRole = id == muteID ? .mute : (churnIDs.contains(id) ? .churn : .stable)
-            let sim = RouterSim(id: id, role: role, loop: group.loops[i % group.loops.count], settings: settings, stats: stats)
+            let sim = RouterSim(id: id, role: role, home: i % hubs.count, loop: group.loops[i % group.loops.count],
+                                settings: settings, stats: stats)
             tasks.append(Task(executorPreference: sim.loop) { await sim.run() })
         }
         if attackRate > 0 {
@@ -222,7 +221,7 @@ struct TorusSoak: AsyncParsableCommand {
         for i in 0..<callers {
             let caller = CommandCaller(index: i, oneShot: i % 4 == 3,
                                        interval: .milliseconds(Int(Double(callers) / rate * 1000)),
-                                       endpoint: endpoint, loop: group.loops[i % group.loops.count],
+                                       endpoints: endpoints, loop: group.loops[i % group.loops.count],
                                        targets: targets, stats: stats, checksDevices: i == 0)
             tasks.append(Task(executorPreference: caller.loop) { await caller.run() })
         }
@@ -235,27 +234,37 @@ struct TorusSoak: AsyncParsableCommand {
             case 4, 5, 6: .app
             default: .web
             }
-            let sub = Subscriber(index: i, mode: mode, endpoint: endpoint, loop: group.loops[i % group.loops.count],
+            let sub = Subscriber(index: i, mode: mode, endpoints: endpoints, loop: group.loops[i % group.loops.count],
                                  targets: targets, stats: stats, open: sockets, timing: timing)
             tasks.append(Task(executorPreference: sub.loop) { await sub.run() })
         }
 
-        // Sample until the end.
-        var samples: [Sample] = []
+        // Sample every node until the end.
+        func sampleAll() async -> [Sample] {
+            var row: [Sample] = []
+            for h in hubs {
+                row.append(await Sampler.take(h, token: tokens.admin, loop: group.loops[0], started: started,
+                                              counts: stats.current))
+            }
+            return row
+        }
+        var samples: [[Sample]] = Array(repeating: [], count: hubs.count)
+        func record(_ row: [Sample]) {
+            for (i, s) in row.enumerated() {
+                samples[i].append(s)
+                progress(s, stats.current, node: hubs.count > 1 ? nodeName(i) : nil)
+            }
+        }
         let end = started + .milliseconds(Int(duration * 1000))
         var nextSample = started
         while ContinuousClock.now < end {
             if ContinuousClock.now >= nextSample {
-                let s = await Sampler.take(hubProcess, token: tokens.admin, loop: group.loops[0], started: started, counts: stats.current)
-                samples.append(s)
-                progress(s, stats.current)
+                record(await sampleAll())
                 nextSample = nextSample + .milliseconds(Int(sampleInterval * 1000))
             }
             try? await Task.sleep(until: min(nextSample, end), clock: .continuous)
         }
-        let lastLoad = await Sampler.take(hubProcess, token: tokens.admin, loop: group.loops[0], started: started, counts: stats.current)
-        samples.append(lastLoad)
-        progress(lastLoad, stats.current)
+        record(await sampleAll())
 
         // Wind down: routers say BYE, WebSocket clients close (1001), callers finish
         // their request.
@@ -273,48 +282,151 @@ struct TorusSoak: AsyncParsableCommand {
             return first
         }
         if !allDone { say("warning: some simulated clients were still busy after 20 s") }
-        // The hub must come back to idle: no router, no subscriber, only the sampler's
-        // own connection. Every client closed (or reset) its socket, so this is quick;
-        // the bound allows a ping round for anything that went silent.
-        var idle = await Sampler.take(hubProcess, token: tokens.admin, loop: group.loops[0], started: started, counts: stats.current)
+        // Every node must come back to idle: no router, no subscriber, only the
+        // sampler's own connection (and, in a cluster, the node's two Redis
+        // connections: commands and pub/sub). Every client closed (or reset) its
+        // socket, so this is quick; the bound allows a ping round for anything that
+        // went silent.
+        let ownConnections = redis == nil ? 1 : 3
+        func isIdle(_ s: Sample) -> Bool { s.routers == 0 && s.subscribers == 0 && s.connections <= ownConnections }
+        var idle = await sampleAll()
         let idleDeadline = ContinuousClock.now + .milliseconds(Int((3 * max(pingInterval, wsPingInterval) + 5) * 1000))
-        while (idle.routers != 0 || idle.subscribers != 0 || idle.connections > 1) && ContinuousClock.now < idleDeadline {
+        while !idle.allSatisfy(isIdle) && ContinuousClock.now < idleDeadline {
             try? await Task.sleep(for: .milliseconds(250))
-            idle = await Sampler.take(hubProcess, token: tokens.admin, loop: group.loops[0], started: started, counts: stats.current)
+            idle = await sampleAll()
         }
-        let backToIdle = idle.routers == 0 && idle.subscribers == 0 && idle.connections <= 1 && idle.buffersOut == 0
-        say("after the load: connections \(idle.connections) (1 is the sampler's), routers \(idle.routers), "
-            + "subscribers \(idle.subscribers), in flight \(idle.inFlight), buffers out \(idle.buffersOut)"
-            + (backToIdle ? "" : " — NOT back to idle"))
+        let backToIdle = idle.allSatisfy { isIdle($0) && $0.buffersOut == 0 }
+        for (i, s) in idle.enumerated() {
+            say("after the load\(hubs.count > 1 ? " (\(nodeName(i)))" : ""): connections \(s.connections) (\(ownConnections == 1 ? "1 is the sampler's" : "the sampler's and 2 to Redis")), "
+                + "routers \(s.routers), subscribers \(s.subscribers), in flight \(s.inFlight), buffers out \(s.buffersOut)"
+                + (isIdle(s) && s.buffersOut == 0 ? "" : " — NOT back to idle"))
+        }
         let clientLedger = await group.shutdownGracefully()
 
-        // Stop the hub and read its ledger.
-        var hubVerdict = "attached: the hub keeps running (its ledger was not checked at exit)"
+        // Stop the hubs and read their ledgers.
+        var hubVerdicts: [String] = []
         var hubOK = true
-        if hubProcess.launched {
-            let status = hubProcess.stop()
-            let output = hubProcess.output
+        for (i, h) in hubs.enumerated() {
+            let label = hubs.count > 1 ? "hub \(nodeName(i))" : "hub"
+            guard h.launched else {
+                hubVerdicts.append("attached: the hub keeps running (its ledger was not checked at exit)")
+                continue
+            }
+            let status = h.stop()
+            let output = h.output
             let ledgerLine = output.split(separator: "\n").first { $0.hasPrefix("ledger:") }.map(String.init) ?? "(no ledger line)"
-            hubOK = status == 0 && ledgerLine.hasPrefix("ledger: quiescent")
-            hubVerdict = "hub exit status \(status.map(String.init) ?? "killed"): \(ledgerLine)"
-            if !hubOK { say(output) }
+            let ok = status == 0 && ledgerLine.hasPrefix("ledger: quiescent")
+            hubOK = hubOK && ok
+            hubVerdicts.append("\(label) exit status \(status.map(String.init) ?? "killed"): \(ledgerLine)")
+            if !ok { say(output) }
         }
 
-        // Report.
+        // Report: per node, the table and the slopes; one verdict for all.
         let counts = stats.current
+        var report = "# torus-soak report\n\n"
+        report += "load: \(routers) routers (\(churnIDs.count) churning, 1 mute), \(wsClients) WebSocket subscribers, \(rate) commands/s, \(Int(duration)) s"
+            + (hubs.count > 1 ? " on \(hubs.count) hub nodes sharing one Redis (stable routers spread over the nodes, churning ones moving between them, callers and subscribers on random nodes)" : "")
+            + "\n\n"
+        report += threshold != nil ? String(format: "threshold: %.2f MiB/hour (given)\n\n", effectiveThreshold)
+            : String(format: "threshold: %.2f MiB/hour (1 MiB/hour, or %.2f MiB of growth over the judged second half when the run is shorter than an hour)\n\n",
+                     effectiveThreshold, noiseFloor)
+        var verdicts: [String] = []
+        var outputs: [String] = []
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
+        for (i, nodeSamples) in samples.enumerated() {
+            let folder = hubs.count > 1 ? out + "/" + nodeName(i) : out
+            try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            if hubs.count > 1 { report += "## node \(nodeName(i))\n\n" }
+            let (text, slope) = memoryReport(nodeSamples)
+            report += text
+            let csvPath = folder + "/samples.csv"
+            try Report.csv(nodeSamples).write(toFile: csvPath, atomically: true, encoding: .utf8)
+            let plotted = plot(csv: csvPath, png: folder + "/memory.png", slope: slope)
+            outputs.append(csvPath + (plotted ? ", \(folder)/memory.png" : " (no plot: matplotlib missing)"))
+            if slope > effectiveThreshold {
+                verdicts.append(String(format: "%@%@ grows %.2f MiB/hour > %.2f", hubs.count > 1 ? "node \(nodeName(i)): " : "",
+                                       judge == "anon" ? "anonymous RSS" : "RSS", slope, effectiveThreshold))
+            }
+            if hubs.count > 1 { report += "\n" }
+        }
+        report += "after the load: \(backToIdle ? "back to idle" : "NOT back to idle") ("
+            + idle.map { "connections \($0.connections), routers \($0.routers), subscribers \($0.subscribers), in flight \($0.inFlight)" }
+            .joined(separator: "; ") + ")\n"
+        report += summary(counts) + "\n"
+        if hubs.count > 1 {
+            report += "across nodes: \(counts.crossNodeCommandsOK) commands answered through a node other than the router's, "
+                + "\(counts.crossNodeEvents) events read on a node other than their router's\n"
+        }
+        report += hubVerdicts.joined(separator: "\n") + "\n"
+        report += "soak clients' own ledger: \(clientLedger.isQuiescent ? "quiescent" : "NOT quiescent")\n"
+        let notes = stats.failureNotes
+        if !notes.isEmpty { report += "failures:\n" + notes.prefix(20).map { "  - \($0)" }.joined(separator: "\n") + "\n" }
+
+        if !hubOK { verdicts.append("hub ledger not quiescent or bad exit") }
+        if !backToIdle { verdicts.append("hub did not return to idle after the load") }
+        if counts.failures > 0 { verdicts.append("\(counts.failures) requests or sessions that should have succeeded failed") }
+        if counts.stableOK == 0 { verdicts.append("no command succeeded") }
+        if attackRate > 0 && counts.attacksRefused == 0 { verdicts.append("no attack was tried and refused") }
+        if counts.intrusions > 0 { verdicts.append("\(counts.intrusions) attackers got in") }
+        if counts.displaced > 0 { verdicts.append("\(counts.displaced) real routers displaced") }
+        if hubs.count > 1 && counts.crossNodeCommandsOK == 0 { verdicts.append("no command crossed nodes") }
+        if hubs.count > 1 && counts.crossNodeEvents == 0 { verdicts.append("no event crossed nodes") }
+        report += "\nverdict: " + (verdicts.isEmpty ? "PASS" : "FAIL: " + verdicts.joined(separator: "; ")) + "\n"
+        try report.write(toFile: out + "/report.md", atomically: true, encoding: .utf8)
+        say("")
+        say(report)
+        say("wrote \(outputs.joined(separator: "; ")), \(out)/report.md")
+        if !verdicts.isEmpty { throw ExitCode(1) }
+    }
+
+    /// The name of hub node `index` (its `--node-id` in a cluster).
+    func nodeName(_ index: Int) -> String { "soak-\(index)" }
+
+    /// Starts the hub (every node of a cluster), or attaches to the running one.
+    func launchOrAttach(credentialFile: String) throws -> [HubProcess] {
+        guard let path = hub else {
+            guard let attach, let url, let http = HubProcess.parse(hostPort: url),
+                  let router, let routerAddress = HubProcess.parse(hostPort: router) else {
+                throw ValidationError("bad --url or --router")
+            }
+            return [HubProcess(attach: attach, http: http, router: routerAddress)]
+        }
+        let common = [
+            "--credentials", credentialFile,
+            // Attackers share 127.0.0.1 with the real routers: a bucket that
+            // refills faster than they fail keeps the real routers admitted.
+            "--auth-failure-burst", "100", "--auth-failure-rate", "\(max(10, attackRate * 4))",
+            // Every soak router connects from 127.0.0.1, all of them at the start
+            // (routers behind one NAT would look the same): the per-source cap on
+            // links still authenticating must hold them all at once.
+            "--max-unauthenticated", "\(routers + 64)",
+            "--threads", "\(hubThreads)", "--heartbeat-timeout", "\(heartbeatTimeout)",
+            "--ping-interval", "\(pingInterval)", "--ws-ping-interval", "\(wsPingInterval)",
+            "--ws-ping-timeout", "\(wsPingTimeout)", "--ws-close-timeout", "\(wsCloseTimeout)",
+        ]
+        var hubs: [HubProcess] = []
+        do {
+            for i in 0..<nodes {
+                let cluster = redis.map { ["--redis", $0, "--node-id", nodeName(i), "--lease-seconds", "\(leaseSeconds)"] } ?? []
+                hubs.append(try HubProcess(launch: path, arguments: common + cluster))
+            }
+        } catch {
+            for h in hubs { _ = h.stop() }
+            throw error
+        }
+        return hubs
+    }
+
+    /// One node's table and RSS, anonymous RSS and heap lines; the judged slope.
+    func memoryReport(_ samples: [Sample]) -> (String, Double) {
         let totalSlope = Report.slopeMiBPerHour(samples)
         let anonSlope = Report.slopeMiBPerHour(samples) { $0.anonKiB }
-        let slope = judge == "anon" ? anonSlope : totalSlope
         let heapSlope = Report.slopeMiBPerHour(samples) { $0.heapKiB }
         let first = samples.first?.rssKiB ?? 0
         let peak = samples.map(\.rssKiB).max() ?? 0
         let last = samples.last?.rssKiB ?? 0
-        var report = "# torus-soak report\n\n"
-        report += "load: \(routers) routers (\(churnIDs.count) churning, 1 mute), \(wsClients) WebSocket subscribers, \(rate) commands/s, \(Int(duration)) s\n\n"
-        report += threshold != nil ? String(format: "threshold: %.2f MiB/hour (given)\n\n", effectiveThreshold)
-            : String(format: "threshold: %.2f MiB/hour (1 MiB/hour, or %.2f MiB of growth over the judged second half when the run is shorter than an hour)\n\n",
-                     effectiveThreshold, noiseFloor)
-        report += Report.table(samples) + "\n"
+        var report = Report.table(samples) + "\n"
         report += String(format: "RSS (VmRSS): first %.1f MiB, peak %.1f MiB, last %.1f MiB; slope over the second half: %+.2f MiB/hour%@\n",
                          Double(first) / 1024, Double(peak) / 1024, Double(last) / 1024, totalSlope,
                          judge == "total" ? String(format: " (judged, threshold %.2f)", effectiveThreshold) : "")
@@ -323,41 +435,11 @@ struct TorusSoak: AsyncParsableCommand {
                          judge == "anon" ? String(format: " (judged, threshold %.2f)", effectiveThreshold) : "")
         report += String(format: "heap in use (mallinfo2): first %.1f MiB, last %.1f MiB; slope over the second half: %+.2f MiB/hour\n",
                          Double(samples.first?.heapKiB ?? 0) / 1024, Double(samples.last?.heapKiB ?? 0) / 1024, heapSlope)
-        report += "after the load: \(backToIdle ? "back to idle" : "NOT back to idle") (connections \(idle.connections), "
-            + "routers \(idle.routers), subscribers \(idle.subscribers), in flight \(idle.inFlight))\n"
-        report += summary(counts) + "\n"
-        report += "\(hubVerdict)\n"
-        report += "soak clients' own ledger: \(clientLedger.isQuiescent ? "quiescent" : "NOT quiescent")\n"
-        let notes = stats.failureNotes
-        if !notes.isEmpty { report += "failures:\n" + notes.prefix(20).map { "  - \($0)" }.joined(separator: "\n") + "\n" }
-
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let csvPath = out + "/samples.csv"
-        try Report.csv(samples).write(toFile: csvPath, atomically: true, encoding: .utf8)
-        let plotted = plot(csv: csvPath, png: out + "/memory.png", slope: slope)
-        var verdicts: [String] = []
-        if slope > effectiveThreshold {
-            verdicts.append(String(format: "%@ grows %.2f MiB/hour > %.2f", judge == "anon" ? "anonymous RSS" : "RSS", slope,
-                                   effectiveThreshold))
-        }
-        if !hubOK { verdicts.append("hub ledger not quiescent or bad exit") }
-        if !backToIdle { verdicts.append("hub did not return to idle after the load") }
-        if counts.failures > 0 { verdicts.append("\(counts.failures) requests or sessions that should have succeeded failed") }
-        if counts.stableOK == 0 { verdicts.append("no command succeeded") }
-        if attackRate > 0 && counts.attacksRefused == 0 { verdicts.append("no attack was tried and refused") }
-        if counts.intrusions > 0 { verdicts.append("\(counts.intrusions) attackers got in") }
-        if counts.displaced > 0 { verdicts.append("\(counts.displaced) real routers displaced") }
-        report += "\nverdict: " + (verdicts.isEmpty ? "PASS" : "FAIL: " + verdicts.joined(separator: "; ")) + "\n"
-        try report.write(toFile: out + "/report.md", atomically: true, encoding: .utf8)
-        say("")
-        say(report)
-        say("wrote \(csvPath), \(out)/report.md" + (plotted ? ", \(out)/memory.png" : " (no plot: matplotlib missing)"))
-        if !verdicts.isEmpty { throw ExitCode(1) }
+        return (report, judge == "anon" ? anonSlope : totalSlope)
     }
 
-    func progress(_ s: Sample, _ c: Counts) {
-        say(String(format: "[%@] rss %.1f MiB (anon %.1f) | in flight %d | buffers out %d | connections %d | routers %d | subscribers %d | commands ok %d | events sent %d, delivered %d | failures %d",
+    func progress(_ s: Sample, _ c: Counts, node: String? = nil) {
+        say((node.map { "\($0) " } ?? "") + String(format: "[%@] rss %.1f MiB (anon %.1f) | in flight %d | buffers out %d | connections %d | routers %d | subscribers %d | commands ok %d | events sent %d, delivered %d | failures %d",
                    Report.fmtTime(s.uptime), Double(s.rssKiB) / 1024, Double(s.anonKiB) / 1024, s.inFlight, s.buffersOut, s.connections,
                    s.routers, s.subscribers, c.stableOK, c.eventsSent, c.subscriberEvents, c.failures))
     }

@@ -227,7 +227,7 @@ final class HubCluster: @unchecked Sendable {
         logger.notice("cluster: router's lease is another node's; closing the local link", metadata: [
             "router": "\(link.id ?? "?")", "node": "\(nodeID)",
         ])
-        link.loop.execute { link.sayGoodbye(.replaced, reason: "attached to another hub node") }
+        link.loop.execute { link.sayGoodbye(.replaced, reason: "replaced: the router's lease is another hub node's") }
     }
 
     /// Renews the lease `KEYS[1]` for node `ARGV[1]` (`ARGV[2]` ms) when it is that
@@ -436,7 +436,7 @@ final class HubCluster: @unchecked Sendable {
             logger.info("cluster: router attached to another node; closing the local link", metadata: [
                 "router": "\(router)", "node": "\(nodeID)", "new_node": "\(node)",
             ])
-            link.loop.execute { link.sayGoodbye(.replaced, reason: "attached to hub node \(node)") }
+            link.loop.execute { link.sayGoodbye(.replaced, reason: "replaced: attached to hub node \(node)") }
         }
     }
 }
