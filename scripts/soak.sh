@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Memory soak of torus-hub: builds release, runs torus-soak against a fresh hub
 # and writes the table, samples.csv, report.md and memory.png into ./soak-out/.
-# Usage: scripts/soak.sh SECONDS [--nodes N] [extra torus-soak flags]
+# Usage: scripts/soak.sh SECONDS [--nodes N [--redis-cluster]] [extra torus-soak flags]
 #   --nodes N (N > 1): N hub nodes as one cluster on a Redis this script starts
 #   (Debian's redis-server on a free loopback port, no persistence, stopped by PID at
-#   the end); the output goes to ./soak-out-cluster/, one folder per node.
+#   the end), or with --redis-cluster on a three-master Redis Cluster it creates;
+#   the output goes to ./soak-out-cluster/, one folder per node.
 # Exit status: torus-soak's verdict (non-zero on RSS growth of any node, a
 # non-quiescent hub ledger, or any request that should have succeeded and did not).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-120}"
 shift || true
-nodes=1
+nodes=1 redis_kind=server
 if [ "${1:-}" = "--nodes" ]; then nodes="$2"; shift 2; fi
+if [ "${1:-}" = "--redis-cluster" ]; then redis_kind=cluster; shift; fi
 
 scripts/setup-deps.sh
 # The plot needs matplotlib; install it from PyPI when missing (the soak still
@@ -31,24 +33,38 @@ bin="$(swift build -c release --show-bin-path)"
 
 out=soak-out
 cluster=()
-redis_pid=""
-stop_redis() {
-  if [ -n "$redis_pid" ]; then kill -TERM "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; fi
-}
-trap stop_redis EXIT
+source scripts/lib/redis.sh
+trap redis_stop EXIT
 if [ "$nodes" -gt 1 ]; then
   out=soak-out-cluster
   mkdir -p "$out"
-  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$out/redis.log" 2>&1 &
-  redis_pid=$!
-  for _ in $(seq 100); do
-    redis-cli -p "$port" ping >/dev/null 2>&1 && break
-    kill -0 "$redis_pid" 2>/dev/null || { cat "$out/redis.log"; echo "[soak] redis-server did not start"; exit 1; }
-    sleep 0.1
-  done
-  echo "[soak] redis on 127.0.0.1:$port (pid $redis_pid), $nodes hub nodes"
-  cluster=(--nodes "$nodes" --redis "redis://127.0.0.1:$port")
+  if [ "$redis_kind" = cluster ]; then
+    # Three consecutive free ports below the ephemeral range, their bus ports too.
+    port="$(python3 - <<'PY'
+import random, socket
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+for _ in range(200):
+    p = random.randrange(20000, 22000)
+    if all(free(q) for q in (p, p + 1, p + 2, p + 10000, p + 10001, p + 10002)):
+        print(p); break
+PY
+)"
+    redis_start_cluster 127.0.0.1 "$port" "$out"
+    echo "[soak] Redis Cluster on $REDIS_SEEDS (3 masters), $nodes hub nodes"
+    cluster=(--nodes "$nodes" --redis-cluster "$REDIS_SEEDS")
+  else
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    redis_start_server 127.0.0.1 "$port" "$out"
+    echo "[soak] Redis on $REDIS_URL, $nodes hub nodes"
+    cluster=(--nodes "$nodes" --redis "$REDIS_URL")
+  fi
 fi
 
 mkdir -p "$out"

@@ -16,6 +16,7 @@
 #   TORUS_SKIP_SOAK=1 scripts/test.sh           everything but the 2-minute hub soak
 #   TORUS_SOAK_SECONDS=N scripts/test.sh        soak length, default 120
 #   TORUS_SKIP_CLUSTER_SOAK=1 scripts/test.sh   no 3-node hub soak on Redis (2 minutes)
+#                                               and no run-cluster.sh smoke
 #   TORUS_CLUSTER_SOAK_SECONDS=N                its length, default 120
 #   TORUS_SKIP_SCALE=1 scripts/test.sh          no hub scale step (10,000 links, release)
 #
@@ -149,6 +150,10 @@ if [ "${TORUS_SKIP_CLUSTER_SOAK:-0}" != "1" ]; then
   # random nodes; every node's RSS slope is judged as the single hub's is.
   echo "== torus-hub cluster soak (3 nodes on Redis, ${TORUS_CLUSTER_SOAK_SECONDS:-120} s, release; fails on the verdict)"
   scripts/soak.sh "${TORUS_CLUSTER_SOAK_SECONDS:-120}" --nodes 3
+  # scripts/run-cluster.sh as a user runs it, on one Redis and on a Redis Cluster
+  # (~20 s): listing and events across nodes, clean stop with quiescent ledgers.
+  echo "== run-cluster.sh smoke (2 nodes; one Redis, then a three-master Redis Cluster)"
+  scripts/cluster-smoke.sh
 else
   skipped+=("cluster soak (TORUS_SKIP_CLUSTER_SOAK=1)")
 fi

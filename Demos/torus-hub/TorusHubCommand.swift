@@ -46,7 +46,12 @@ struct TorusHubCommand: AsyncParsableCommand {
             --router-tls-client-auth none|optional|required: routers present \
             certificates) put the router links on TLS. Routers still prove their secret.
 
-            Cluster: --redis redis://HOST:PORT with --node-id NAME makes this hub one node             of a cluster sharing one Redis (and one credential file): each router's             attachment is a lease (--lease-seconds), GET /devices on any node lists every             node's routers, commands reach a router on any node, and every router's events             reach subscribers on every node. Without --redis: a single hub, no Redis.
+            Cluster: --redis redis://HOST:PORT (one Redis server) or --redis-cluster \
+            HOST:PORT,... (a Redis Cluster) with --node-id NAME makes this hub one node of a \
+            cluster sharing that Redis (and one credential file): each router's attachment \
+            is a lease (--lease-seconds), GET /devices on any node lists every node's \
+            routers, commands reach a router on any node, and every router's events reach \
+            subscribers on every node. Without either: a single hub, no Redis.
             """)
 
     @OptionGroup var common: CommonOptions
@@ -127,7 +132,10 @@ struct TorusHubCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Join a cluster of hubs sharing this Redis: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB].", valueName: "URL"))
     var redis: String?
 
-    @Option(help: "This node's name in the cluster (letters, digits, - _ .; unique per node). Needed with --redis.")
+    @Option(help: ArgumentHelp("Join a cluster of hubs sharing this Redis Cluster, found through any of these nodes: HOST:PORT,... (or redis://[[USER]:PASSWORD@]HOST:PORT,...; the first one's credentials are used). Keys go to the master serving their slot; the channels are sharded Pub/Sub.", valueName: "SEEDS"))
+    var redisCluster: String?
+
+    @Option(help: "This node's name in the cluster (letters, digits, - _ .; unique per node). Needed with --redis or --redis-cluster.")
     var nodeID: String?
 
     @Option(help: "Cluster: seconds a router's attachment lives in Redis without renewal (a dead node's routers are free after it).")
@@ -138,10 +146,19 @@ struct TorusHubCommand: AsyncParsableCommand {
               maxHttpConnectionsPerSource >= 0 else {
             throw ValidationError("authentication limits must be positive")
         }
-        if let redis {
-            guard RedisURL(redis) != nil else { throw ValidationError("--redis takes redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]") }
+        if redis != nil && redisCluster != nil { throw ValidationError("give --redis or --redis-cluster, not both") }
+        if let redis, RedisURL(redis) == nil {
+            throw ValidationError("--redis takes redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]")
+        }
+        if let redisCluster {
+            guard let seeds = Self.clusterSeeds(redisCluster), !seeds.isEmpty else {
+                throw ValidationError("--redis-cluster takes HOST:PORT,... (or redis://HOST:PORT,...)")
+            }
+            guard seeds.allSatisfy({ $0.database == 0 }) else { throw ValidationError("a Redis Cluster has only database 0") }
+        }
+        if redis != nil || redisCluster != nil {
             guard let nodeID, HubClusterConfiguration.isValidNodeID(nodeID) else {
-                throw ValidationError("--redis needs --node-id NAME (letters, digits, - _ .; at most 64 bytes)")
+                throw ValidationError("--redis and --redis-cluster need --node-id NAME (letters, digits, - _ .; at most 64 bytes)")
             }
             guard leaseSeconds >= 0.3 else { throw ValidationError("--lease-seconds must be at least 0.3") }
         }
@@ -215,10 +232,28 @@ struct TorusHubCommand: AsyncParsableCommand {
             cluster.leaseTime = .milliseconds(Int(leaseSeconds * 1000))
             configuration.cluster = cluster
         }
+        if let redisCluster, let seeds = Self.clusterSeeds(redisCluster), let first = seeds.first, let nodeID {
+            var cluster = HubClusterConfiguration(redisCluster: try seeds.map { try $0.address() }, nodeID: nodeID)
+            cluster.redisConfiguration = first.applied(to: cluster.redisConfiguration)
+            cluster.leaseTime = .milliseconds(Int(leaseSeconds * 1000))
+            configuration.cluster = cluster
+        }
         let hub = try Hub.start(on: group, configuration: configuration)
         let reload = CredentialReloader(hub: hub, path: credentials, logger: configuration.logger)
         await DemoRuntime.serve([hub, reload], listeningOn: [hub.httpAddress, hub.routerAddress], group: group,
                                 options: common, label: "torus-hub")
+    }
+
+    /// `HOST:PORT,...` (each may be a `redis://` URL) as seed URLs; nil when one does
+    /// not parse.
+    static func clusterSeeds(_ text: String) -> [RedisURL]? {
+        var seeds: [RedisURL] = []
+        for part in text.split(separator: ",") {
+            let spec = part.trimmingCharacters(in: .whitespaces)
+            guard let url = RedisURL(spec.hasPrefix("redis://") ? spec : "redis://" + spec) else { return nil }
+            seeds.append(url)
+        }
+        return seeds
     }
 
     /// `ROUTERS:RIGHTS` (`*` or ids separated by commas, then rights) as a grant.

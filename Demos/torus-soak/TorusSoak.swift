@@ -58,6 +58,9 @@ struct TorusSoak: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Launched hubs join a cluster on this Redis (passed as --redis with --node-id soak-N).", valueName: "URL"))
     var redis: String?
 
+    @Option(help: ArgumentHelp("Launched hubs join a cluster on this Redis Cluster instead (passed as --redis-cluster).", valueName: "SEEDS"))
+    var redisCluster: String?
+
     @Option(help: "Cluster: seconds of a router's lease in Redis (passed to launched hubs).")
     var leaseSeconds: Double = 15
 
@@ -134,7 +137,9 @@ struct TorusSoak: AsyncParsableCommand {
         if attach != nil && (url == nil || router == nil) { throw ValidationError("--attach needs --url and --router") }
         if judge != "anon" && judge != "total" { throw ValidationError("--judge is anon or total") }
         if nodes < 1 { throw ValidationError("--nodes must be at least 1") }
-        if nodes > 1 && (redis == nil || hub == nil) { throw ValidationError("--nodes above 1 needs --hub and --redis") }
+        if nodes > 1 && ((redis == nil && redisCluster == nil) || hub == nil) {
+            throw ValidationError("--nodes above 1 needs --hub and --redis or --redis-cluster")
+        }
         if routers < 2 { throw ValidationError("--routers must be at least 2") }
         if duration <= 0 || rate <= 0 || sampleInterval <= 0 { throw ValidationError("durations and rates must be positive") }
         if (threshold ?? 1) <= 0 || noiseFloor < 0 { throw ValidationError("--threshold must be positive, --noise-floor not negative") }
@@ -283,11 +288,13 @@ struct TorusSoak: AsyncParsableCommand {
         }
         if !allDone { say("warning: some simulated clients were still busy after 20 s") }
         // Every node must come back to idle: no router, no subscriber, only the
-        // sampler's own connection (and, in a cluster, the node's two Redis
-        // connections: commands and pub/sub). Every client closed (or reset) its
-        // socket, so this is quick; the bound allows a ping round for anything that
-        // went silent.
-        let ownConnections = redis == nil ? 1 : 3
+        // sampler's own connection (and, in a cluster, the node's Redis connections:
+        // commands and pub/sub on one server; on a three-master Redis Cluster one
+        // command and at most one shard-subscription connection per master). Every
+        // client closed (or reset) its socket, so this is quick; the bound allows a
+        // ping round for anything that went silent.
+        let redisConnections = redisCluster != nil ? 6 : (redis != nil ? 2 : 0)
+        let ownConnections = 1 + redisConnections
         func isIdle(_ s: Sample) -> Bool { s.routers == 0 && s.subscribers == 0 && s.connections <= ownConnections }
         var idle = await sampleAll()
         let idleDeadline = ContinuousClock.now + .milliseconds(Int((3 * max(pingInterval, wsPingInterval) + 5) * 1000))
@@ -297,7 +304,7 @@ struct TorusSoak: AsyncParsableCommand {
         }
         let backToIdle = idle.allSatisfy { isIdle($0) && $0.buffersOut == 0 }
         for (i, s) in idle.enumerated() {
-            say("after the load\(hubs.count > 1 ? " (\(nodeName(i)))" : ""): connections \(s.connections) (\(ownConnections == 1 ? "1 is the sampler's" : "the sampler's and 2 to Redis")), "
+            say("after the load\(hubs.count > 1 ? " (\(nodeName(i)))" : ""): connections \(s.connections) (\(redisConnections == 0 ? "1 is the sampler's" : "the sampler's and up to \(redisConnections) to Redis")), "
                 + "routers \(s.routers), subscribers \(s.subscribers), in flight \(s.inFlight), buffers out \(s.buffersOut)"
                 + (isIdle(s) && s.buffersOut == 0 ? "" : " — NOT back to idle"))
         }
@@ -408,7 +415,8 @@ struct TorusSoak: AsyncParsableCommand {
         var hubs: [HubProcess] = []
         do {
             for i in 0..<nodes {
-                let cluster = redis.map { ["--redis", $0, "--node-id", nodeName(i), "--lease-seconds", "\(leaseSeconds)"] } ?? []
+                let store = redis.map { ["--redis", $0] } ?? redisCluster.map { ["--redis-cluster", $0] }
+                let cluster = store.map { $0 + ["--node-id", nodeName(i), "--lease-seconds", "\(leaseSeconds)"] } ?? []
                 hubs.append(try HubProcess(launch: path, arguments: common + cluster))
             }
         } catch {

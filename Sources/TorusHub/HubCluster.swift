@@ -4,8 +4,9 @@ import Synchronization
 import Torus
 import TorusRedis
 
-/// This node's part in a cluster of hubs that share one Redis: where each router is
-/// attached, commands to routers on other nodes, and every router's events.
+/// This node's part in a cluster of hubs that share one Redis (a server, or a Redis
+/// Cluster: see `ClusterRedis`): where each router is attached, commands to routers
+/// on other nodes, and every router's events.
 ///
 /// - **Directory.** A router's attachment is a lease in Redis: `PREFIX router:ID` holds
 ///   the node's name and expires after `leaseTime` unless renewed. A node claims the
@@ -34,8 +35,12 @@ import TorusRedis
 ///   routers, commands and subscribers carry on. When Redis is back, the node renews
 ///   (and so re-claims) every lease at once and resubscribes.
 ///
-/// Two Redis connections (`RedisClient`s, reconnecting with backoff): one for
-/// commands and publishes, one for subscriptions.
+/// The Redis side is a `ClusterRedis`: on one server two connections (commands and
+/// publishes; subscriptions), on a Redis Cluster one client routing every command by
+/// its key, with sharded Pub/Sub (`SPUBLISH`, `SSUBSCRIBE`) for the channels. The
+/// scripts are sent by their SHA (`EVALSHA`) and, where a server answers `NOSCRIPT`
+/// (a fresh or restarted server, or a cluster master that never saw them), once in
+/// full (`EVAL`, which also loads them there).
 ///
 /// Threading: the Redis connections and the mutable state live on `home` (the
 /// group's first loop); `relay`, `attached`, `detached` and the async lookups may be
@@ -49,17 +54,9 @@ final class HubCluster: @unchecked Sendable {
     let counters = ClusterCounters()
     /// Hands an event from another node to this node's subscribers.
     private let deliver: @Sendable (String, [UInt8]) -> Void
-    private let clients = Mutex<Clients?>(nil)
+    private let redisBox = Mutex<ClusterRedis?>(nil)
     private let leaseMs: String
-    private let publishVerb = Array("PUBLISH".utf8)
     private let eventsChannel: [UInt8]
-
-    struct Clients {
-        /// Commands and publishes.
-        let store: RedisClient
-        /// Subscriptions: the events channel and this node's channel.
-        let bus: RedisClient
-    }
 
     // Loop-confined (home):
     private var phase = Phase.running
@@ -96,32 +93,27 @@ final class HubCluster: @unchecked Sendable {
         counters.connected.load(ordering: .relaxed) && counters.subscribed.load(ordering: .relaxed)
     }
 
-    private var store: RedisClient? { clients.withLock { $0?.store } }
+    private var store: ClusterRedis? { redisBox.withLock { $0 } }
 
-    /// Opens both Redis connections (they keep reconnecting until `close`) and starts
-    /// renewing. Once; from outside the loops.
+    /// Starts connecting to Redis (it keeps reconnecting until `close`) and renewing.
+    /// Once; from outside the loops.
     func start() {
-        var redis = configuration.redisConfiguration
-        redis.clientName = "torus-hub-" + nodeID
-        let store = RedisClient(address: configuration.redis, on: home, configuration: redis,
-                                backoff: configuration.backoff, onStatus: { [weak self] status in
+        var settings = configuration.redisConfiguration
+        settings.clientName = "torus-hub-" + nodeID
+        let redis = ClusterRedis(deployment: configuration.deployment, home: home, onPush: { [weak self] value in
+            self?.received(value)
+        }, onConnected: { [weak self] up in
             guard let self else { return }
-            let up = status == .connected
-            guard counters.connected.exchange(up, ordering: .relaxed) != up else { return }
-            logger.notice(up ? "cluster: Redis connected" : "cluster: Redis unavailable", metadata: [
-                "node": "\(nodeID)", "status": "\(status)",
-            ])
+            counters.connected.store(up, ordering: .relaxed)
+            logger.notice(up ? "cluster: Redis connected" : "cluster: Redis unavailable", metadata: ["node": "\(nodeID)"])
             // Back (or first up): claim every lease this node holds at once.
             if up { home.execute { [weak self] in self?.renew() } }
+        }, onSubscribed: { [weak self] up in
+            self?.counters.subscribed.store(up, ordering: .relaxed)
         })
-        let bus = RedisClient(address: configuration.redis, on: home, configuration: redis,
-                              backoff: configuration.backoff, onPush: { [weak self] value in
-            self?.received(value)
-        }, onStatus: { [weak self] status in
-            self?.counters.subscribed.store(status == .connected, ordering: .relaxed)
-        })
-        bus.subscribe([keys.events, keys.channel(of: nodeID)])
-        clients.withLock { $0 = Clients(store: store, bus: bus) }
+        redisBox.withLock { $0 = redis }
+        redis.start(subscribeTo: [keys.events, keys.channel(of: nodeID)], configuration: settings,
+                    backoff: configuration.backoff)
         let period = configuration.leaseTime / 3
         home.execute { [self] in
             guard phase == .running else { return }
@@ -148,15 +140,14 @@ final class HubCluster: @unchecked Sendable {
             }
         }
         taskResumedByLoop()
-        guard let clients = clients.withLock({ $0 }) else { return }
-        if clients.store.isConnected {
-            var release = ids.map { ["EVAL", Self.releaseScript, "1", keys.lease($0), nodeID] }
-            release.append(["DEL", keys.routers(of: nodeID)])
-            release.append(["SREM", keys.nodes, nodeID])
-            _ = try? await clients.store.pipeline(release)
+        guard let redis = store else { return }
+        if redis.isConnected {
+            var release = ids.map { (arguments: ["EVAL", Self.releaseScript, "1", keys.lease($0), nodeID], key: keys.lease($0)) }
+            release.append((["DEL", keys.routers(of: nodeID)], keys.routers(of: nodeID)))
+            release.append((["SREM", keys.nodes, nodeID], keys.nodes))
+            _ = await redis.pipeline(release)
         }
-        await clients.bus.close()
-        await clients.store.close()
+        await redis.close()
     }
 
     // MARK: Directory
@@ -168,7 +159,7 @@ final class HubCluster: @unchecked Sendable {
         home.execute { [self] in
             // Redis away: the first renewal after it is back claims the lease.
             guard phase == .running, let store, store.isConnected else { return }
-            store.send(["SET", keys.lease(id), nodeID, "PX", leaseMs, "GET"]) { [self] reply in
+            store.send(["SET", keys.lease(id), nodeID, "PX", leaseMs, "GET"], key: keys.lease(id)) { [self] reply in
                 guard case .success(.bulkString(let bytes)) = reply else { return }
                 let previous = String(decoding: bytes, as: UTF8.self)
                 guard previous != nodeID else { return }
@@ -176,9 +167,9 @@ final class HubCluster: @unchecked Sendable {
                 publish(.takeover(router: id, node: nodeID), to: previous)
             }
             let hash = keys.routers(of: nodeID)
-            store.send(["HSET", hash, id, description]) { _ in }
-            store.send(["PEXPIRE", hash, leaseMs]) { _ in }
-            store.send(["SADD", keys.nodes, nodeID]) { _ in }
+            store.send(["HSET", hash, id, description], key: hash)
+            store.send(["PEXPIRE", hash, leaseMs], key: hash)
+            store.send(["SADD", keys.nodes, nodeID], key: keys.nodes)
         }
     }
 
@@ -188,8 +179,8 @@ final class HubCluster: @unchecked Sendable {
         home.execute { [self] in
             // Redis away: the lease expires, and the next renewal rewrites the hash.
             guard phase == .running, let store, store.isConnected else { return }
-            store.send(["EVAL", Self.releaseScript, "1", keys.lease(id), nodeID]) { _ in }
-            store.send(["HDEL", keys.routers(of: nodeID), id]) { _ in }
+            store.send(["EVAL", Self.releaseScript, "1", keys.lease(id), nodeID], key: keys.lease(id))
+            store.send(["HDEL", keys.routers(of: nodeID), id], key: keys.routers(of: nodeID))
         }
     }
 
@@ -199,26 +190,40 @@ final class HubCluster: @unchecked Sendable {
         home.assertInLoop()
         guard phase == .running, let store, store.isConnected else { return }
         let links = directory.all()
-        // Loaded each round: Redis may have restarted (or flushed its scripts) since.
-        store.send(["SCRIPT", "LOAD", Self.renewScript]) { _ in }
         var fields: [String] = []
         fields.reserveCapacity(links.count * 2)
         for link in links {
             guard let id = link.id else { continue }
             fields.append(id)
             fields.append(Self.describe(link, node: nodeID))
-            store.send(["EVALSHA", Self.renewSHA, "1", keys.lease(id), nodeID, leaseMs]) { [weak self] reply in
-                guard case .success(.integer(0)) = reply else { return }
-                self?.leaseLost(link)
+            renewLease(of: id, store) { [weak self] renewed in
+                if !renewed { self?.leaseLost(link) }
             }
         }
+        // One transaction on the hash's own key (so on one cluster node too).
         let hash = keys.routers(of: nodeID)
-        store.send(["MULTI"]) { _ in }
-        store.send(["DEL", hash]) { _ in }
-        if !fields.isEmpty { store.send(["HSET", hash] + fields) { _ in } }
-        store.send(["PEXPIRE", hash, leaseMs]) { _ in }
-        store.send(["EXEC"]) { _ in }
-        store.send(["SADD", keys.nodes, nodeID]) { _ in }
+        store.send(["MULTI"], key: hash)
+        store.send(["DEL", hash], key: hash)
+        if !fields.isEmpty { store.send(["HSET", hash] + fields, key: hash) }
+        store.send(["PEXPIRE", hash, leaseMs], key: hash)
+        store.send(["EXEC"], key: hash)
+        store.send(["SADD", keys.nodes, nodeID], key: keys.nodes)
+    }
+
+    /// Renews `id`'s lease by the script's SHA, sending the script itself where the
+    /// server does not know it (`NOSCRIPT`); `done(false)` when another node holds
+    /// the lease. Home loop.
+    private func renewLease(of id: String, _ store: ClusterRedis, _ done: @escaping (Bool) -> Void) {
+        let key = keys.lease(id)
+        store.send(["EVALSHA", Self.renewSHA, "1", key, nodeID, leaseMs], key: key) { [self] reply in
+            if case .failure(.server(let message)) = reply, message.hasPrefix("NOSCRIPT") {
+                store.send(["EVAL", Self.renewScript, "1", key, nodeID, leaseMs], key: key) { reply in
+                    if case .success(.integer(0)) = reply { done(false) }
+                }
+                return
+            }
+            if case .success(.integer(0)) = reply { done(false) }
+        }
     }
 
     /// Another node holds the lease of a router still linked here: this link is stale.
@@ -260,17 +265,17 @@ final class HubCluster: @unchecked Sendable {
     /// The node holding `router`'s lease, nil when none. Throws when Redis is away.
     func owner(of router: String) async throws(RedisError) -> String? {
         guard let store, store.isConnected else { throw .connectionClosed("cluster: Redis unavailable") }
-        return try await store.command(["GET", keys.lease(router)]).string
+        return try await store.command(["GET", keys.lease(router)], key: keys.lease(router)).string
     }
 
     /// The routers on other nodes, as `/devices` shows them (id, JSON). Throws when
     /// Redis is away. Forgets the names of nodes whose routers' hash has expired.
     func remoteDevices() async throws(RedisError) -> [(id: String, json: String)] {
         guard let store, store.isConnected else { throw .connectionClosed("cluster: Redis unavailable") }
-        let nodes = (try await store.command(["SMEMBERS", keys.nodes]).elements ?? [])
+        let nodes = (try await store.command(["SMEMBERS", keys.nodes], key: keys.nodes).elements ?? [])
             .compactMap(\.string).filter { $0 != nodeID }.sorted()
         guard !nodes.isEmpty else { return [] }
-        let replies = try await store.pipeline(nodes.map { ["HGETALL", keys.routers(of: $0)] })
+        let replies = await store.pipeline(nodes.map { (["HGETALL", keys.routers(of: $0)], keys.routers(of: $0)) })
         var found: [(id: String, json: String)] = []
         var gone: [String] = []
         for (node, reply) in zip(nodes, replies) {
@@ -278,14 +283,14 @@ final class HubCluster: @unchecked Sendable {
             if entries.isEmpty { gone.append(node) }
             found += entries
         }
-        if !gone.isEmpty { _ = try? await store.command(["SREM", keys.nodes] + gone) }
+        if !gone.isEmpty { _ = try? await store.command(["SREM", keys.nodes] + gone, key: keys.nodes) }
         return found
     }
 
     /// One router on another node, as `/devices/{id}` shows it; nil when it is on none.
     func remoteDevice(_ router: String) async throws(RedisError) -> String? {
         guard let owner = try await owner(of: router), owner != nodeID, let store else { return nil }
-        return try await store.command(["HGET", keys.routers(of: owner), router]).string
+        return try await store.command(["HGET", keys.routers(of: owner), router], key: keys.routers(of: owner)).string
     }
 
     /// A hash's field/value pairs, from a RESP3 map or a RESP2 flat array.
@@ -373,7 +378,7 @@ final class HubCluster: @unchecked Sendable {
     private func publish(_ message: ClusterMessage, to node: String,
                          _ done: @escaping (Result<RESPValue, RedisError>) -> Void = { _ in }) {
         guard let store else { return done(.failure(.connectionClosed("cluster closed"))) }
-        store.send(binary: [publishVerb, Array(keys.channel(of: node).utf8), message.encoded], done)
+        store.publish(channel: Array(keys.channel(of: node).utf8), message: message.encoded, done)
     }
 
     /// Publishes a local router's event for the other nodes (any thread; the router's
@@ -389,7 +394,7 @@ final class HubCluster: @unchecked Sendable {
                 return
             }
             eventsInFlight += 1
-            store.send(binary: [publishVerb, eventsChannel, message]) { [self] reply in
+            store.publish(channel: eventsChannel, message: message) { [self] reply in
                 eventsInFlight -= 1
                 if case .success = reply {
                     counters.eventsPublished.add(1, ordering: .relaxed)
@@ -402,7 +407,7 @@ final class HubCluster: @unchecked Sendable {
 
     /// A push on the subscriber connection. Home loop.
     private func received(_ value: RESPValue) {
-        guard let parts = value.elements, parts.count == 3, parts[0].string == "message",
+        guard let parts = value.elements, parts.count == 3, parts[0].string == "message" || parts[0].string == "smessage",
               case .bulkString(let bytes) = parts[2] else { return }  // subscribe confirmations
         guard let message = ClusterMessage.decode(bytes) else {
             counters.badMessages.add(1, ordering: .relaxed)
@@ -429,7 +434,7 @@ final class HubCluster: @unchecked Sendable {
     /// is no longer this node's (a newer local link may have claimed it back since).
     private func takenOver(_ router: String, by node: String) {
         guard node != nodeID, directory.link(for: router) != nil, let store else { return }
-        store.send(["GET", keys.lease(router)]) { [self] reply in
+        store.send(["GET", keys.lease(router)], key: keys.lease(router)) { [self] reply in
             guard case .success(let value) = reply, value.string != nodeID,
                   let link = directory.link(for: router) else { return }
             counters.takeoversReceived.add(1, ordering: .relaxed)

@@ -4,8 +4,17 @@ import TorusRedis
 /// Settings of a hub that is one node of a cluster sharing routers, commands and
 /// events through Redis (see `HubCluster`). A plain value.
 public struct HubClusterConfiguration: Sendable {
-    /// The Redis server every node of the cluster uses.
-    public var redis: SocketAddress
+    /// Where the cluster's Redis is: one server, or a Redis Cluster.
+    public enum Deployment: Sendable, Equatable {
+        /// One Redis server (or a primary behind a fixed address).
+        case server(SocketAddress)
+        /// A Redis Cluster, found through any of these nodes: keys go to the master
+        /// serving their slot, and the channels are sharded (`SPUBLISH`/`SSUBSCRIBE`).
+        case cluster(seeds: [SocketAddress])
+    }
+
+    /// The Redis every node of the cluster uses.
+    public var deployment: Deployment
     /// This node's name, unique in the cluster (letters, digits, `-`, `_`, `.`; at
     /// most 64 bytes). It names the node's channel and its keys.
     public var nodeID: String
@@ -32,8 +41,18 @@ public struct HubClusterConfiguration: Sendable {
     /// How the Redis connections come back after Redis goes away.
     public var backoff = RedisClient.Backoff()
 
+    /// A node of a cluster on one Redis server.
     public init(redis: SocketAddress, nodeID: String) {
-        self.redis = redis
+        self.init(deployment: .server(redis), nodeID: nodeID)
+    }
+
+    /// A node of a cluster on a Redis Cluster (found through `seeds`).
+    public init(redisCluster seeds: [SocketAddress], nodeID: String) {
+        self.init(deployment: .cluster(seeds: seeds), nodeID: nodeID)
+    }
+
+    public init(deployment: Deployment, nodeID: String) {
+        self.deployment = deployment
         self.nodeID = nodeID
         redisConfiguration.commandTimeout = .seconds(2)
         redisConfiguration.connectTimeout = .seconds(2)

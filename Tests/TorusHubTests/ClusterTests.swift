@@ -14,36 +14,63 @@ func withCluster(nodes: Int = 3, lease: Duration = .seconds(3), sourceLocation: 
                  _ body: (RedisServer, [Hub], EventLoopGroup) async throws -> Void) async throws {
     let redis = try await RedisServer()
     do {
-        try await withGroup(loops: 2, sourceLocation: sourceLocation) { group in
-            var hubs: [Hub] = []
-            do {
-                for n in 1...nodes {
-                    var configuration = HubConfiguration()
-                    configuration.credentials = TestCredentials.store
-                    configuration.routerPort = 0
-                    configuration.httpPort = 0
-                    configuration.pingInterval = .milliseconds(500)
-                    configuration.auth.authTimeout = .seconds(30)
-                    var cluster = HubClusterConfiguration(redis: redis.address, nodeID: "n\(n)")
-                    cluster.leaseTime = lease
-                    cluster.backoff.initial = .milliseconds(50)
-                    cluster.backoff.maximum = .milliseconds(300)
-                    configuration.cluster = cluster
-                    hubs.append(try Hub.start(on: group, configuration: configuration))
-                }
-                #expect(await eventually { hubs.allSatisfy(\.clusterConnected) })
-                try await body(redis, hubs, group)
-            } catch {
-                for hub in hubs { await hub.shutdown(grace: .seconds(1)) }
-                throw error
-            }
-            for hub in hubs { await hub.shutdown(grace: .seconds(2)) }
+        try await withHubNodes(.server(redis.address), nodes: nodes, lease: lease, sourceLocation: sourceLocation) {
+            try await body(redis, $0, $1)
         }
     } catch {
         await redis.stop()
         throw error
     }
     await redis.stop()
+}
+
+/// The same on a fresh three-master Redis Cluster (`redis-cli --cluster create`).
+func withClusterOnRedisCluster(nodes: Int = 3, lease: Duration = .seconds(3),
+                               sourceLocation: SourceLocation = #_sourceLocation,
+                               _ body: (RedisClusterServer, [Hub], EventLoopGroup) async throws -> Void) async throws {
+    let redis = try await RedisClusterServer()
+    do {
+        try await withHubNodes(.cluster(seeds: redis.addresses), nodes: nodes, lease: lease,
+                               sourceLocation: sourceLocation) {
+            try await body(redis, $0, $1)
+        }
+    } catch {
+        await redis.stop()
+        throw error
+    }
+    await redis.stop()
+}
+
+/// `nodes` hubs on one two-loop group sharing `deployment`, started and connected;
+/// shut down after `body`, with the ledger asserted quiescent.
+private func withHubNodes(_ deployment: HubClusterConfiguration.Deployment, nodes: Int, lease: Duration,
+                          sourceLocation: SourceLocation,
+                          _ body: ([Hub], EventLoopGroup) async throws -> Void) async throws {
+    try await withGroup(loops: 2, sourceLocation: sourceLocation) { group in
+        var hubs: [Hub] = []
+        do {
+            for n in 1...nodes {
+                var configuration = HubConfiguration()
+                configuration.credentials = TestCredentials.store
+                configuration.routerPort = 0
+                configuration.httpPort = 0
+                configuration.pingInterval = .milliseconds(500)
+                configuration.auth.authTimeout = .seconds(30)
+                var cluster = HubClusterConfiguration(deployment: deployment, nodeID: "n\(n)")
+                cluster.leaseTime = lease
+                cluster.backoff.initial = .milliseconds(50)
+                cluster.backoff.maximum = .milliseconds(300)
+                configuration.cluster = cluster
+                hubs.append(try Hub.start(on: group, configuration: configuration))
+            }
+            #expect(await eventually { hubs.allSatisfy(\.clusterConnected) })
+            try await body(hubs, group)
+        } catch {
+            for hub in hubs { await hub.shutdown(grace: .seconds(1)) }
+            throw error
+        }
+        for hub in hubs { await hub.shutdown(grace: .seconds(2)) }
+    }
 }
 
 /// `GET /devices` on `hub`: router id → node.

@@ -2,7 +2,6 @@ import Foundation
 import Glibc
 import Testing
 import Torus
-import TorusTestSupport
 
 /// A three-master Redis Cluster of the test's own: three `redis-server`s with
 /// cluster mode on free loopback ports (and cluster bus ports), joined by
@@ -10,31 +9,31 @@ import TorusTestSupport
 /// directory. `stop()` kills exactly the processes it started and removes the
 /// directory. Suites that need one skip where `redis-server` or `redis-cli` is not
 /// installed (never under CI).
-final class RedisClusterServer: @unchecked Sendable {
-    struct Node {
-        let process: ChildProcess
-        let port: UInt16
-        var address: SocketAddress { .ipv4(host: "127.0.0.1", port: port) }
+public final class RedisClusterServer: @unchecked Sendable {
+    public struct Node {
+        public let process: ChildProcess
+        public let port: UInt16
+        public var address: SocketAddress { .ipv4(host: "127.0.0.1", port: port) }
     }
 
-    private(set) var nodes: [Node] = []
-    let directory: String
-    var addresses: [SocketAddress] { nodes.map(\.address) }
+    public private(set) var nodes: [Node] = []
+    public let directory: String
+    public var addresses: [SocketAddress] { nodes.map(\.address) }
 
-    static var isInstalled: Bool {
+    public static var isInstalled: Bool {
         func installed(_ name: String) -> Bool {
             ["/usr/bin/", "/usr/local/bin/"].contains { FileManager.default.isExecutableFile(atPath: $0 + name) }
         }
         return installed("redis-server") && installed("redis-cli")
     }
 
-    static var suitesRun: Bool { isInstalled || ProcessInfo.processInfo.environment["CI"] == "true" }
-    static let skipped: Comment =
+    public static var suitesRun: Bool { isInstalled || ProcessInfo.processInfo.environment["CI"] == "true" }
+    public static let skipped: Comment =
         "redis-server or redis-cli is not installed (scripts/setup-deps.sh installs them; under CI their absence fails)"
 
     /// Starts the three nodes, creates the cluster and waits until every node says
     /// `cluster_state:ok`.
-    init() async throws {
+    public init() async throws {
         directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("torus-redis-cluster-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -69,25 +68,25 @@ final class RedisClusterServer: @unchecked Sendable {
     }
 
     /// `redis-cli` with `arguments`; its output.
-    func cli(_ arguments: [String], timeout: Duration = .seconds(10)) async throws -> String {
+    public func cli(_ arguments: [String], timeout: Duration = .seconds(10)) async throws -> String {
         let child = try ChildProcess("/usr/bin/env", ["redis-cli"] + arguments)
         _ = await child.wait(timeout: timeout)
         return child.text
     }
 
     /// One command on the node at `port`, through `redis-cli`; its output.
-    func cli(port: UInt16, _ arguments: [String]) async throws -> String {
+    public func cli(port: UInt16, _ arguments: [String]) async throws -> String {
         try await cli(["-h", "127.0.0.1", "-p", "\(port)"] + arguments).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// The node id of the node at `port`.
-    func id(of port: UInt16) async throws -> String {
+    public func id(of port: UInt16) async throws -> String {
         try await cli(port: port, ["CLUSTER", "MYID"])
     }
 
     /// The port of the node serving `slot`, as `CLUSTER NODES` on `asking` (or the
     /// first running node) shows it.
-    func port(serving slot: Int, asking: UInt16? = nil) async throws -> UInt16 {
+    public func port(serving slot: Int, asking: UInt16? = nil) async throws -> UInt16 {
         guard let port = asking ?? nodes.first(where: { $0.process.isRunning })?.port else {
             throw RedisTestError("no node is running")
         }
@@ -106,7 +105,7 @@ final class RedisClusterServer: @unchecked Sendable {
     /// Moves `slot` (and its keys) from the node at `source` to the node at `target`,
     /// as a resharding does: IMPORTING/MIGRATING, MIGRATE the keys, SETSLOT NODE on
     /// every master.
-    func move(slot: Int, from source: UInt16, to target: UInt16) async throws {
+    public func move(slot: Int, from source: UInt16, to target: UInt16) async throws {
         let sourceID = try await id(of: source)
         let targetID = try await id(of: target)
         _ = try await cli(port: target, ["CLUSTER", "SETSLOT", "\(slot)", "IMPORTING", sourceID])
@@ -124,7 +123,7 @@ final class RedisClusterServer: @unchecked Sendable {
 
     /// The node's `total_reads_processed` (INFO stats): how many reads it made of
     /// its clients' sockets (the read of this INFO command included).
-    func reads(port: UInt16) async throws -> Int {
+    public func reads(port: UInt16) async throws -> Int {
         let info = try await cli(port: port, ["INFO", "stats"])
         guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("total_reads_processed:") }),
               let count = Int(line.dropFirst("total_reads_processed:".count)) else {
@@ -134,13 +133,13 @@ final class RedisClusterServer: @unchecked Sendable {
     }
 
     /// Kills the node at `port` (SIGKILL) and waits for its exit.
-    func kill(port: UInt16) async {
+    public func kill(port: UInt16) async {
         guard let node = nodes.first(where: { $0.port == port }) else { return }
         _ = await node.process.stop(signal: SIGKILL, timeout: .seconds(10))
     }
 
     /// Stops every node this started (by PID) and removes the directory.
-    func stop() async {
+    public func stop() async {
         for node in nodes { _ = await node.process.stop(signal: SIGKILL, timeout: .seconds(10)) }
         try? FileManager.default.removeItem(atPath: directory)
     }
@@ -153,20 +152,4 @@ final class RedisClusterServer: @unchecked Sendable {
         }
         return false
     }
-}
-
-/// Runs `body` with a fresh three-master cluster and a one-loop group; the group's
-/// ledger must be quiescent at the end, and the cluster is stopped either way.
-func withRedisCluster(sourceLocation: SourceLocation = #_sourceLocation,
-                      _ body: (RedisClusterServer, EventLoop) async throws -> Void) async throws {
-    let cluster = try await RedisClusterServer()
-    do {
-        try await withGroup(loops: 1, sourceLocation: sourceLocation) { group in
-            try await body(cluster, group.loops[0])
-        }
-    } catch {
-        await cluster.stop()
-        throw error
-    }
-    await cluster.stop()
 }
