@@ -114,11 +114,11 @@ final class HubCore: Sendable {
         }
     }
 
-    /// Publishes a local router's event (any thread): to this node's faces, and to
-    /// the other nodes of its cluster.
-    func publish(router: String, payload: [UInt8]) {
+    /// Publishes an event of `link`'s router (on the link's loop): to this node's
+    /// faces, and to the other nodes of its cluster.
+    func publish(router: String, payload: [UInt8], from link: RouterLink) {
         Self.deliver(router: router, payload: payload, events: events, webSockets: webSockets, counters: counters)
-        cluster?.relay(router: router, payload: payload)
+        cluster?.relay(router: router, payload: payload, from: link)
     }
 
     /// Hands an event to this node's faces: the bus (event streams, `/app`) and the

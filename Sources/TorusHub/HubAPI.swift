@@ -303,6 +303,8 @@ enum HubAPI {
             out.single("torus_hub_cluster_events_published_total", .counter, k.eventsPublished.load(ordering: .relaxed))
             out.single("torus_hub_cluster_events_received_total", .counter, k.eventsReceived.load(ordering: .relaxed))
             out.single("torus_hub_cluster_events_dropped_total", .counter, k.eventsDropped.load(ordering: .relaxed))
+            out.single("torus_hub_cluster_events_in_flight", .gauge, cluster.relay.eventsInFlight)
+            out.single("torus_hub_cluster_relay_holds_total", .counter, cluster.relay.holds.load(ordering: .relaxed))
             out.single("torus_hub_cluster_bad_messages_total", .counter, k.badMessages.load(ordering: .relaxed))
             out.family("torus_hub_cluster_commands_total", .counter)
             out.sample("torus_hub_cluster_commands_total", ["direction": "forwarded"], k.commandsForwarded.load(ordering: .relaxed))

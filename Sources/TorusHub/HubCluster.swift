@@ -45,7 +45,7 @@ import TorusRedis
 /// Threading: the Redis connections and the mutable state live on `home` (the
 /// group's first loop); `relay`, `attached`, `detached` and the async lookups may be
 /// called from any thread and hop there.
-final class HubCluster: @unchecked Sendable {
+final class HubCluster: ClusterRelaySink, @unchecked Sendable {
     let configuration: HubClusterConfiguration
     let keys: ClusterKeys
     let home: EventLoop
@@ -55,6 +55,8 @@ final class HubCluster: @unchecked Sendable {
     /// Hands an event from another node to this node's subscribers.
     private let deliver: @Sendable (String, [UInt8]) -> Void
     private let redisBox = Mutex<ClusterRedis?>(nil)
+    /// Events on their way out to the other nodes (see `ClusterRelay`).
+    let relay: ClusterRelay
     private let leaseMs: String
     private let eventsChannel: [UInt8]
 
@@ -62,7 +64,6 @@ final class HubCluster: @unchecked Sendable {
     private var phase = Phase.running
     private var waiting: [UInt64: RemoteCommand] = [:]
     private var nextRequest: UInt64 = 1
-    private var eventsInFlight = 0
     private var renewal: Timer?
 
     enum Phase { case running, stopped }
@@ -83,6 +84,10 @@ final class HubCluster: @unchecked Sendable {
         self.deliver = deliver
         leaseMs = String(max(1, configuration.leaseTime.nanoseconds / 1_000_000))
         eventsChannel = Array(keys.events.utf8)
+        relay = ClusterRelay(home: home, limit: configuration.maxEventsInFlight) { [counters] count in
+            counters.eventsDropped.add(count, ordering: .relaxed)
+        }
+        relay.sink = self
     }
 
     var nodeID: String { configuration.nodeID }
@@ -381,26 +386,36 @@ final class HubCluster: @unchecked Sendable {
         store.publish(channel: Array(keys.channel(of: node).utf8), message: message.encoded, done)
     }
 
-    /// Publishes a local router's event for the other nodes (any thread; the router's
-    /// loop). Dropped and counted while Redis is away or too many wait for it.
-    func relay(router: String, payload: [UInt8]) {
+    /// Publishes a local router's event for the other nodes, through the relay (one
+    /// hop to the home loop per loop turn; backpressure on `link` when Redis falls
+    /// behind). Dropped and counted while Redis is away. The link's loop.
+    func relay(router: String, payload: [UInt8], from link: RouterLink) {
+        guard isConnected else {
+            counters.eventsDropped.add(1, ordering: .relaxed)
+            return
+        }
         var message: [UInt8] = []
         message.reserveCapacity(payload.count + router.utf8.count + nodeID.utf8.count + 3)
         ClusterMessage.event(origin: nodeID, router: router, payload: payload).encode(into: &message)
-        home.execute { [self, message] in
-            guard phase == .running, let store, store.isConnected,
-                  eventsInFlight < configuration.maxEventsInFlight else {
-                counters.eventsDropped.add(1, ordering: .relaxed)
-                return
-            }
-            eventsInFlight += 1
+        relay.relay(message, on: link.loop)
+        if relay.isSaturated { relay.hold(link) }
+    }
+
+    /// One loop's batch of events, published in order, one `PUBLISH` each. Home loop.
+    func publishEvents(_ batch: [[UInt8]]) {
+        guard phase == .running, let store, store.isConnected else {
+            counters.eventsDropped.add(batch.count, ordering: .relaxed)
+            relay.finished(batch.count)
+            return
+        }
+        for message in batch {
             store.publish(channel: eventsChannel, message: message) { [self] reply in
-                eventsInFlight -= 1
                 if case .success = reply {
                     counters.eventsPublished.add(1, ordering: .relaxed)
                 } else {
                     counters.eventsDropped.add(1, ordering: .relaxed)
                 }
+                relay.finished()
             }
         }
     }

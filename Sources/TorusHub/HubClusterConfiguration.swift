@@ -24,11 +24,14 @@ public struct HubClusterConfiguration: Sendable {
     public var leaseTime: Duration = .seconds(15)
     /// Prefix of every key and channel, so clusters (or tests) can share a Redis.
     public var keyPrefix = "torus:hub:"
-    /// Events waiting for Redis to confirm their `PUBLISH`; beyond it new events are
-    /// not sent to other nodes (counted as dropped in `/metrics`), so a slow or
-    /// stalled Redis cannot grow the hub without bound. Large enough for bursts: one
-    /// turn of a busy loop reads thousands of events from its routers before the
-    /// first confirmation can come back (64 Ki events of 100 bytes: about 6 MiB).
+    /// Events on their way to Redis (handed to the home loop, `PUBLISH` not yet
+    /// confirmed). At this many, router links that send events stop reading until
+    /// half of them are confirmed (backpressure: routers wait in their TCP buffers,
+    /// nothing is dropped); only what held links had already read may go beyond, up
+    /// to 64 Ki more, after which events are dropped and counted. Large enough that a
+    /// burst does not stall routers: one turn of a busy loop reads thousands of events
+    /// before the first confirmation can come back (64 Ki events of 100 bytes: about
+    /// 6 MiB).
     public var maxEventsInFlight = 65536
     /// Cross-node commands waiting for their node's answer at once (more: 503).
     public var maxRemoteCommands = 4096

@@ -221,7 +221,7 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
             break
         case .event(let payload):
             stats?.events.add(1, ordering: .relaxed)
-            hub.publish(router: id, payload: payload)
+            hub.publish(router: id, payload: payload, from: self)
         case .reply(let requestID, let body):
             stats?.replies.add(1, ordering: .relaxed)
             // A late reply (after its timeout) finds nothing and is dropped.

@@ -11,10 +11,12 @@ import TorusTestSupport
 /// node's Redis connection is up. Shuts the hubs down, then Redis, and asserts the
 /// ledger quiescent.
 func withCluster(nodes: Int = 3, lease: Duration = .seconds(3), sourceLocation: SourceLocation = #_sourceLocation,
+                 configure: (inout HubClusterConfiguration) -> Void = { _ in },
                  _ body: (RedisServer, [Hub], EventLoopGroup) async throws -> Void) async throws {
     let redis = try await RedisServer()
     do {
-        try await withHubNodes(.server(redis.address), nodes: nodes, lease: lease, sourceLocation: sourceLocation) {
+        try await withHubNodes(.server(redis.address), nodes: nodes, lease: lease, sourceLocation: sourceLocation,
+                               configure: configure) {
             try await body(redis, $0, $1)
         }
     } catch {
@@ -31,7 +33,7 @@ func withClusterOnRedisCluster(nodes: Int = 3, lease: Duration = .seconds(3),
     let redis = try await RedisClusterServer()
     do {
         try await withHubNodes(.cluster(seeds: redis.addresses), nodes: nodes, lease: lease,
-                               sourceLocation: sourceLocation) {
+                               sourceLocation: sourceLocation, configure: { _ in }) {
             try await body(redis, $0, $1)
         }
     } catch {
@@ -44,7 +46,7 @@ func withClusterOnRedisCluster(nodes: Int = 3, lease: Duration = .seconds(3),
 /// `nodes` hubs on one two-loop group sharing `deployment`, started and connected;
 /// shut down after `body`, with the ledger asserted quiescent.
 private func withHubNodes(_ deployment: HubClusterConfiguration.Deployment, nodes: Int, lease: Duration,
-                          sourceLocation: SourceLocation,
+                          sourceLocation: SourceLocation, configure: (inout HubClusterConfiguration) -> Void,
                           _ body: ([Hub], EventLoopGroup) async throws -> Void) async throws {
     try await withGroup(loops: 2, sourceLocation: sourceLocation) { group in
         var hubs: [Hub] = []
@@ -60,6 +62,7 @@ private func withHubNodes(_ deployment: HubClusterConfiguration.Deployment, node
                 cluster.leaseTime = lease
                 cluster.backoff.initial = .milliseconds(50)
                 cluster.backoff.maximum = .milliseconds(300)
+                configure(&cluster)
                 configuration.cluster = cluster
                 hubs.append(try Hub.start(on: group, configuration: configuration))
             }
@@ -171,6 +174,29 @@ struct ClusterTests {
             #expect(r.text == "done:moved")
             await second.close()
             _ = await answering.value
+        }
+    }
+
+    /// A burst far beyond what may wait for Redis: the router's link is held
+    /// (backpressure) instead of its events dropped, and every event reaches the
+    /// other node. (Counted at the nodes: a subscriber that cannot keep up with a
+    /// burst is the bus's to drop for, which is another policy.)
+    @Test func aBurstBeyondTheRelayLimitIsHeldNotDropped() async throws {
+        try await withCluster(nodes: 2, configure: { $0.maxEventsInFlight = 16 }) { _, hubs, group in
+            let r1 = try await connectRouter("r1", to: hubs[0], on: group.loops[0])
+            let count = 3000
+            for i in 0..<count { try await r1.send(.event(Array("e\(i)".utf8))) }
+            func metric(_ hub: Hub, _ name: String) async -> Int? {
+                guard let text = try? await http(hub, group, "GET", "/metrics").text else { return nil }
+                return text.split(separator: "\n").first { $0.hasPrefix(name + " ") }
+                    .flatMap { Int($0.split(separator: " ")[1]) }
+            }
+            #expect(await eventually { await metric(hubs[1], "torus_hub_cluster_events_received_total") == count })
+            #expect(await metric(hubs[0], "torus_hub_cluster_events_published_total") == count)
+            #expect(await metric(hubs[0], "torus_hub_cluster_events_dropped_total") == 0)
+            #expect(await metric(hubs[0], "torus_hub_cluster_events_in_flight") == 0)
+            #expect((await metric(hubs[0], "torus_hub_cluster_relay_holds_total") ?? 0) > 0, "the link was never held")
+            await r1.close()
         }
     }
 
