@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "TorusRedis", targets: ["TorusRedis"]),
         .executable(name: "torus-hub", targets: ["torus-hub"]),
         .executable(name: "torus-soak", targets: ["torus-soak"]),
+        .executable(name: "torus-sim", targets: ["torus-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
@@ -146,6 +147,13 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "HTTPTypes", package: "swift-http-types")],
             path: "Demos/torus-soak",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "torus-sim",
+            dependencies: ["Torus", "TorusHub", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "UnixSignals", package: "swift-service-lifecycle")],
+            path: "Demos/torus-sim",
             swiftSettings: strict
         ),
         .target(
