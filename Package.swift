@@ -128,6 +128,7 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Sources/TorusHub",
+            resources: [.copy("Dashboard")],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -232,7 +233,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TorusHubTests",
-            dependencies: ["TorusHub", "TorusHTTP", "TorusWebSocket", "TorusRedis", "TorusTestSupport", "torus-hub"],
+            dependencies: ["TorusHub", "TorusHTTP", "TorusWebSocket", "TorusRedis", "TorusTestSupport", "torus-hub", "torus-sim"],
             path: "Tests/TorusHubTests",
             swiftSettings: strict
         ),
