@@ -359,6 +359,7 @@
   ];
 
   function drawCharts() {
+    $("charts-panel").dataset.samples = stats.length;
     for (const [id, series] of charts) TorusCharts.draw($(id), stats, series, WINDOW_SECONDS);
   }
 
