@@ -97,7 +97,7 @@ struct DashboardBrowserTests {
                 try await r2.send(.bye(reason: "test over"))
                 await r2.close()
                 #expect(try await page.waitUntil("!(\(routerRow("r2")))", timeout: .seconds(5)))
-                #expect(try await page.evaluate("document.getElementById('router-count').textContent") as? String == "1")
+                #expect(try await page.waitUntil("document.getElementById('router-count').textContent === '1'"))
                 #expect(page.problems.isEmpty, "the page reported errors: \(page.problems)")
 
                 // A command to a router that is offline shows the error status (the
@@ -113,4 +113,125 @@ struct DashboardBrowserTests {
             await r1.close()
         }
     }
+
+    @Test func reconnectsAfterTheHubRestarts() async throws {
+        try await withGroup(loops: 2) { group in
+            let first = try Hub.start(on: group, configuration: browserTestHub(httpPort: 0))
+            let port = first.httpAddress.port ?? 0
+            var restarted: Hub?
+            do {
+                try await withDashboardPage(first, on: group.loops[1], path: "/#token=\(TestCredentials.adminToken)") { page in
+                    #expect(try await page.waitUntil("document.getElementById('status').dataset.state === 'connected'"))
+                    // The token left the address bar for the session's storage.
+                    #expect(try await page.evaluate("location.hash") as? String == "")
+                    #expect(page.problems.isEmpty, "the page reported errors: \(page.problems)")
+                    await first.shutdown(grace: .seconds(1))
+                    #expect(try await page.waitUntil("document.getElementById('status').dataset.state === 'disconnected'"))
+                    // Down for a while: the page keeps trying (with backoff).
+                    try await Task.sleep(for: .seconds(1))
+                    let hub = try Hub.start(on: group, configuration: browserTestHub(httpPort: port))
+                    restarted = hub
+                    let r1 = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r1",
+                                                               secret: TestCredentials.secret("r1"))
+                    #expect(try await page.waitUntil("document.getElementById('status').dataset.state === 'connected'",
+                                                     timeout: .seconds(10)))
+                    #expect(try await page.waitUntil(routerRow("r1"), timeout: .seconds(5)))
+                    try await r1.send(.event(Array("after-restart".utf8)))
+                    #expect(try await page.waitUntil(streamShows("after-restart"), timeout: .seconds(2)))
+                    await r1.close()
+                    // While the hub was away the browser logged failed connections
+                    // (network errors); nothing else.
+                    let unexpected = page.problems.filter { !$0.hasPrefix("log/network:") && !$0.contains("WebSocket connection to") }
+                    #expect(unexpected.isEmpty, "the page reported errors: \(unexpected)")
+                }
+            } catch {
+                await first.shutdown(grace: .zero)
+                await restarted?.shutdown(grace: .zero)
+                throw error
+            }
+            await first.shutdown(grace: .zero)
+            await restarted?.shutdown(grace: .seconds(1))
+        }
+    }
+
+    /// Hundreds of routers and thousands of events a second: the page keeps
+    /// answering, the stream stays capped. With TORUS_DASHBOARD_SCREENSHOT=PATH it
+    /// saves a screenshot there, taken under that load (docs/dashboard.png is one).
+    @Test func keepsUpWithHundredsOfRouters() async throws {
+        let routers = LoadRouters.ids.count
+        try await withHub({
+            $0.dashboard.statsInterval = .milliseconds(250)
+            $0.credentials.routers.merge(LoadRouters.secrets) { $1 }
+        }) { hub, group in
+            try await withDashboardPage(hub, on: group.loops[1], path: "/#token=\(TestCredentials.adminToken)") { page in
+                #expect(try await page.waitUntil("document.getElementById('status').dataset.state === 'connected'"))
+                try await Task.sleep(for: .seconds(4))  // a little history for the charts
+                var clients: [HubRouterClient] = []
+                for (n, id) in LoadRouters.ids.enumerated() {
+                    clients.append(try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[n % 2], id: id,
+                                                                     secret: LoadRouters.secrets[id] ?? []))
+                }
+                #expect(try await page.waitUntil("document.querySelectorAll('#routers tr[data-router]').length === \(routers)"))
+                let clock = ContinuousClock()
+                let done = Locked(false)
+                let fleet = clients
+                let sending = Task {
+                    // 200 routers, an event every 100 ms each: about 2,000 events a second for 4 s.
+                    await withTaskGroup(of: Void.self) { tasks in
+                        for client in fleet {
+                            tasks.addTask {
+                                for k in 0..<40 {
+                                    let reading = #"{"sensor":"temperature","value":\#(18 + k % 7).\#(k % 10),"seq":\#(k)}"#
+                                    try? await client.send(.event(Array(reading.utf8)))
+                                    try? await Task.sleep(for: .milliseconds(100))
+                                }
+                            }
+                        }
+                    }
+                    done.withLock { $0 = true }
+                }
+                var slowest: Duration = .zero
+                let started = clock.now
+                var screenshot = ProcessInfo.processInfo.environment["TORUS_DASHBOARD_SCREENSHOT"]
+                while !done.current, clock.now - started < .seconds(60) {
+                    let asked = clock.now
+                    _ = try await page.evaluate("document.getElementById('stream').childElementCount")
+                    slowest = max(slowest, clock.now - asked)
+                    if let path = screenshot, clock.now - started > .seconds(3) {
+                        try await page.screenshot().write(to: URL(fileURLWithPath: path))
+                        print("dashboard screenshot written to \(path)")
+                        screenshot = nil
+                    }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                await sending.value
+                print("dashboard under load: \(hub.counters.events) events; slowest page answer \(slowest)")
+                #expect(slowest < .seconds(1), "the page froze for \(slowest)")
+                let rows = try await page.evaluate("document.getElementById('stream').childElementCount") as? Int ?? -1
+                #expect(rows > 0 && rows <= 400)
+                for (n, client) in clients.enumerated() where n % 4 == 0 { await client.close() }
+                #expect(try await page.waitUntil("document.querySelectorAll('#routers tr[data-router]').length === \(routers - routers / 4)"))
+                #expect(page.problems.isEmpty, "the page reported errors: \(page.problems)")
+                for (n, client) in clients.enumerated() where n % 4 != 0 { await client.close() }
+            }
+        }
+    }
+}
+
+/// A hub for the browser tests on `httpPort`: the tests' credentials (and the load
+/// test's routers), stats every 200 ms.
+func browserTestHub(httpPort: UInt16) -> HubConfiguration {
+    var configuration = HubConfiguration()
+    configuration.credentials = TestCredentials.store
+    configuration.routerPort = 0
+    configuration.httpPort = httpPort
+    configuration.auth.authTimeout = .seconds(30)
+    configuration.dashboard.statsInterval = .milliseconds(200)
+    return configuration
+}
+
+/// The load test's routers and their secrets (random per test process).
+enum LoadRouters {
+    static let ids = (0..<200).map { n in "home-" + String(repeating: "0", count: n < 10 ? 2 : n < 100 ? 1 : 0) + String(n) }
+    static let secrets = Dictionary(uniqueKeysWithValues: ids.map { ($0, HubCredentials.newSecret()) })
 }

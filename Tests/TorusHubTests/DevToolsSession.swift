@@ -105,9 +105,15 @@ final class DevToolsSession: @unchecked Sendable {
         return try await evaluate(expression) as? Bool == true
     }
 
-    /// A PNG of the page as it is now.
+    /// A PNG of the whole page as it is now (beyond the window when it is taller).
     func screenshot() async throws -> Data {
-        let r = try await call("Page.captureScreenshot", ["format": "png"])
+        let size = try await evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]") as? [Int]
+        var params: [String: Any] = ["format": "png"]
+        if let size, size.count == 2 {
+            params["captureBeyondViewport"] = true
+            params["clip"] = ["x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1]
+        }
+        let r = try await call("Page.captureScreenshot", params)
         guard let base64 = r["data"] as? String, let png = Data(base64Encoded: base64) else {
             throw HubTestError("no screenshot data")
         }

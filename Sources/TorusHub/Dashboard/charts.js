@@ -44,9 +44,9 @@ const TorusCharts = (() => {
     }
     const left = 44, right = 8, top = 18 + 13 * line, bottom = 16;
     const end = samples.length ? samples[samples.length - 1].t : Date.now() / 1000;
-    // The last hour, or less while the hub has not been up that long (at least 5 min).
+    // The last hour, or less while the hub has not been up that long (at least a minute).
     const span = samples.length ? end - samples[0].t : 0;
-    windowSeconds = Math.min(windowSeconds, Math.max(300, span));
+    windowSeconds = Math.min(windowSeconds, Math.max(60, span));
     const start = end - windowSeconds;
     let first = samples.findIndex((s) => s.t >= start);
     if (first < 0) first = samples.length;
@@ -68,8 +68,8 @@ const TorusCharts = (() => {
       ctx.fillText(short(v), left - 4, yy + 4);
     }
     ctx.textAlign = "center";
-    const minutes = Math.round(windowSeconds / 60);
-    for (const [label, t] of [[`-${minutes}m`, start], [`-${Math.round(minutes / 2)}m`, start + windowSeconds / 2], ["now", end]]) {
+    const ago = (seconds) => seconds < 120 ? `-${Math.round(seconds)}s` : `-${Math.round(seconds / 60)}m`;
+    for (const [label, t] of [[ago(windowSeconds), start], [ago(windowSeconds / 2), start + windowSeconds / 2], ["now", end]]) {
       ctx.fillText(label, Math.min(Math.max(x(t), left + 12), w - right - 12), h - 3);
     }
 
