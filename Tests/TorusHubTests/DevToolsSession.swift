@@ -107,7 +107,7 @@ final class DevToolsSession: @unchecked Sendable {
 
     /// A PNG of the whole page as it is now (beyond the window when it is taller).
     func screenshot() async throws -> Data {
-        let size = try await evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]") as? [Int]
+        let size = try await evaluate("[window.innerWidth, document.documentElement.scrollHeight]") as? [Int]
         var params: [String: Any] = ["format": "png"]
         if let size, size.count == 2 {
             params["captureBeyondViewport"] = true
