@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "TorusRedis", targets: ["TorusRedis"]),
         .executable(name: "torus-hub", targets: ["torus-hub"]),
         .executable(name: "torus-soak", targets: ["torus-soak"]),
+        .executable(name: "torus-sim", targets: ["torus-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
@@ -127,6 +128,7 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Sources/TorusHub",
+            resources: [.copy("Dashboard")],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -146,6 +148,13 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "HTTPTypes", package: "swift-http-types")],
             path: "Demos/torus-soak",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "torus-sim",
+            dependencies: ["Torus", "TorusHub", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "UnixSignals", package: "swift-service-lifecycle")],
+            path: "Demos/torus-sim",
             swiftSettings: strict
         ),
         .target(
@@ -224,7 +233,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TorusHubTests",
-            dependencies: ["TorusHub", "TorusHTTP", "TorusWebSocket", "TorusRedis", "TorusTestSupport", "torus-hub"],
+            dependencies: ["TorusHub", "TorusHTTP", "TorusWebSocket", "TorusRedis", "TorusTestSupport", "torus-hub", "torus-sim"],
             path: "Tests/TorusHubTests",
             swiftSettings: strict
         ),

@@ -4,7 +4,8 @@
 # CLI for the TLS tests (certificates, s_server/s_client), curl and Python's
 # websockets for the interop tests and the example check, iproute2 for the dead-peer
 # harness, redis-server for TorusRedis's tests (they start their own servers), pip to install websockets, and venv for the Autobahn|Testsuite driver
-# (which makes its own virtual environment). DocC comes with the Swift toolchain.
+# (which makes its own virtual environment), and chromium for the hub dashboard's
+# browser tests (headless, driven over DevTools). DocC comes with the Swift toolchain.
 set -euo pipefail
 
 need=()
@@ -19,6 +20,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != "0" ]; then SUDO=sudo; else SUDO=; fi
   echo "[setup] installing: ${need[*]}"

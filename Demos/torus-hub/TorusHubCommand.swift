@@ -25,7 +25,8 @@ struct TorusHubCommand: AsyncParsableCommand {
             POST /devices/{id}/commands[?timeout=MS], GET /events[?routers=a,b] \
             (server-sent events), GET /metrics (Prometheus), GET /debug/ledger (JSON). \
             WebSocket: /app[?routers=a,b] (send {"subscribe":[...]} / {"unsubscribe":[...]}), \
-            /web (every event).
+            /web[?feeds=routers,stats] (every event; feeds add routers coming and going and \
+            periodic stats). GET / is the hub's own page (a live dashboard over /web).
 
             Routers authenticate (protocol version 2: HMAC-SHA256 over a nonce with the \
             router's secret) against the credential file (--credentials). On first start \
@@ -141,6 +142,15 @@ struct TorusHubCommand: AsyncParsableCommand {
     @Option(help: "Cluster: seconds a router's attachment lives in Redis without renewal (a dead node's routers are free after it).")
     var leaseSeconds: Double = 15
 
+    @Option(help: "The dashboard's folder (index.html, dashboard/*) served at /; default: the files shipped with TorusHub.")
+    var dashboardRoot: String?
+
+    @Flag(help: "Do not serve the dashboard page at / (the /web feeds stay).")
+    var noDashboard = false
+
+    @Option(help: "Seconds between the stats samples of /web?feeds=stats (the dashboard's charts; an hour of them is kept). 0: none.")
+    var dashboardStatsInterval: Double = 2
+
     func validate() throws {
         guard authTimeout > 0, authFailureBurst >= 1, authFailureRate > 0, maxUnauthenticated >= 1,
               maxHttpConnectionsPerSource >= 0 else {
@@ -170,6 +180,9 @@ struct TorusHubCommand: AsyncParsableCommand {
             throw ValidationError("--ws-slow-subscribers must be drop or disconnect")
         }
         guard subscriberHighWater >= 4096 else { throw ValidationError("--subscriber-high-water must be at least 4096") }
+        guard dashboardStatsInterval == 0 || dashboardStatsInterval >= 0.1 else {
+            throw ValidationError("--dashboard-stats-interval must be 0 or at least 0.1")
+        }
         guard maxFrame >= 64 else { throw ValidationError("--max-frame must be at least 64") }
         guard receiveBufferSize >= 512, outboundChunkSize >= 512 else {
             throw ValidationError("buffer sizes must be at least 512 bytes")
@@ -237,6 +250,14 @@ struct TorusHubCommand: AsyncParsableCommand {
             cluster.redisConfiguration = first.applied(to: cluster.redisConfiguration)
             cluster.leaseTime = .milliseconds(Int(leaseSeconds * 1000))
             configuration.cluster = cluster
+        }
+        configuration.dashboard.servesPage = !noDashboard
+        configuration.dashboard.root = dashboardRoot
+        if dashboardStatsInterval > 0 {
+            configuration.dashboard.statsInterval = .milliseconds(Int(dashboardStatsInterval * 1000))
+            configuration.dashboard.statsHistory = max(1, Int(3600 / dashboardStatsInterval))
+        } else {
+            configuration.dashboard.statsInterval = nil
         }
         let hub = try Hub.start(on: group, configuration: configuration)
         let reload = CredentialReloader(hub: hub, path: credentials, logger: configuration.logger)

@@ -64,6 +64,9 @@ public struct HubConfiguration: Sendable {
     /// One node of a cluster sharing routers, commands and events through Redis
     /// (see `HubCluster`). nil (the default): a single hub, no Redis.
     public var cluster: HubClusterConfiguration? = nil
+    /// The hub's own page at `/` and the `/web` feeds it reads (routers coming and
+    /// going, periodic stats); see `HubDashboardFeeds`.
+    public var dashboard = HubDashboardConfiguration()
     /// Where operational events go: router links opened and closed (with the reason),
     /// protocol errors, command timeouts, bad requests, slow subscribers. Nothing is
     /// logged per event or per command at the default level.
@@ -91,6 +94,8 @@ final class HubCore: Sendable {
     let httpServer = Mutex<HTTPServer?>(nil)
     /// This node's part in a cluster (nil: a single hub).
     let cluster: HubCluster?
+    /// The `/web` feeds of the dashboard (routers, stats).
+    let dashboard: HubDashboardFeeds
 
     init(configuration: HubConfiguration, loops: [EventLoop]) {
         self.configuration = configuration
@@ -106,6 +111,7 @@ final class HubCore: Sendable {
         self.events = events
         let webSockets = HubWebSockets(configuration: configuration.webSocket, logger: configuration.logger)
         self.webSockets = webSockets
+        dashboard = HubDashboardFeeds(configuration: configuration.dashboard)
         cluster = configuration.cluster.map { cluster in
             HubCluster(configuration: cluster, home: loops[0], directory: directory, logger: configuration.logger) {
                 router, payload in
@@ -170,6 +176,7 @@ public final class Hub: Sendable {
         let core = HubCore(configuration: configuration, loops: group.loops)
         var router = HubAPI.router(core: core, group: group)
         core.webSockets.install(into: &router, core: core)
+        try HubDashboardPage.install(into: &router, configuration: configuration.dashboard, logger: configuration.logger)
         extendRoutes(&router, HubContext(core: core))
         // Routers' port first: closing a plain server on failure is synchronous.
         var routerOptions = configuration.socket
@@ -192,6 +199,7 @@ public final class Hub: Sendable {
         }
         core.httpServer.withLock { $0 = httpServer }
         core.cluster?.start()
+        core.dashboard.start(core: core)
         return Hub(core: core, routerServer: routerServer, httpServer: httpServer)
     }
 
@@ -227,6 +235,7 @@ public final class Hub: Sendable {
             "routers": "\(core.directory.count)", "grace": "\(grace)",
         ])
         routerServer.close()
+        await core.dashboard.stop()
         // Leases released first: other nodes see the routers free at once.
         await core.cluster?.close()
         core.events.close()

@@ -36,8 +36,10 @@ public struct HubWebSocketConfiguration: Sendable {
 ///   the hub answers each with `{"subscribed":[...]}` (the whole current set, sorted),
 ///   or `{"error":"..."}` for a bad request (the connection stays open). The first
 ///   message after the upgrade is `{"subscribed":[...]}` with the set from `?routers=`.
-/// - `GET /web` — web pages get every event through one ``WebSocketChannel``; the
-///   first message is `{"subscribed":["*"]}`; messages from the page are ignored.
+/// - `GET /web[?feeds=routers,stats]` — web pages get every event through one
+///   ``WebSocketChannel``; the first message is `{"subscribed":["*"]}`; messages from
+///   the page are ignored. `feeds` adds routers coming and going and periodic stats
+///   (see `HubDashboardFeeds`).
 ///
 /// Every event is one text message `{"router":"r1","seq":42,"data":"..."}` (payload
 /// as a JSON string, see ``HubEventJSON``), encoded once per event and queued as the
@@ -121,16 +123,17 @@ final class HubWebSockets: Sendable {
             }
             subscriber.start(admitted.initial)
         }
-        router.webSocket("/web", configuration: settings, registry: registry, admit: { head, peer -> WebSocketAdmission<GrantedToken> in
+        let feeds = core.dashboard
+        router.webSocket("/web", configuration: settings, registry: registry, admit: { head, peer -> WebSocketAdmission<WebAdmission> in
             switch access.check(head, peer: peer, .read) {
             case .failure(let refusal):
                 return refusal.webSocketAdmission()
             case .success(let token):
                 guard token.grant.readsEveryRouter else { return access.forbidden(.read).webSocketAdmission() }
-                return .admit(token)
+                return feeds.admission(head, token: token, access: access)
             }
-        }) { [self] (ws: WebSocketConnection, token: GrantedToken) in
-            let granted = WebClientGrant(ws: ws, tokenHash: token.hash, faces: self, streams: access.streams)
+        }) { [self] (ws: WebSocketConnection, admitted: WebAdmission) in
+            let granted = WebClientGrant(ws: ws, tokenHash: admitted.token.hash, faces: self, streams: access.streams)
             webClients.add(1, ordering: .relaxed)
             access.streams.add(granted, on: ws.loop)
             // One captured reference: the closure needs no context of its own (an idle
@@ -140,6 +143,7 @@ final class HubWebSockets: Sendable {
             ws.onBinary = { _, _ in }
             web.subscribe(ws)
             ws.send(text: #"{"subscribed":["*"]}"#)
+            if !admitted.feeds.isEmpty { feeds.join(ws, admitted.feeds) { granted.closed() } }
         }
     }
 

@@ -183,7 +183,10 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
             "reason": "\(reason)", "error": "\(error.map { "\($0)" } ?? "none")",
             "pending_commands": "\(pending.count)",
         ]))
-        if let id, hub.directory.remove(id, self) { hub.cluster?.detached(id) }
+        if let id, hub.directory.remove(id, self) {
+            hub.cluster?.detached(id)
+            hub.dashboard.detached(id, node: hub.cluster?.nodeID)
+        }
         failPending(.disconnected)
     }
 
@@ -301,6 +304,7 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
             old.loop.execute { old.sayGoodbye(.replaced, reason: "replaced by a newer connection") }
         }
         hub.cluster?.attached(self)
+        hub.dashboard.attached(self, node: hub.cluster?.nodeID)
     }
 
     /// Refuses the link before it is online: counts `outcome`, sends REFUSED and closes.

@@ -90,6 +90,11 @@ struct StaticFiles: Sendable {
         guard let relative = Self.safeRelativePath(request.parameters["*"] ?? "") else {
             return .status(.notFound)
         }
+        return try await respond(to: request, relative: relative)
+    }
+
+    /// Serves `relative` (already checked by `safeRelativePath`) below the root.
+    func respond(to request: HTTPServerRequest, relative: String) async throws -> HTTPServerResponse {
         let loop = request.loop
         // O_NONBLOCK: a FIFO placed in the root must not hold an io-wq worker until a
         // writer comes; it is cleared below once the file is known to be regular.
