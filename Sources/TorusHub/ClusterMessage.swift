@@ -8,6 +8,9 @@
 /// 'C' from-node request:u64 timeout-ms:u32 router body…
 /// 'R' request:u64 outcome:u8 body…                   (to the asking node)
 /// 'T' router new-node                                (to the node losing the router)
+/// 'P' origin-node message…                           (events channel: a router of
+///                                                     origin-node came or went, as
+///                                                     the `/web` routers feed says it)
 /// ```
 ///
 /// Names (`origin-node`, `router`, …) are one length byte and up to 255 bytes;
@@ -19,6 +22,7 @@ enum ClusterMessage: Equatable, Sendable {
     case command(from: String, request: UInt64, timeoutMs: UInt32, router: String, body: [UInt8])
     case reply(request: UInt64, outcome: CommandOutcome)
     case takeover(router: String, node: String)
+    case presence(origin: String, message: [UInt8])
 
     func encode(into out: inout [UInt8]) {
         switch self {
@@ -51,6 +55,10 @@ enum ClusterMessage: Equatable, Sendable {
             out.append(UInt8(ascii: "T"))
             Self.name(router, into: &out)
             Self.name(node, into: &out)
+        case .presence(let origin, let message):
+            out.append(UInt8(ascii: "P"))
+            Self.name(origin, into: &out)
+            out.append(contentsOf: message)
         }
     }
 
@@ -89,6 +97,9 @@ enum ClusterMessage: Equatable, Sendable {
         case UInt8(ascii: "T"):
             guard let router = reader.name(), let node = reader.name(), reader.atEnd else { return nil }
             return .takeover(router: router, node: node)
+        case UInt8(ascii: "P"):
+            guard let origin = reader.name() else { return nil }
+            return .presence(origin: origin, message: reader.rest())
         default:
             return nil
         }

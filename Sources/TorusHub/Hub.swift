@@ -111,12 +111,14 @@ final class HubCore: Sendable {
         self.events = events
         let webSockets = HubWebSockets(configuration: configuration.webSocket, logger: configuration.logger)
         self.webSockets = webSockets
-        dashboard = HubDashboardFeeds(configuration: configuration.dashboard)
+        let dashboard = HubDashboardFeeds(configuration: configuration.dashboard)
+        self.dashboard = dashboard
         cluster = configuration.cluster.map { cluster in
-            HubCluster(configuration: cluster, home: loops[0], directory: directory, logger: configuration.logger) {
-                router, payload in
-                Self.deliver(router: router, payload: payload, events: events, webSockets: webSockets, counters: counters)
-            }
+            HubCluster(configuration: cluster, home: loops[0], directory: directory, logger: configuration.logger,
+                       deliver: { router, payload in
+                           Self.deliver(router: router, payload: payload, events: events, webSockets: webSockets,
+                                        counters: counters)
+                       }, announce: { message in dashboard.announce(message) })
         }
     }
 

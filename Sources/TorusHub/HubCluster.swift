@@ -54,6 +54,9 @@ final class HubCluster: ClusterRelaySink, @unchecked Sendable {
     let counters = ClusterCounters()
     /// Hands an event from another node to this node's subscribers.
     private let deliver: @Sendable (String, [UInt8]) -> Void
+    /// Hands another node's router coming or going (a `/web` routers-feed message)
+    /// to this node's feed.
+    private let announce: @Sendable ([UInt8]) -> Void
     private let redisBox = Mutex<ClusterRedis?>(nil)
     /// Events on their way out to the other nodes (see `ClusterRelay`).
     let relay: ClusterRelay
@@ -75,13 +78,15 @@ final class HubCluster: ClusterRelaySink, @unchecked Sendable {
     }
 
     init(configuration: HubClusterConfiguration, home: EventLoop, directory: RouterDirectory, logger: Logger,
-         deliver: @escaping @Sendable (String, [UInt8]) -> Void) {
+         deliver: @escaping @Sendable (String, [UInt8]) -> Void,
+         announce: @escaping @Sendable ([UInt8]) -> Void) {
         self.configuration = configuration
         keys = ClusterKeys(prefix: configuration.keyPrefix)
         self.home = home
         self.directory = directory
         self.logger = logger
         self.deliver = deliver
+        self.announce = announce
         leaseMs = String(max(1, configuration.leaseTime.nanoseconds / 1_000_000))
         eventsChannel = Array(keys.events.utf8)
         relay = ClusterRelay(home: home, limit: configuration.maxEventsInFlight) { [counters] count in
@@ -175,7 +180,16 @@ final class HubCluster: ClusterRelaySink, @unchecked Sendable {
             store.send(["HSET", hash, id, description], key: hash)
             store.send(["PEXPIRE", hash, leaseMs], key: hash)
             store.send(["SADD", keys.nodes, nodeID], key: keys.nodes)
+            announcePresence(HubDashboardFeeds.attachedMessage(description))
         }
+    }
+
+    /// Tells the other nodes' `/web` routers feeds that a router of this node came or
+    /// went (one `PUBLISH` on the events channel). Home loop.
+    private func announcePresence(_ text: String) {
+        guard let store else { return }
+        let message = ClusterMessage.presence(origin: nodeID, message: Array(text.utf8)).encoded
+        store.publish(channel: eventsChannel, message: message)
     }
 
     /// A router's link on this node ended (any thread): release its lease if it is
@@ -186,6 +200,7 @@ final class HubCluster: ClusterRelaySink, @unchecked Sendable {
             guard phase == .running, let store, store.isConnected else { return }
             store.send(["EVAL", Self.releaseScript, "1", keys.lease(id), nodeID], key: keys.lease(id))
             store.send(["HDEL", keys.routers(of: nodeID), id], key: keys.routers(of: nodeID))
+            announcePresence(HubDashboardFeeds.detachedMessage(id, node: nodeID))
         }
     }
 
@@ -442,6 +457,9 @@ final class HubCluster: ClusterRelaySink, @unchecked Sendable {
             finish(request, outcome)  // a late answer finds nothing
         case .takeover(let router, let node):
             takenOver(router, by: node)
+        case .presence(let origin, let message):
+            guard origin != nodeID else { return }
+            announce(message)
         }
     }
 

@@ -94,6 +94,12 @@ final class HubDashboardFeeds: Sendable {
         presence.broadcast(text: Self.detachedMessage(id, node: node))
     }
 
+    /// Another node's router came or went (a message it already formatted). Any thread.
+    func announce(_ message: [UInt8]) {
+        guard presenceClients.load(ordering: .relaxed) > 0 else { return }
+        presence.broadcast(text: String(decoding: message, as: UTF8.self))
+    }
+
     static func attachedMessage(_ deviceJSON: String) -> String { #"{"attached":"# + deviceJSON + "}" }
 
     /// Router ids and node names need no escaping (`HubFrame.isValidID`,

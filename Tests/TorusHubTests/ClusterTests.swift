@@ -177,6 +177,21 @@ struct ClusterTests {
         }
     }
 
+    /// The dashboard's routers feed on one node tells routers coming and going on
+    /// another (with their node), through the events channel.
+    @Test func routersFeedSeesOtherNodesRouters() async throws {
+        try await withCluster(nodes: 2) { _, hubs, group in
+            let web = try await hubSocket(hubs[1], "/web?feeds=routers", on: group.loops[0])
+            #expect(try await nextSubscribed(web) == ["*"])
+            let r1 = try await connectRouter("r1", to: hubs[0], on: group.loops[1])
+            let attached = try #require(try await nextJSON(web)["attached"] as? [String: Any])
+            #expect(attached["id"] as? String == "r1" && attached["node"] as? String == "n1", "\(attached)")
+            await r1.close()
+            #expect(try await nextJSON(web)["detached"] as? [String: String] == ["id": "r1", "node": "n1"])
+            await web.close()
+        }
+    }
+
     /// A burst far beyond what may wait for Redis: the router's link is held
     /// (backpressure) instead of its events dropped, and every event reaches the
     /// other node. (Counted at the nodes: a subscriber that cannot keep up with a

@@ -122,6 +122,10 @@
       changedAt.set(m.attached.id, performance.now());
       upsert(m.attached, true);
     } else if (m.detached) {
+      // In a cluster a router that moved is first attached on its new node, then
+      // detached from the old one: only the node that holds it may remove it.
+      const known = routers.get(m.detached.id);
+      if (known && m.detached.node !== undefined && known.node && known.node !== m.detached.node) return queueFrame();
       changedAt.set(m.detached.id, performance.now());
       remove(m.detached.id);
     } else if (m.stats) {
