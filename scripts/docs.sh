@@ -6,7 +6,7 @@
 # exist or one left undocumented in a `- Parameters:` list), and so does any other
 # `warning:` line printed while the targets are built for their symbol graphs.
 #
-# Usage: scripts/docs.sh [TARGET...]   (default: Torus TorusHTTP TorusWebSocket TorusTLS TorusRedis)
+# Usage: scripts/docs.sh [TARGET...]   (default: Torus TorusHTTP TorusWebSocket TorusTLS TorusRedis TorusHub)
 # Output: .build/plugins/Swift-DocC/outputs/TARGET.doccarchive (static-hosting
 # layout). To browse one locally:
 #   swift package --disable-sandbox preview-documentation --target Torus
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(Torus TorusHTTP TorusWebSocket TorusTLS TorusRedis)
+[ ${#targets[@]} -gt 0 ] || targets=(Torus TorusHTTP TorusWebSocket TorusTLS TorusRedis TorusHub)
 LOG="$(mktemp /tmp/torus-docs.XXXXXX)"
 trap 'rm -f "$LOG"' EXIT
 failed=()
