@@ -10,26 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 clients=scripts/deadpeer/hub_clients.py
 
-# Free ports below the ephemeral range: HTTP base, router base, Redis base (and the
-# cluster bus ports, +10000).
-free_base() {
-  python3 - <<'PY'
-import random, socket
-def free(p):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-for _ in range(500):
-    p = random.randrange(22000, 23800)
-    wanted = [p, p + 1, p + 100, p + 101] + [p + 200 + i for i in range(3)] + [p + 10200 + i for i in range(3)]
-    if all(free(q) for q in wanted):
-        print(p); break
-PY
-}
+source scripts/lib/ports.sh
 
 wait_for() {  # FILE PATTERN SECONDS PID
   local i
@@ -44,7 +25,9 @@ wait_for() {  # FILE PATTERN SECONDS PID
 smoke() {  # server|cluster
   local kind="$1" dir base http router redis pid holder status flags=()
   dir="$(mktemp -d /tmp/torus-cluster-smoke.XXXXXX)"
-  base="$(free_base)"
+  # Free ports below the ephemeral range: two HTTP, two router, three Redis (and
+  # their cluster bus ports, +10000).
+  base="$(free_base 22000 23800 0 1 100 101 200 201 202 10200 10201 10202)"
   http=$base router=$((base + 100)) redis=$((base + 200))
   [ "$kind" = cluster ] && flags=(--redis-cluster)
   python3 "$clients" credentials --out "$dir/credentials.json" --routers 4

@@ -34,28 +34,14 @@ bin="$(swift build -c release --show-bin-path)"
 out=soak-out
 cluster=()
 source scripts/lib/redis.sh
+source scripts/lib/ports.sh
 trap redis_stop EXIT
 if [ "$nodes" -gt 1 ]; then
   out=soak-out-cluster
   mkdir -p "$out"
   if [ "$redis_kind" = cluster ]; then
     # Three consecutive free ports below the ephemeral range, their bus ports too.
-    port="$(python3 - <<'PY'
-import random, socket
-def free(p):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-for _ in range(200):
-    p = random.randrange(20000, 22000)
-    if all(free(q) for q in (p, p + 1, p + 2, p + 10000, p + 10001, p + 10002)):
-        print(p); break
-PY
-)"
+    port="$(free_base 20000 22000 0 1 2 10000 10001 10002)"
     redis_start_cluster 127.0.0.1 "$port" "$out"
     echo "[soak] Redis Cluster on $REDIS_SEEDS (3 masters), $nodes hub nodes"
     cluster=(--nodes "$nodes" --redis-cluster "$REDIS_SEEDS")

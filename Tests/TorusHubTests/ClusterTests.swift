@@ -52,12 +52,7 @@ private func withHubNodes(_ deployment: HubClusterConfiguration.Deployment, node
         var hubs: [Hub] = []
         do {
             for n in 1...nodes {
-                var configuration = HubConfiguration()
-                configuration.credentials = TestCredentials.store
-                configuration.routerPort = 0
-                configuration.httpPort = 0
-                configuration.pingInterval = .milliseconds(500)
-                configuration.auth.authTimeout = .seconds(30)
+                var configuration = testHubConfiguration()
                 var cluster = HubClusterConfiguration(deployment: deployment, nodeID: "n\(n)")
                 cluster.leaseTime = lease
                 cluster.backoff.initial = .milliseconds(50)

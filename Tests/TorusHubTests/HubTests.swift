@@ -10,16 +10,7 @@ func withHub(_ configure: (inout HubConfiguration) -> Void = { _ in },
              sourceLocation: SourceLocation = #_sourceLocation,
              _ body: (Hub, EventLoopGroup) async throws -> Void) async throws {
     try await withGroup(loops: 2, sourceLocation: sourceLocation) { group in
-        var configuration = HubConfiguration()
-        configuration.credentials = TestCredentials.store
-        configuration.routerPort = 0
-        configuration.httpPort = 0
-        configuration.pingInterval = .milliseconds(500)
-        // The test routers run on the test process's cooperative threads, which a
-        // test run starting its other tests (each making rings and threads) was
-        // measured to hold for 6 s: the default 5 s would refuse them for being late.
-        // The tests of the timeout itself set their own.
-        configuration.auth.authTimeout = .seconds(30)
+        var configuration = testHubConfiguration()
         configure(&configuration)
         let hub = try Hub.start(on: group, configuration: configuration)
         do {
@@ -30,6 +21,22 @@ func withHub(_ configure: (inout HubConfiguration) -> Void = { _ in },
         }
         await hub.shutdown(grace: .seconds(2))
     }
+}
+
+/// A hub's settings for tests: the test credentials, ports chosen by the kernel, a
+/// short ping interval.
+func testHubConfiguration() -> HubConfiguration {
+    var configuration = HubConfiguration()
+    configuration.credentials = TestCredentials.store
+    configuration.routerPort = 0
+    configuration.httpPort = 0
+    configuration.pingInterval = .milliseconds(500)
+    // The test routers run on the test process's cooperative threads, which a test
+    // run starting its other tests (each making rings and threads) was measured to
+    // hold for 6 s: the default 5 s would refuse them for being late. The tests of
+    // the timeout itself set their own.
+    configuration.auth.authTimeout = .seconds(30)
+    return configuration
 }
 
 /// One HTTP request on a fresh connection.
