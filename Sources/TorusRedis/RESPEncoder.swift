@@ -1,46 +1,117 @@
 /// Commands as RESP: an array of bulk strings (what every Redis command is on the
-/// wire), appended to a buffer the caller keeps, so a warm connection encodes
-/// without allocating.
+/// wire). Measured first (`size(of:)`), then written in one pass straight into the
+/// memory it goes out from (`write(_:to:)`: a connection's write queue), so a warm
+/// connection encodes without allocating and without an intermediate copy.
 public enum RESPEncoder {
     /// Appends `*N`, then `$len` and the bytes of each argument.
     public static func command(_ arguments: [String], into out: inout [UInt8]) {
-        header(UInt8(ascii: "*"), arguments.count, into: &out)
-        for argument in arguments {
-            var argument = argument
-            argument.withUTF8 { bulk($0, into: &out) }
-        }
+        append(size(of: arguments), to: &out) { write(arguments, to: $0) }
     }
 
     /// The same for binary arguments.
     public static func command(_ arguments: [[UInt8]], into out: inout [UInt8]) {
-        header(UInt8(ascii: "*"), arguments.count, into: &out)
-        for argument in arguments { argument.withUnsafeBufferPointer { bulk($0, into: &out) } }
+        append(size(of: arguments), to: &out) { write(arguments, to: $0) }
     }
 
-    static func bulk(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
-        header(UInt8(ascii: "$"), bytes.count, into: &out)
-        out.append(contentsOf: bytes)
-        out.append(0x0D)
-        out.append(0x0A)
+    /// The bytes `arguments` take as a RESP command.
+    public static func size(of arguments: [String]) -> Int {
+        var total = headerSize(arguments.count)
+        for argument in arguments { total += bulkSize(argument.utf8.count) }
+        return total
     }
 
-    /// `type`, the decimal `n`, CRLF: digits written without a String.
-    static func header(_ type: UInt8, _ n: Int, into out: inout [UInt8]) {
-        out.append(type)
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var value = UInt(n)
-        var count = 0
-        withUnsafeMutableBytes(of: &digits) { d in
-            repeat {
-                d[19 - count] = UInt8(truncatingIfNeeded: value % 10) + 0x30
-                value /= 10
-                count += 1
-            } while value > 0
-            out.append(contentsOf: d[(20 - count)...])
+    /// The same for binary arguments.
+    public static func size(of arguments: [[UInt8]]) -> Int {
+        var total = headerSize(arguments.count)
+        for argument in arguments { total += bulkSize(argument.count) }
+        return total
+    }
+
+    /// Writes `arguments` as a RESP command to `out` (at least `size(of:)` bytes);
+    /// returns the bytes written.
+    public static func write(_ arguments: [String], to out: UnsafeMutableRawBufferPointer) -> Int {
+        var writer = Writer(out)
+        writer.header(UInt8(ascii: "*"), arguments.count)
+        for argument in arguments {
+            if argument.utf8.withContiguousStorageIfAvailable({ writer.bulk($0) }) == nil {
+                let copy = Array(argument.utf8)  // a bridged or lazy string: rare
+                copy.withUnsafeBufferPointer { writer.bulk($0) }
+            }
         }
-        out.append(0x0D)
-        out.append(0x0A)
+        return writer.count
+    }
+
+    /// The same for binary arguments.
+    public static func write(_ arguments: [[UInt8]], to out: UnsafeMutableRawBufferPointer) -> Int {
+        var writer = Writer(out)
+        writer.header(UInt8(ascii: "*"), arguments.count)
+        for argument in arguments { argument.withUnsafeBufferPointer { writer.bulk($0) } }
+        return writer.count
+    }
+
+    private static func append(_ size: Int, to out: inout [UInt8], _ body: (UnsafeMutableRawBufferPointer) -> Int) {
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: size))
+        let written = out.withUnsafeMutableBytes { body(UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
+        assert(written == size, "RESP size and write disagree")
+    }
+
+    /// `*N\r\n` or `$N\r\n`.
+    static func headerSize(_ n: Int) -> Int { 1 + digits(n) + 2 }
+
+    /// `$len\r\n` + bytes + `\r\n`.
+    static func bulkSize(_ count: Int) -> Int { headerSize(count) + count + 2 }
+
+    static func digits(_ n: Int) -> Int {
+        var value = UInt(n)
+        var count = 1
+        while value >= 10 {
+            value /= 10
+            count += 1
+        }
+        return count
+    }
+
+    /// Sequential writes into raw memory the caller measured (`size(of:)`).
+    private struct Writer {
+        let out: UnsafeMutableRawBufferPointer
+        var count = 0
+
+        init(_ out: UnsafeMutableRawBufferPointer) {
+            self.out = out
+        }
+
+        mutating func byte(_ b: UInt8) {
+            precondition(count < out.count, "RESP writer past its measured size")
+            out.storeBytes(of: b, toByteOffset: count, as: UInt8.self)
+            count += 1
+        }
+
+        /// `type`, the decimal `n`, CRLF: digits written without a String.
+        mutating func header(_ type: UInt8, _ n: Int) {
+            byte(type)
+            let width = RESPEncoder.digits(n)
+            precondition(count + width + 2 <= out.count, "RESP writer past its measured size")
+            var value = UInt(n)
+            var i = width - 1
+            while i >= 0 {
+                out.storeBytes(of: UInt8(truncatingIfNeeded: value % 10) + 0x30, toByteOffset: count + i, as: UInt8.self)
+                value /= 10
+                i -= 1
+            }
+            count += width
+            byte(0x0D)
+            byte(0x0A)
+        }
+
+        mutating func bulk(_ bytes: UnsafeBufferPointer<UInt8>) {
+            header(UInt8(ascii: "$"), bytes.count)
+            precondition(count + bytes.count + 2 <= out.count, "RESP writer past its measured size")
+            UnsafeMutableRawBufferPointer(rebasing: out[count..<(count + bytes.count)])
+                .copyMemory(from: UnsafeRawBufferPointer(bytes))
+            count += bytes.count
+            byte(0x0D)
+            byte(0x0A)
+        }
     }
 }

@@ -28,7 +28,6 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
     private(set) var connection: Connection?
     private var decoder: RESPDecoder
     private var pending = RingBuffer<Pending>(capacity: 16)
-    private var encoded: [UInt8] = []
     /// Set once the connection failed or closed: every later command fails with it.
     private var failure: RedisError?
     /// RESP2 only: a subscribe command was sent, so Pub/Sub messages arrive as
@@ -55,7 +54,6 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
         self.loop = loop
         self.configuration = configuration
         decoder = RESPDecoder(maxBytes: configuration.maxReplyBytes)
-        encoded.reserveCapacity(256)
     }
 
     /// Connects, then opens the session (`HELLO 3` or `AUTH`, `SELECT`). Any task.
@@ -127,28 +125,28 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
     /// as `.failure(.server)`). Commands sent in one turn of the loop go out in one
     /// send. Loop thread only.
     public func send(_ arguments: [String], _ complete: @escaping (Result<RESPValue, RedisError>) -> Void) {
-        enqueue(complete) { RESPEncoder.command(arguments, into: &$0) }
+        enqueue(complete, size: RESPEncoder.size(of: arguments)) { RESPEncoder.write(arguments, to: $0) }
     }
 
     /// The same for binary arguments (a payload that is not text: a `PUBLISH` of
     /// bytes, a `SET` of a blob). Loop thread only.
     public func send(binary arguments: [[UInt8]], _ complete: @escaping (Result<RESPValue, RedisError>) -> Void) {
-        enqueue(complete) { RESPEncoder.command(arguments, into: &$0) }
+        enqueue(complete, size: RESPEncoder.size(of: arguments)) { RESPEncoder.write(arguments, to: $0) }
     }
 
     /// Encodes one command into the write queue and waits for its reply.
-    private func enqueue(_ complete: @escaping (Result<RESPValue, RedisError>) -> Void,
-                         encode: (inout [UInt8]) -> Void) {
+    /// Queues the command `write` writes (exactly `size` bytes) straight into the
+    /// connection's write queue, and its completion behind the others.
+    private func enqueue(_ complete: @escaping (Result<RESPValue, RedisError>) -> Void, size: Int,
+                         write: (UnsafeMutableRawBufferPointer) -> Int) {
         loop.assertInLoop()
         guard let connection, failure == nil, connection.isOpen else {
             return complete(.failure(failure ?? .connectionClosed("not connected")))
         }
-        encoded.removeAll(keepingCapacity: true)
-        encode(&encoded)
         let deadline = loop.now &+ UInt64(configuration.commandTimeout.nanoseconds)
         if pending.isEmpty { connection.watchLiveness(by: deadline) }
         pending.append(Pending(deadline: deadline, complete: complete))
-        _ = encoded.withUnsafeBytes { connection.send($0) }
+        connection.send(reserving: size, write)
     }
 
     /// Sends a command whose answers arrive as push values (RESP3 `SUBSCRIBE`,
@@ -158,9 +156,7 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
         loop.assertInLoop()
         guard let connection, failure == nil, connection.isOpen else { return }
         if configuration.protocolVersion == .resp2 { resp2Subscribed = true }
-        encoded.removeAll(keepingCapacity: true)
-        RESPEncoder.command(arguments, into: &encoded)
-        _ = encoded.withUnsafeBytes { connection.send($0) }
+        connection.send(reserving: RESPEncoder.size(of: arguments)) { RESPEncoder.write(arguments, to: $0) }
     }
 
     /// The Pub/Sub kinds a RESP2 server sends as arrays once subscribed.
