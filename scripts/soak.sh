@@ -2,6 +2,8 @@
 # Memory soak of torus-hub: builds release, runs torus-soak against a fresh hub
 # and writes the table, samples.csv, report.md and memory.png into ./soak-out/.
 # Usage: scripts/soak.sh SECONDS [--nodes N [--redis-cluster]] [extra torus-soak flags]
+#        scripts/soak.sh --prepare   only the set-up below (then TORUS_SOAK_PREPARED=1
+#                                    skips it: two soaks side by side do not race)
 #   --nodes N (N > 1): N hub nodes as one cluster on a Redis this script starts
 #   (Debian's redis-server on a free loopback port, no persistence, stopped by PID at
 #   the end), or with --redis-cluster on a three-master Redis Cluster it creates;
@@ -12,23 +14,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-120}"
 shift || true
+prepare_only=0
+[ "$seconds" = "--prepare" ] && prepare_only=1
 nodes=1 redis_kind=server
 if [ "${1:-}" = "--nodes" ]; then nodes="$2"; shift 2; fi
 if [ "${1:-}" = "--redis-cluster" ]; then redis_kind=cluster; shift; fi
 
-scripts/setup-deps.sh
-# The plot needs matplotlib; install it from PyPI when missing (the soak still
-# runs and judges without it).
-if ! python3 -c "import matplotlib" >/dev/null 2>&1; then
-  echo "[soak] installing matplotlib"
-  python3 -m pip install -q matplotlib 2>/dev/null \
-    || python3 -m pip install -q --break-system-packages matplotlib 2>/dev/null \
-    || echo "[soak] matplotlib unavailable: no plot"
+# Set-up (dependencies, matplotlib for the plot, the release build) once; a caller
+# that already did it (test.sh, running two soaks side by side) sets
+# TORUS_SOAK_PREPARED=1.
+if [ "${TORUS_SOAK_PREPARED:-0}" != "1" ]; then
+  scripts/setup-deps.sh
+  # The plot needs matplotlib; install it from PyPI when missing (the soak still
+  # runs and judges without it).
+  if ! python3 -c "import matplotlib" >/dev/null 2>&1; then
+    echo "[soak] installing matplotlib"
+    python3 -m pip install -q matplotlib 2>/dev/null \
+      || python3 -m pip install -q --break-system-packages matplotlib 2>/dev/null \
+      || echo "[soak] matplotlib unavailable: no plot"
+  fi
+  echo "== swift build -c release (torus-hub, torus-soak)"
+  swift build -c release --product torus-hub
+  swift build -c release --product torus-soak
 fi
-
-echo "== swift build -c release (torus-hub, torus-soak)"
-swift build -c release --product torus-hub
-swift build -c release --product torus-soak
+[ "$prepare_only" = 1 ] && exit 0
 bin="$(swift build -c release --show-bin-path)"
 
 out=soak-out
