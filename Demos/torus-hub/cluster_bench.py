@@ -23,42 +23,11 @@ Stops every process it started (SIGTERM; the nodes must exit 0 with a quiescent
 ledger). Loopback only, bounded by -n and -e. Usage:
   cluster_bench.py HUB [--routers 8] [-n 2000] [-e 200000] [--threads 1] [--rounds 3]
 """
-import argparse, base64, hashlib, hmac, http.client, json, os, re, socket, statistics, struct, subprocess
+import argparse, base64, hashlib, http.client, json, os, re, socket, statistics, subprocess
 import sys, tempfile, threading, time
 
-HELLO, WELCOME, EVENT, COMMAND, REPLY, AUTH, AUTHOK = 1, 2, 4, 5, 6, 8, 9
-
-
-def frame(kind, payload=b""):
-    return struct.pack(">IB", len(payload) + 1, kind) + payload
-
-
-def recv_exact(s, n):
-    out = b""
-    while len(out) < n:
-        chunk = s.recv(n - len(out))
-        if not chunk:
-            raise ConnectionError("closed")
-        out += chunk
-    return out
-
-
-def read_frame(s):
-    n, kind = struct.unpack(">IB", recv_exact(s, 5))
-    return kind, recv_exact(s, n - 1)
-
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lib"))
+from hub_protocol import COMMAND, EVENT, REPLY, authenticate, cpu_seconds, frame, free_port, read_frame  # noqa: E402
 
 
 class Router:
@@ -68,12 +37,7 @@ class Router:
         self.rid = rid.encode()
         self.s = socket.create_connection(("127.0.0.1", port))
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        kind, body = read_frame(self.s)  # WELCOME with the nonce, sent at accept
-        assert kind == WELCOME and len(body) == 36, kind
-        proof = hmac.new(secret, body[4:] + self.rid, hashlib.sha256).digest()
-        self.s.sendall(frame(HELLO, b"\x02" + self.rid) + frame(AUTH, proof))
-        kind, _ = read_frame(self.s)
-        assert kind == AUTHOK, kind
+        authenticate(self.s, self.rid, secret)  # WELCOME (sent at accept), then HELLO + AUTH
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.answer, daemon=True)
         self.thread.start()

@@ -21,53 +21,22 @@ in flight); the pipelined order is not measured then (HubRouterClient sends HELL
 first). Usage:
   handshake_cost.py HUB [-n 2000] [--rounds 5] [--parallel K] [--generator BIN --concurrency K]
 """
-import argparse, base64, hashlib, hmac, json, os, socket, statistics, struct, subprocess, sys, tempfile, threading, time
+import argparse, base64, json, os, socket, statistics, subprocess, sys, tempfile, threading, time
 
 
-def frame(kind, payload=b""):
-    return struct.pack(">IB", len(payload) + 1, kind) + payload
-
-
-def read_frame(s):
-    head = b""
-    while len(head) < 5:
-        chunk = s.recv(5 - len(head))
-        if not chunk:
-            raise ConnectionError("closed")
-        head += chunk
-    n, kind = struct.unpack(">IB", head)
-    body = b""
-    while len(body) < n - 1:
-        body += s.recv(n - 1 - len(body))
-    return kind, body
-
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lib"))
+from hub_protocol import WELCOME, authenticate, cpu_seconds, hello, read_frame  # noqa: E402
 
 
 def handshake(port, rid, secret, pipelined=False):
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if pipelined:
-        kind, body = read_frame(s)
-        assert kind == 2 and len(body) == 36
-        proof = hmac.new(secret, body[4:] + rid, hashlib.sha256).digest()
-        s.sendall(frame(1, b"\x02" + rid) + frame(8, proof))
+    if secret is None:
+        s.sendall(hello(rid, version=1))
         kind, _ = read_frame(s)
-        assert kind == 9, kind
-    elif secret is None:
-        s.sendall(frame(1, rid))
-        kind, _ = read_frame(s)
-        assert kind == 2
+        assert kind == WELCOME, kind
     else:
-        s.sendall(frame(1, b"\x02" + rid))
-        kind, body = read_frame(s)
-        assert kind == 2 and len(body) == 36
-        s.sendall(frame(8, hmac.new(secret, body[4:] + rid, hashlib.sha256).digest()))
-        kind, _ = read_frame(s)
-        assert kind == 9, kind
+        authenticate(s, rid, secret, pipelined=pipelined)
     s.close()
 
 

@@ -25,7 +25,6 @@ Every wait is bounded (connect and handshake timeouts, --max-seconds).
 import argparse
 import base64
 import hashlib
-import hmac
 import json
 import os
 import selectors
@@ -36,9 +35,9 @@ import sys
 import time
 import urllib.request
 
-HELLO, WELCOME, HEARTBEAT, EVENT, COMMAND, REPLY, BYE = 1, 2, 3, 4, 5, 6, 7
-AUTH, AUTHOK, REFUSED = 8, 9, 10
-PROTOCOL_VERSION = 2
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from hub_protocol import BYE, COMMAND, EVENT, HEARTBEAT, REPLY, authenticate, frame  # noqa: E402
+
 SECRETS = {}  # router id -> secret bytes, from --credentials
 TOKEN = [""]  # the admin API token, from --credentials + ".token"
 
@@ -47,40 +46,12 @@ def say(line):
     print(line, flush=True)
 
 
-def frame(kind, payload=b""):
-    return struct.pack(">IB", len(payload) + 1, kind) + payload
-
-
-def recv_exact(s, n):
-    out = b""
-    while len(out) < n:
-        chunk = s.recv(n - len(out))
-        if not chunk:
-            raise ConnectionError("closed")
-        out += chunk
-    return out
-
-
-def read_frame(s):
-    length, kind = struct.unpack(">IB", recv_exact(s, 5))
-    return kind, recv_exact(s, length - 1)
-
-
 def open_router(host, port, rid, timeout):
     """Connects and authenticates (protocol v2: HELLO, WELCOME with a nonce, AUTH
     with HMAC-SHA256(secret, nonce + id), AUTHOK); returns (socket, heartbeat s)."""
     s = socket.create_connection((host, port), timeout=timeout)
-    s.sendall(frame(HELLO, bytes([PROTOCOL_VERSION]) + rid.encode()))
-    kind, body = read_frame(s)
-    if kind != WELCOME or len(body) != 36:
-        raise ConnectionError(f"expected WELCOME with a nonce, got type {kind}: {body!r}")
-    nonce = body[4:]
-    proof = hmac.new(SECRETS.get(rid, b""), nonce + rid.encode(), hashlib.sha256).digest()
-    s.sendall(frame(AUTH, proof))
-    answer, reason = read_frame(s)
-    if answer != AUTHOK:
-        raise ConnectionError(f"authentication refused (type {answer}): {reason!r}")
-    return s, struct.unpack(">I", body[:4])[0] / 1000.0
+    heartbeat = authenticate(s, rid.encode(), SECRETS.get(rid, b""), pipelined=False)
+    return s, heartbeat
 
 
 def write_credentials(a):
