@@ -167,22 +167,9 @@ public final class RedisClusterClient: @unchecked Sendable {
     /// their replies or errors in order. Unlike a connection's pipeline, a failed node
     /// fails only its own commands. Any task.
     public func pipeline(_ commands: [(arguments: [String], key: String?)]) async -> [Result<RESPValue, RedisError>] {
-        guard !commands.isEmpty else { return [] }
-        let results: [Result<RESPValue, RedisError>] = await withCheckedContinuation { continuation in
-            loop.runOnLoop {
-                var results = [Result<RESPValue, RedisError>](repeating: .failure(.timeout), count: commands.count)
-                var left = commands.count
-                for (i, command) in commands.enumerated() {
-                    self.send(command.arguments, key: command.key) { reply in
-                        results[i] = reply
-                        left -= 1
-                        if left == 0 { continuation.resume(returning: results) }
-                    }
-                }
-            }
+        await gatherReplies(on: loop, count: commands.count) { i, complete in
+            self.send(commands[i].arguments, key: commands[i].key, complete)
         }
-        taskResumedByLoop()
-        return results
     }
 
     /// `SPUBLISH channel message` on the master serving the channel's slot; the number

@@ -186,21 +186,9 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
     /// Many commands in one send; their replies (or errors) in order. Throws only when
     /// the connection fails before every reply arrived. Any task.
     public func pipeline(_ commands: [[String]]) async throws(RedisError) -> [Result<RESPValue, RedisError>] {
-        guard !commands.isEmpty else { return [] }
-        let results: [Result<RESPValue, RedisError>] = await withCheckedContinuation { continuation in
-            loop.runOnLoop {
-                var results = [Result<RESPValue, RedisError>](repeating: .failure(.timeout), count: commands.count)
-                var left = commands.count
-                for (i, command) in commands.enumerated() {
-                    self.send(command) { reply in
-                        results[i] = reply
-                        left -= 1
-                        if left == 0 { continuation.resume(returning: results) }
-                    }
-                }
-            }
+        let results = await gatherReplies(on: loop, count: commands.count) { i, complete in
+            self.send(commands[i], complete)
         }
-        taskResumedByLoop()
         for case .failure(let error) in results {
             if case .server = error { continue }
             throw error
