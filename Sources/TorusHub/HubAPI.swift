@@ -58,6 +58,9 @@ enum HubAPI {
         router.get("/events", access.guarded(.read, queryToken: true) { request, token in
             events(request, token: token, core: core)
         })
+        router.get("/token", access.guarded(.read) { _, token in
+            .json(tokenJSON(token.grant) + "\n")
+        })
         router.get("/metrics", access.guarded(.admin) { _, _ in
             let ledger = await group.ledgerSnapshot()
             return .text(metrics(ledger, core: core), contentType: "text/plain; version=0.0.4")
@@ -67,6 +70,18 @@ enum HubAPI {
             return .json(ledgerJSON(ledger) + "\n")
         })
         return router
+    }
+
+    /// `GET /token`: what the presented token may do (a page asks once, instead of
+    /// trying the views it may not open): its routers (`"*"`: all), its rights, and
+    /// the two things the dashboard needs to know.
+    static func tokenJSON(_ grant: HubCredentials.TokenGrant) -> String {
+        // Router ids and right names need no escaping (HubFrame.isValidID; the store
+        // refuses other rights).
+        let routers = grant.routers.map { "[" + $0.sorted().map { #""\#($0)""# }.joined(separator: ",") + "]" } ?? #""*""#
+        let rights = "[" + grant.rights.sorted().map { #""\#($0)""# }.joined(separator: ",") + "]"
+        return #"{"routers":\#(routers),"rights":\#(rights),"reads_every_router":\#(grant.readsEveryRouter),"#
+            + #""admin":\#(grant.allows(.admin))}"#
     }
 
     /// `GET /devices`: this node's routers, then (in a cluster) every other node's,

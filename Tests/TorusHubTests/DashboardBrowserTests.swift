@@ -157,6 +157,19 @@ struct DashboardBrowserTests {
     /// Hundreds of routers and thousands of events a second: the page keeps
     /// answering, the stream stays capped. With TORUS_DASHBOARD_SCREENSHOT=PATH it
     /// saves a screenshot there, taken under that load (docs/dashboard.png is one).
+    /// A token that reads every router but is not an admin gets the page without
+    /// the charts, and the page asks nothing it may not (no console errors).
+    @Test func aReadOnlyTokenGetsThePageWithoutCharts() async throws {
+        try await withHub { hub, group in
+            try await withDashboardPage(hub, on: group.loops[1], path: "/#token=\(TestCredentials.readAll.token)") { page in
+                #expect(try await page.waitUntil("document.getElementById('status').dataset.state === 'connected'"))
+                let note = try await page.evaluate("document.getElementById('charts-note').textContent") as? String
+                #expect(note?.contains("admin") == true, "\(note ?? "nil")")
+                #expect(page.problems.isEmpty, "the page reported errors: \(page.problems)")
+            }
+        }
+    }
+
     @Test func keepsUpWithHundredsOfRouters() async throws {
         let routers = LoadRouters.ids.count
         try await withHub({

@@ -30,6 +30,22 @@ struct DashboardFeedTests {
         #expect(HubStatsSample.historyMessage([]) == #"{"stats_history":[]}"#)
     }
 
+    /// `GET /token` tells a page what its token may do, so it need not try views the
+    /// token may not open.
+    @Test func tokenTellsWhatItMay() async throws {
+        try await withHub { hub, group in
+            let admin = try await http(hub, group, "GET", "/token")
+            #expect(admin.status == 200)
+            #expect(admin.text == #"{"routers":"*","rights":["admin"],"reads_every_router":true,"admin":true}"# + "\n")
+            let scoped = try await http(hub, group, "GET", "/token", token: TestCredentials.commandR1.token)
+            #expect(scoped.text == #"{"routers":["r1"],"rights":["command","read"],"reads_every_router":false,"admin":false}"# + "\n")
+            let readAll = try await http(hub, group, "GET", "/token", token: TestCredentials.readAll.token)
+            #expect(readAll.text.contains(#""reads_every_router":true,"admin":false"#), "\(readAll.text)")
+            #expect(try await http(hub, group, "GET", "/token", token: "thk_unknown").status == 401)
+            #expect(try await http(hub, group, "GET", "/token", token: nil).status == 401)
+        }
+    }
+
     @Test func routersFeedTellsAttachAndDetach() async throws {
         try await withHub { hub, group in
             let web = try await hubSocket(hub, "/web?feeds=routers", on: group.loops[0])

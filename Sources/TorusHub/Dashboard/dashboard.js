@@ -55,12 +55,18 @@
     const probe = new HubConnection(token, false, {});
     let withStats = true;
     try {
-      const devices = await probe.api("GET", "/devices");
-      if (devices.status === 401 || devices.status === 403) {
+      // One question instead of trying views the token may not open.
+      const answer = await probe.api("GET", "/token");
+      if (answer.status === 401 || answer.status === 403) {
         sessionStorage.removeItem(TOKEN_KEY);
-        return askToken(devices.status === 401 ? "The hub does not know this token." : "This token may not read every router.");
+        return askToken(answer.status === 401 ? "The hub does not know this token." : "This token may not read.");
       }
-      withStats = (await probe.api("GET", "/debug/ledger")).ok;
+      const grant = await answer.json();
+      if (!grant.reads_every_router) {
+        sessionStorage.removeItem(TOKEN_KEY);
+        return askToken("This token may not read every router.");
+      }
+      withStats = grant.admin;
     } catch (e) {
       // The hub is away: the socket below keeps trying.
     }
