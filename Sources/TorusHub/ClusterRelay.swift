@@ -5,7 +5,7 @@ import Torus
 protocol ClusterRelaySink: AnyObject, Sendable {
     /// Publishes `batch` in order and calls `ClusterRelay.finished` once per message.
     /// Home loop.
-    func publishEvents(_ batch: [[UInt8]])
+    func publishEvents(_ batch: [ClusterRelay.Outgoing])
 }
 
 /// The way a node's router events go out to the other nodes of its cluster:
@@ -27,8 +27,14 @@ protocol ClusterRelaySink: AnyObject, Sendable {
 /// the counters from any thread.
 final class ClusterRelay: @unchecked Sendable {
     /// One loop's gathered events and its held links. Its loop's thread only.
+    /// One event for the other nodes: its channel and the encoded message.
+    struct Outgoing: Sendable {
+        let channel: [UInt8]
+        let message: [UInt8]
+    }
+
     struct Lane {
-        var messages: [[UInt8]] = []
+        var messages: [Outgoing] = []
         var flushScheduled = false
         var held: [RouterLink] = []
     }
@@ -61,7 +67,7 @@ final class ClusterRelay: @unchecked Sendable {
 
     /// Queues `message` for the home loop; flushed once at the end of this loop's turn.
     /// The router's loop.
-    func relay(_ message: [UInt8], on loop: EventLoop) {
+    func relay(_ message: Outgoing, on loop: EventLoop) {
         guard inFlight.add(1, ordering: .relaxed).newValue <= limit + Self.slack else {
             inFlight.subtract(1, ordering: .relaxed)
             return dropped(1)

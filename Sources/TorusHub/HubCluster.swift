@@ -61,7 +61,8 @@ final class HubCluster: ClusterRelaySink, @unchecked Sendable {
     /// Events on their way out to the other nodes (see `ClusterRelay`).
     let relay: ClusterRelay
     private let leaseMs: String
-    private let eventsChannel: [UInt8]
+    /// The event channels (`HubClusterConfiguration.eventChannels`), as bytes.
+    private let eventChannels: [[UInt8]]
 
     // Loop-confined (home):
     private var phase = Phase.running
@@ -88,7 +89,8 @@ final class HubCluster: ClusterRelaySink, @unchecked Sendable {
         self.deliver = deliver
         self.announce = announce
         leaseMs = String(max(1, configuration.leaseTime.nanoseconds / 1_000_000))
-        eventsChannel = Array(keys.events.utf8)
+        let keys = ClusterKeys(prefix: configuration.keyPrefix)
+        eventChannels = (0..<max(1, configuration.eventChannels)).map { Array(keys.events(shard: $0).utf8) }
         relay = ClusterRelay(home: home, limit: configuration.maxEventsInFlight) { [counters] count in
             counters.eventsDropped.add(count, ordering: .relaxed)
         }
@@ -122,7 +124,8 @@ final class HubCluster: ClusterRelaySink, @unchecked Sendable {
             self?.counters.subscribed.store(up, ordering: .relaxed)
         })
         redisBox.withLock { $0 = redis }
-        redis.start(subscribeTo: [keys.events, keys.channel(of: nodeID)], configuration: settings,
+        let channels = (0..<eventChannels.count).map { keys.events(shard: $0) } + [keys.channel(of: nodeID)]
+        redis.start(subscribeTo: channels, configuration: settings,
                     backoff: configuration.backoff)
         let period = configuration.leaseTime / 3
         home.execute { [self] in
@@ -180,16 +183,26 @@ final class HubCluster: ClusterRelaySink, @unchecked Sendable {
             store.send(["HSET", hash, id, description], key: hash)
             store.send(["PEXPIRE", hash, leaseMs], key: hash)
             store.send(["SADD", keys.nodes, nodeID], key: keys.nodes)
-            announcePresence(HubDashboardFeeds.attachedMessage(description))
+            announcePresence(HubDashboardFeeds.attachedMessage(description), router: id)
         }
     }
 
     /// Tells the other nodes' `/web` routers feeds that a router of this node came or
-    /// went (one `PUBLISH` on the events channel). Home loop.
-    private func announcePresence(_ text: String) {
+    /// went (one `PUBLISH` on the router's event channel, so it stays in order with
+    /// the router's events). Home loop.
+    private func announcePresence(_ text: String, router: String) {
         guard let store else { return }
         let message = ClusterMessage.presence(origin: nodeID, message: Array(text.utf8)).encoded
-        store.publish(channel: eventsChannel, message: message)
+        store.publish(channel: eventChannel(of: router), message: message)
+    }
+
+    /// The event channel a router's events and presence take: FNV-1a of its id, so
+    /// every node picks the same one.
+    private func eventChannel(of router: String) -> [UInt8] {
+        guard eventChannels.count > 1 else { return eventChannels[0] }
+        var hash: UInt32 = 2_166_136_261
+        for byte in router.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        return eventChannels[Int(hash % UInt32(eventChannels.count))]
     }
 
     /// A router's link on this node ended (any thread): release its lease if it is
@@ -200,7 +213,7 @@ final class HubCluster: ClusterRelaySink, @unchecked Sendable {
             guard phase == .running, let store, store.isConnected else { return }
             store.send(["EVAL", Self.releaseScript, "1", keys.lease(id), nodeID], key: keys.lease(id))
             store.send(["HDEL", keys.routers(of: nodeID), id], key: keys.routers(of: nodeID))
-            announcePresence(HubDashboardFeeds.detachedMessage(id, node: nodeID))
+            announcePresence(HubDashboardFeeds.detachedMessage(id, node: nodeID), router: id)
         }
     }
 
@@ -412,19 +425,19 @@ final class HubCluster: ClusterRelaySink, @unchecked Sendable {
         var message: [UInt8] = []
         message.reserveCapacity(payload.count + router.utf8.count + nodeID.utf8.count + 3)
         ClusterMessage.event(origin: nodeID, router: router, payload: payload).encode(into: &message)
-        relay.relay(message, on: link.loop)
+        relay.relay(ClusterRelay.Outgoing(channel: eventChannel(of: router), message: message), on: link.loop)
         if relay.isSaturated { relay.hold(link) }
     }
 
     /// One loop's batch of events, published in order, one `PUBLISH` each. Home loop.
-    func publishEvents(_ batch: [[UInt8]]) {
+    func publishEvents(_ batch: [ClusterRelay.Outgoing]) {
         guard phase == .running, let store, store.isConnected else {
             counters.eventsDropped.add(batch.count, ordering: .relaxed)
             relay.finished(batch.count)
             return
         }
-        for message in batch {
-            store.publish(channel: eventsChannel, message: message) { [self] reply in
+        for outgoing in batch {
+            store.publish(channel: outgoing.channel, message: outgoing.message) { [self] reply in
                 if case .success = reply {
                     counters.eventsPublished.add(1, ordering: .relaxed)
                 } else {

@@ -33,6 +33,15 @@ public struct HubClusterConfiguration: Sendable {
     /// before the first confirmation can come back (64 Ki events of 100 bytes: about
     /// 6 MiB).
     public var maxEventsInFlight = 65536
+    /// How many channels the events travel on (`PREFIX events`, then
+    /// `PREFIX events:1` …): a router's events always take the same one (a hash of
+    /// its id), so they keep their order, and every node listens to all. On a Redis
+    /// Cluster each channel is a shard channel on the master serving its slot, so
+    /// more channels spread the event traffic over the masters (default 16); on one
+    /// server they change nothing (default 1). Every node of a cluster must use the
+    /// same number.
+    public var eventChannels: Int
+
     /// Cross-node commands waiting for their node's answer at once (more: 503).
     public var maxRemoteCommands = 4096
     /// How much longer than the command's own timeout a node waits for the owning
@@ -57,6 +66,7 @@ public struct HubClusterConfiguration: Sendable {
     public init(deployment: Deployment, nodeID: String) {
         self.deployment = deployment
         self.nodeID = nodeID
+        if case .cluster = deployment { eventChannels = 16 } else { eventChannels = 1 }
         redisConfiguration.commandTimeout = .seconds(2)
         redisConfiguration.connectTimeout = .seconds(2)
         backoff.maximum = .seconds(2)
@@ -89,6 +99,8 @@ struct ClusterKeys: Sendable {
     var nodes: String { prefix + "nodes" }
     /// `PREFIX events`: every router event, once, from the node its router is on.
     var events: String { prefix + "events" }
+    /// Event channel `shard` (0: `events`, then `events:1` …).
+    func events(shard: Int) -> String { shard == 0 ? events : events + ":" + String(shard) }
     /// `PREFIX node:NODE`: commands, replies and takeovers meant for one node.
     func channel(of node: String) -> String { prefix + "node:" + node }
 }

@@ -22,14 +22,20 @@ struct ClusterOnRedisClusterTests {
                 #expect(await eventually { (try? await devicesByNode(hub, group)) == everywhere })
             }
 
-            // The channels are shard channels, each on the master serving its slot.
+            // The channels are shard channels, each on the master serving its slot: the
+            // 16 event channels spread the event traffic over the masters.
             var shardChannels = Set<String>()
+            var mastersWithEvents = 0
             for node in redis.nodes {
                 let listed = try await redis.cli(port: node.port, ["PUBSUB", "SHARDCHANNELS"])
-                shardChannels.formUnion(listed.split(separator: "\n").map(String.init))
+                let channels = listed.split(separator: "\n").map(String.init)
+                shardChannels.formUnion(channels)
+                if channels.contains(where: { $0.hasPrefix("torus:hub:events") }) { mastersWithEvents += 1 }
             }
-            #expect(shardChannels.isSuperset(of: ["torus:hub:events", "torus:hub:node:n1", "torus:hub:node:n2",
-                                                  "torus:hub:node:n3"]), "\(shardChannels)")
+            let eventChannels = ["torus:hub:events"] + (1..<16).map { "torus:hub:events:\($0)" }
+            #expect(shardChannels.isSuperset(of: eventChannels + ["torus:hub:node:n1", "torus:hub:node:n2",
+                                                                  "torus:hub:node:n3"]), "\(shardChannels)")
+            #expect(mastersWithEvents == redis.nodes.count, "event channels on \(mastersWithEvents) masters")
 
             // Events of routers on two nodes reach a subscriber on the third, in order.
             let subscriber = try await MiniHTTPClient.connect(to: hubs[2].httpAddress, on: group.loops[0])
