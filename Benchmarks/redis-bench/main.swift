@@ -45,7 +45,10 @@ func cpuSeconds() -> Double {
     return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }
 
-/// Keeps `pipeline` commands in flight on one connection until the shared budget is spent.
+/// Sends `pipeline` commands at once on one connection and, once all of them are
+/// answered, the next `pipeline`, until the shared budget is spent: what
+/// `redis-benchmark -P N` does (it writes N commands, reads N replies, writes again),
+/// so both clients make the same number of writes and reads.
 final class Driver: @unchecked Sendable {
     let redis: RedisConnection
     let command: [String]
@@ -67,7 +70,7 @@ final class Driver: @unchecked Sendable {
                 inFlight -= 1
                 if case .failure(let error) = result { fatalError("\(error)") }
                 budget.done()
-                fill()
+                if inFlight == 0 { fill() }
             }
         }
     }

@@ -63,6 +63,8 @@ public enum RESPEncoder {
     static func bulkSize(_ count: Int) -> Int { headerSize(count) + count + 2 }
 
     static func digits(_ n: Int) -> Int {
+        if n < 10 { return 1 }
+        if n < 100 { return 2 }
         var value = UInt(n)
         var count = 1
         while value >= 10 {
@@ -87,8 +89,17 @@ public enum RESPEncoder {
             count += 1
         }
 
-        /// `type`, the decimal `n`, CRLF: digits written without a String.
+        /// `type`, the decimal `n`, CRLF: digits written without a String (one and two
+        /// digits, what most arguments and commands need, without a division loop).
         mutating func header(_ type: UInt8, _ n: Int) {
+            if n < 10 {
+                precondition(count + 4 <= out.count, "RESP writer past its measured size")
+                out.storeBytes(of: type, toByteOffset: count, as: UInt8.self)
+                out.storeBytes(of: UInt8(truncatingIfNeeded: n) &+ 0x30, toByteOffset: count + 1, as: UInt8.self)
+                out.storeBytes(of: (0x0A0D as UInt16).littleEndian, toByteOffset: count + 2, as: UInt16.self)  // CR LF
+                count += 4
+                return
+            }
             byte(type)
             let width = RESPEncoder.digits(n)
             precondition(count + width + 2 <= out.count, "RESP writer past its measured size")

@@ -90,6 +90,17 @@ struct RESPDecoderTests {
         out.removeAll()
         RESPEncoder.command([[UInt8](repeating: 0, count: 12345)], into: &out)
         #expect(out.starts(with: Array("*1\r\n$12345\r\n".utf8)) && out.count == 12 + 12345 + 2)
+        // Every length at the edges of the digit counts, read back by the decoder.
+        for length in [0, 9, 10, 99, 100, 999, 1000] {
+            let argument = String(repeating: "a", count: length)
+            let arguments = Array(repeating: argument, count: length % 12 + 1)
+            out.removeAll()
+            RESPEncoder.command(arguments, into: &out)
+            #expect(out.count == RESPEncoder.size(of: arguments))
+            var decoder = RESPDecoder(maxBytes: 1 << 20)
+            decoder.feed(out)
+            #expect((try? decoder.next()) == .array(arguments.map { .bulkString(Array($0.utf8)) }), "length \(length)")
+        }
     }
 }
 
