@@ -155,24 +155,20 @@ struct WebAdmission: Sendable {
     let feeds: Set<HubDashboardFeeds.Feed>
 }
 
-/// The last `capacity` stats samples (a ring).
-struct StatsHistory: Sendable {
+/// The last `capacity` stats samples, oldest first (the runtime's one FIFO, the
+/// oldest dropped when full).
+struct StatsHistory: ~Copyable {
     let capacity: Int
-    private var ring: [HubStatsSample] = []
-    private var next = 0
+    private var ring = RingBuffer<HubStatsSample>()
 
     init(capacity: Int) { self.capacity = capacity }
 
     mutating func append(_ sample: HubStatsSample) {
         guard capacity > 0 else { return }
-        if ring.count < capacity {
-            ring.append(sample)
-        } else {
-            ring[next] = sample
-            next = (next + 1) % capacity
-        }
+        if ring.count == capacity { _ = ring.popFirst() }
+        ring.append(sample)
     }
 
     /// Oldest first.
-    var samples: [HubStatsSample] { Array(ring[next...] + ring[..<next]) }
+    var samples: [HubStatsSample] { (0..<ring.count).map { ring[$0] } }
 }
