@@ -55,7 +55,7 @@ if [ "$nodes" -gt 1 ]; then
     echo "[soak] Redis Cluster on $REDIS_SEEDS (3 masters), $nodes hub nodes"
     cluster=(--nodes "$nodes" --redis-cluster "$REDIS_SEEDS")
   else
-    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    port="$(free_base 20000 22000 0)"
     redis_start_server 127.0.0.1 "$port" "$out"
     echo "[soak] Redis on $REDIS_URL, $nodes hub nodes"
     cluster=(--nodes "$nodes" --redis "$REDIS_URL")

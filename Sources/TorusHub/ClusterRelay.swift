@@ -36,7 +36,8 @@ final class ClusterRelay: @unchecked Sendable {
     struct Lane {
         var messages: [Outgoing] = []
         var flushScheduled = false
-        var held: [RouterLink] = []
+        /// Held links, each once however many of its events found the relay full.
+        var held: [ObjectIdentifier: RouterLink] = [:]
     }
 
     let home: EventLoop
@@ -106,8 +107,10 @@ final class ClusterRelay: @unchecked Sendable {
     func hold(_ link: RouterLink) {
         guard isSaturated, link.connection.isOpen else { return }
         let lane = lanes.shard(for: link.loop)
+        let key = ObjectIdentifier(link)
+        guard lane.value.held[key] == nil else { return }  // already held
         link.connection.pauseReading()
-        lane.value.held.append(link)
+        lane.value.held[key] = link
         holds.add(1, ordering: .relaxed)
         anyHeld.store(true, ordering: .relaxed)
         // The count may have fallen in between: never hold with nobody to release.
@@ -120,7 +123,7 @@ final class ClusterRelay: @unchecked Sendable {
         lanes.forEachShard { lane in  // on each lane's loop
             let held = lane.value.held
             lane.value.held.removeAll(keepingCapacity: true)
-            for link in held where link.connection.isOpen { link.connection.resumeReading() }
+            for link in held.values where link.connection.isOpen { link.connection.resumeReading() }
         }
     }
 }
