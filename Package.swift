@@ -239,3 +239,37 @@ let package = Package(
         ),
     ]
 )
+
+// The sanitizer runs (scripts/test.sh, scripts/tsan.sh) build into their own scratch
+// paths and run only some test targets: TORUS_TEST_TARGETS=A,B keeps those test targets
+// and what they depend on, so an AddressSanitizer build of the core tests does not
+// compile the hub, swift-crypto and every demo. Unset, the package is whole.
+if let only = Context.environment["TORUS_TEST_TARGETS"], !only.isEmpty {
+    var keep = Set(only.split(separator: ",").map(String.init))
+    var grew = true
+    while grew {
+        grew = false
+        for target in package.targets where keep.contains(target.name) {
+            for dependency in target.dependencies {
+                switch dependency {
+                case .targetItem(let name, _), .byNameItem(let name, _):
+                    if keep.insert(name).inserted { grew = true }
+                default:
+                    break
+                }
+            }
+        }
+    }
+    package.targets.removeAll { !keep.contains($0.name) }
+    package.products = []
+    // And the packages none of the kept targets uses (SwiftPM warns about those).
+    var used: Set<String> = ["swift-docc-plugin"]
+    for target in package.targets {
+        for case .productItem(_, let name?, _, _) in target.dependencies { used.insert(name) }
+    }
+    package.dependencies.removeAll { dependency in
+        guard case .sourceControl(_, let location, _) = dependency.kind,
+              let last = location.split(separator: "/").last else { return false }
+        return !used.contains(last.hasSuffix(".git") ? String(last.dropLast(4)) : String(last))
+    }
+}

@@ -71,11 +71,17 @@ cd "$(dirname "$0")/.."
 
 filter="${TORUS_TSAN_FILTER:-TorusTests\.(CrossThreadTests|LoopTests|InboxTests|EchoTests|LedgerTests|ReadmeExamplesTests|ConnectionTests|AllocatorTrimTests)/|TorusRedisTests\.|TorusHubTests\.(ClusterTests|ClusterOnRedisClusterTests)/}"
 log="${TORUS_TSAN_LOG:-/tmp/torus-tsan.log}"
+# The default selection needs three test targets: build only those and what they use
+# (Package.swift's TORUS_TEST_TARGETS). Another filter builds the whole package.
+if [ -z "${TORUS_TSAN_FILTER:-}" ]; then
+  export TORUS_TEST_TARGETS=TorusTests,TorusRedisTests,TorusHubTests
+fi
 export TORUS_SANITIZER=thread
 export TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$PWD/.ci/tsan.supp${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
 
 echo "== ThreadSanitizer: swift test --sanitize=thread --scratch-path .build-tsan"
 echo "   filter:       $filter"
+echo "   targets:      ${TORUS_TEST_TARGETS:-the whole package}"
 echo "   TSAN_OPTIONS: $TSAN_OPTIONS"
 echo "   log:          $log"
 
