@@ -20,6 +20,11 @@
 # failure: crash, leak, timeout or out-of-memory). TORUS_FUZZ_FRESH=1 starts from the
 # committed seeds only; TORUS_FUZZ_BUILD_ONLY=1 only builds; TORUS_FUZZ_PREBUILT=1 runs
 # the binaries already built (scripts/fuzz-ci.sh builds once, then runs two at a time).
+# TORUS_FUZZ_ASAN=0 builds and runs the same targets with libFuzzer alone (no
+# AddressSanitizer/LeakSanitizer: two to three times the executions per second; Swift's
+# own bounds and overflow checks still trap), into .build-fuzz/fast/, sharing the working
+# corpus: what scripts/fuzz-campaign.sh uses for its long run before replaying the
+# corpus it grew under AddressSanitizer.
 set -uo pipefail
 
 ALL_TARGETS=(http websocket hub tls redis)
@@ -28,7 +33,15 @@ SECONDS_TO_RUN="${2:-60}"
 shift 2 2>/dev/null || shift $# 2>/dev/null || true
 EXTRA=("$@")
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-OUT="$ROOT/.build-fuzz"
+# Binaries, logs and artifacts go to OUT; the working corpus is shared by both builds.
+CORPUS_ROOT="$ROOT/.build-fuzz/corpus"
+if [ "${TORUS_FUZZ_ASAN:-1}" = 0 ]; then
+    OUT="$ROOT/.build-fuzz/fast"
+    SANITIZE=fuzzer
+else
+    OUT="$ROOT/.build-fuzz"
+    SANITIZE=fuzzer,address
+fi
 mkdir -p "$OUT/logs"
 
 usage() {
@@ -46,7 +59,7 @@ esac
 # process (minutes of delay, garbled output): let libFuzzer and ASan report alone.
 export SWIFT_BACKTRACE=enable=no
 
-FUZZ_FLAGS=(-sanitize=fuzzer,address -parse-as-library -O -g -use-ld=lld -swift-version 6)
+FUZZ_FLAGS=(-sanitize=$SANITIZE -parse-as-library -O -g -use-ld=lld -swift-version 6)
 
 build_http_types() {
     # swift-http-types (the response parser's currency types) is built first as its own
@@ -66,7 +79,9 @@ build_http_types() {
         flags+=(-enable-experimental-feature "AvailabilityMacro=$macro")
     done < <(sed -n 's/^ *"\(HTTPTypes [0-9.]*\)": "\([^"]*\)",*$/\1: \2/p' "$types/../../Package.swift")
     echo "building HTTPTypes"
-    swiftc -sanitize=address -parse-as-library -O -g -swift-version 5 -module-name HTTPTypes "${flags[@]}" \
+    local asan=()
+    [ "$SANITIZE" = fuzzer ] || asan=(-sanitize=address)
+    swiftc ${asan[@]+"${asan[@]}"} -parse-as-library -O -g -swift-version 5 -module-name HTTPTypes "${flags[@]}" \
         -emit-module -emit-module-path "$OUT/HTTPTypes.swiftmodule" -emit-library -static \
         "${sources[@]}" -o "$OUT/libHTTPTypes.a"
 }
@@ -156,7 +171,7 @@ target_flags() {
 SUMMARY="$(mktemp "${TMPDIR:-/tmp}/torus-fuzz-summary.XXXXXX")"
 trap 'rm -f "$SUMMARY"' EXIT
 run() {
-    local t="$1" bin="$OUT/$1-fuzz" corpus="$OUT/corpus/$1" artifacts="$OUT/artifacts/$1/" log="$OUT/logs/$1.log"
+    local t="$1" bin="$OUT/$1-fuzz" corpus="$CORPUS_ROOT/$1" artifacts="$OUT/artifacts/$1/" log="$OUT/logs/$1.log"
     if [ "${TORUS_FUZZ_FRESH:-0}" = 1 ]; then rm -rf "$corpus"; fi
     mkdir -p "$corpus" "$artifacts"
     cp -n "$ROOT/Fuzz/corpus/$t"/* "$corpus"/ 2>/dev/null || true
