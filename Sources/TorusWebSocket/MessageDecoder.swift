@@ -12,6 +12,7 @@ public struct MessageDecoderConfiguration: Hashable, Sendable {
     public var retainedBufferCapacity: Int
 
     public init(maxFrameSize: Int = 16 << 20, maxMessageSize: Int = 16 << 20, retainedBufferCapacity: Int = 64 << 10) {
+        // Not from input: limits are the application's configuration.
         precondition(maxFrameSize >= 125 && maxMessageSize >= 0 && retainedBufferCapacity >= 0)
         self.maxFrameSize = maxFrameSize
         self.maxMessageSize = maxMessageSize
@@ -279,6 +280,7 @@ public struct MessageDecoder {
         if h.payloadLength > UInt64(configuration.maxFrameSize) {
             throw .tooBig("frame of \(h.payloadLength) bytes exceeds \(configuration.maxFrameSize)")
         }
+        // Not from input: at most maxFrameSize (an Int), checked just above, so it converts.
         let length = Int(h.payloadLength)
 
         frameOpcode = op
@@ -448,6 +450,7 @@ struct PartialFrameHeader {
 
     /// Appends `bytes`; the total stays within the header's size.
     mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        // Not from input: takeHeader appends at most `needed - count` bytes, and `needed` ≤ 14.
         precondition(count + bytes.count <= FrameHeader.maxEncodedSize)
         let at = count
         withUnsafeMutableBytes(of: &storage) { dst in
