@@ -306,7 +306,9 @@ public struct MessageDecoder {
                 message.removeAll(keepingCapacity: true)
             }
         }
-        if !messageCompressed && message.count + length > configuration.maxMessageSize {
+        // Compared as a difference (message.count ≤ maxMessageSize here): a sum would
+        // overflow for a peer's length near Int.max under limits of Int.max.
+        if !messageCompressed && length > configuration.maxMessageSize - message.count {
             throw .tooBig("message exceeds \(configuration.maxMessageSize) bytes")
         }
     }

@@ -114,7 +114,8 @@ public final class PerMessageDeflateDecompressor {
             z.pointee.next_out = nil
             z.pointee.avail_out = 0
         }
-        let hardCap = limit + 1  // one byte beyond the limit proves it was exceeded
+        // One byte beyond the limit proves it was exceeded (no such byte beyond Int.max).
+        let hardCap = limit < .max ? limit + 1 : limit
         loop: while true {
             let used = output.count
             if used > limit { throw .tooBig("decompressed message exceeds \(limit) bytes") }
