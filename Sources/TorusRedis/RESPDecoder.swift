@@ -143,7 +143,9 @@ struct RESPCursor {
 
     /// `count` bytes then CRLF, advancing past both.
     private mutating func blob(_ count: Int) throws(RESPError) -> Range<Int>? {
-        guard bytes.count - position >= count + 2 else { return nil }
+        // A difference, not `count + 2`: a length near Int.max (under maxBytes of Int.max)
+        // must not overflow.
+        guard bytes.count - position - 2 >= count else { return nil }
         let range = position..<(position + count)
         guard bytes[range.upperBound] == 0x0D, bytes[range.upperBound + 1] == 0x0A else {
             throw .malformed("string not followed by CRLF")

@@ -84,6 +84,8 @@ public enum RESPEncoder {
         }
 
         mutating func byte(_ b: UInt8) {
+            // Not from input: commands are written into what size(of:) measured for the same
+            // arguments (a reply's bytes never reach the encoder's sizes).
             precondition(count < out.count, "RESP writer past its measured size")
             out.storeBytes(of: b, toByteOffset: count, as: UInt8.self)
             count += 1
@@ -93,6 +95,7 @@ public enum RESPEncoder {
         /// digits, what most arguments and commands need, without a division loop).
         mutating func header(_ type: UInt8, _ n: Int) {
             if n < 10 {
+                // Not from input: the measured size, as in byte(_:).
                 precondition(count + 4 <= out.count, "RESP writer past its measured size")
                 out.storeBytes(of: type, toByteOffset: count, as: UInt8.self)
                 out.storeBytes(of: UInt8(truncatingIfNeeded: n) &+ 0x30, toByteOffset: count + 1, as: UInt8.self)
@@ -102,6 +105,7 @@ public enum RESPEncoder {
             }
             byte(type)
             let width = RESPEncoder.digits(n)
+            // Not from input: the measured size, as in byte(_:).
             precondition(count + width + 2 <= out.count, "RESP writer past its measured size")
             var value = UInt(n)
             var i = width - 1
@@ -117,6 +121,7 @@ public enum RESPEncoder {
 
         mutating func bulk(_ bytes: UnsafeBufferPointer<UInt8>) {
             header(UInt8(ascii: "$"), bytes.count)
+            // Not from input: the measured size, as in byte(_:).
             precondition(count + bytes.count + 2 <= out.count, "RESP writer past its measured size")
             UnsafeMutableRawBufferPointer(rebasing: out[count..<(count + bytes.count)])
                 .copyMemory(from: UnsafeRawBufferPointer(bytes))

@@ -74,6 +74,7 @@ public struct RedisClusterSlotMap: Sendable, Equatable {
         // the list (so the index fits its UInt16) however many a server names.
         if masters.count >= 2 * RedisClusterSlot.count { dropMastersWithoutSlots() }
         masters.append(node)
+        // Not from input: at most 2 × 16,384 masters after the bound above, so the index fits.
         let index = UInt16(masters.count - 1)
         indexByAddress[node.address] = index
         return index

@@ -414,6 +414,8 @@ public final class TLSEngine {
         guard X509_NAME_print_ex(bio, name, 0, TORUS_XN_FLAG_RFC2253) >= 0 else { return nil }
         let length = Int(torus_bio_pending(bio))
         var bytes = [UInt8](repeating: 0, count: length)
+        // Not from input: a verified certificate's subject, printed; a handshake message is at
+        // most 16 MiB (24-bit length), so the text is far below Int32.max.
         let n = bytes.withUnsafeMutableBytes { BIO_read(bio, $0.baseAddress, Int32(length)) }
         return String(decoding: bytes.prefix(max(Int(n), 0)), as: UTF8.self)
     }

@@ -38,6 +38,7 @@ public struct FrameEncoder: Sendable {
 
     /// The header this encoder would send; for a client it carries a fresh key.
     public func makeHeader(opcode: Opcode, fin: Bool = true, rsv1: Bool = false, payloadLength: Int) -> FrameHeader {
+        // Not from input: lengths are counts of the sender's buffers.
         precondition(payloadLength >= 0)
         let key: MaskingKey? = role == .client ? (fixedMaskingKey ?? .random()) : nil
         return FrameHeader(fin: fin, rsv1: rsv1, opcode: opcode, maskingKey: key, payloadLength: UInt64(payloadLength))
@@ -58,6 +59,7 @@ public struct FrameEncoder: Sendable {
     public func writeFrame(opcode: Opcode, fin: Bool = true, rsv1: Bool = false,
                            payload: UnsafeRawBufferPointer, into buffer: UnsafeMutableRawBufferPointer) -> Int {
         let (size, key) = writeHeader(opcode: opcode, fin: fin, rsv1: rsv1, payloadLength: payload.count, into: buffer)
+        // Not from input: callers (sendFrame, WebSocketFrame) size `buffer` with frameSize(payloadLength:).
         precondition(buffer.count >= size + payload.count, "buffer too small for frame")
         let dst = UnsafeMutableRawBufferPointer(rebasing: buffer[size ..< size + payload.count])
         if let key {
@@ -106,12 +108,14 @@ public struct FrameEncoder: Sendable {
 
     /// Appends a ping frame; `payload` must be at most 125 bytes.
     public func encodePing(_ payload: [UInt8] = [], into output: inout [UInt8]) {
+        // Not from input: API misuse; WebSocketConnection.ping(_:) refuses a payload over 125 bytes.
         precondition(payload.count <= FrameEncoder.maxControlPayload, "ping payload over 125 bytes")
         encodeFrame(opcode: .ping, payload: payload, into: &output)
     }
 
     /// Appends a pong frame; `payload` must be at most 125 bytes (echo the ping's).
     public func encodePong(_ payload: [UInt8] = [], into output: inout [UInt8]) {
+        // Not from input: API misuse; a ping the decoder accepts carries at most 125 bytes.
         precondition(payload.count <= FrameEncoder.maxControlPayload, "pong payload over 125 bytes")
         encodeFrame(opcode: .pong, payload: payload, into: &output)
     }
@@ -121,6 +125,7 @@ public struct FrameEncoder: Sendable {
         for scalar in s.unicodeScalars {
             let n = UTF8.width(scalar)
             if out.count + n > maxBytes { break }
+            // Not from input: every Unicode scalar has a UTF-8 encoding; encode never returns nil here.
             out.append(contentsOf: UTF8.encode(scalar)!)
         }
         return out

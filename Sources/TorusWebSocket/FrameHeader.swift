@@ -43,6 +43,8 @@ public struct FrameHeader: Hashable, Sendable {
     @discardableResult
     public func write(to buffer: UnsafeMutableRawBufferPointer) -> Int {
         let size = encodedSize
+        // Not from input: headers written are our own; callers size `buffer` with encodedSize
+        // (or maxEncodedSize), and a length made from an Int count is below 2^63.
         precondition(buffer.count >= size, "buffer too small for frame header")
         precondition(payloadLength < 1 << 63, "payload length must fit in 63 bits")
         var b0 = opcode.rawValue

@@ -153,6 +153,7 @@ public struct ClientHandshake: Hashable, Sendable {
 
     /// With a given key (tests, or a key from elsewhere); must be valid.
     public init(key: String, subprotocols: [String] = [], deflate: PerMessageDeflateConfiguration? = nil) {
+        // Not from input: the application's own key; a peer's key is checked with isValidKey.
         precondition(WebSocketHandshake.isValidKey(key), "invalid Sec-WebSocket-Key")
         self.key = key
         self.subprotocols = subprotocols

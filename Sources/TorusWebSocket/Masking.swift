@@ -60,6 +60,8 @@ public enum Masking {
     @discardableResult
     public static func apply(_ key: MaskingKey, from source: UnsafeRawBufferPointer,
                              to destination: UnsafeMutableRawBufferPointer, offset: Int = 0) -> Int {
+        // Not from input: the one caller, FrameEncoder.writeFrame, passes a destination of the
+        // payload's size.
         precondition(destination.count >= source.count, "masking destination too small")
         guard let src = source.baseAddress, let dst = destination.baseAddress, source.count > 0 else { return offset }
         let count = source.count

@@ -12,6 +12,7 @@ public struct MessageDecoderConfiguration: Hashable, Sendable {
     public var retainedBufferCapacity: Int
 
     public init(maxFrameSize: Int = 16 << 20, maxMessageSize: Int = 16 << 20, retainedBufferCapacity: Int = 64 << 10) {
+        // Not from input: limits are the application's configuration.
         precondition(maxFrameSize >= 125 && maxMessageSize >= 0 && retainedBufferCapacity >= 0)
         self.maxFrameSize = maxFrameSize
         self.maxMessageSize = maxMessageSize
@@ -279,6 +280,7 @@ public struct MessageDecoder {
         if h.payloadLength > UInt64(configuration.maxFrameSize) {
             throw .tooBig("frame of \(h.payloadLength) bytes exceeds \(configuration.maxFrameSize)")
         }
+        // Not from input: at most maxFrameSize (an Int), checked just above, so it converts.
         let length = Int(h.payloadLength)
 
         frameOpcode = op
@@ -304,7 +306,9 @@ public struct MessageDecoder {
                 message.removeAll(keepingCapacity: true)
             }
         }
-        if !messageCompressed && message.count + length > configuration.maxMessageSize {
+        // Compared as a difference (message.count ≤ maxMessageSize here): a sum would
+        // overflow for a peer's length near Int.max under limits of Int.max.
+        if !messageCompressed && length > configuration.maxMessageSize - message.count {
             throw .tooBig("message exceeds \(configuration.maxMessageSize) bytes")
         }
     }
@@ -448,6 +452,7 @@ struct PartialFrameHeader {
 
     /// Appends `bytes`; the total stays within the header's size.
     mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        // Not from input: takeHeader appends at most `needed - count` bytes, and `needed` ≤ 14.
         precondition(count + bytes.count <= FrameHeader.maxEncodedSize)
         let at = count
         withUnsafeMutableBytes(of: &storage) { dst in

@@ -29,6 +29,7 @@ public final class PerMessageDeflateCompressor {
     public convenience init(windowBits: Int = 15, noContextTakeover: Bool = false, level: Int32 = -1,
                             memoryLevel: Int32 = 8) {
         guard let stream = Self.openStream(windowBits: windowBits, level: level, memoryLevel: memoryLevel) else {
+            // Not from input: connections use make(...), which returns nil (they then send uncompressed).
             preconditionFailure("zlib refused a deflate stream (level \(level), memory level \(memoryLevel))")
         }
         self.init(stream: stream, windowBits: windowBits, noContextTakeover: noContextTakeover)
@@ -53,6 +54,8 @@ public final class PerMessageDeflateCompressor {
     /// A raw-deflate stream for `windowBits` (8...15, the negotiation's range), or nil
     /// when zlib refuses it (nothing is left allocated then).
     private static func openStream(windowBits: Int, level: Int32, memoryLevel: Int32) -> UnsafeMutablePointer<z_stream>? {
+        // Not from input: a peer's window bits are parsed into 8...15 or refused
+        // (PerMessageDeflateNegotiation); other values are the application's.
         precondition((8...15).contains(windowBits), "window bits \(windowBits) outside 8...15")
         let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
         stream.initialize(to: z_stream())
@@ -95,12 +98,15 @@ public final class PerMessageDeflateCompressor {
             let (rc, unused) = PerMessageDeflateDecompressor.step(stream, into: &output, room: room) {
                 deflate($0, Z_SYNC_FLUSH)
             }
+            // Not from input: deflate on a valid stream with output room accepts any bytes;
+            // an error here is zlib's state corrupted, not the message.
             precondition(rc == Z_OK || rc == Z_BUF_ERROR, "deflate failed: \(rc)")
             if stream.pointee.avail_in == 0 && unused > 0 { break }
         }
         stream.pointee.next_in = nil
         stream.pointee.next_out = nil
-        // A sync flush always ends with an empty stored block: 00 00 ff ff.
+        // Not from input: a sync flush always ends with an empty stored block, 00 00 ff ff,
+        // whatever the message's bytes.
         precondition(output.count - start >= 4 && Array(output[(output.count - 4)...]) == [0, 0, 0xFF, 0xFF])
         output.removeLast(4)
         if output.count == start { output.append(0) }  // never empty: an empty stored block marker

@@ -31,6 +31,7 @@ public final class PerMessageDeflateDecompressor {
     /// must not trap (a connection), use ``make(noContextTakeover:)``.
     public convenience init(noContextTakeover: Bool = false) {
         guard let stream = Self.openStream(windowBits: 15) else {
+            // Not from input: connections use make(noContextTakeover:), which returns nil instead.
             preconditionFailure("zlib refused an inflate stream")
         }
         self.init(stream: stream, noContextTakeover: noContextTakeover)
@@ -113,7 +114,8 @@ public final class PerMessageDeflateDecompressor {
             z.pointee.next_out = nil
             z.pointee.avail_out = 0
         }
-        let hardCap = limit + 1  // one byte beyond the limit proves it was exceeded
+        // One byte beyond the limit proves it was exceeded (no such byte beyond Int.max).
+        let hardCap = limit < .max ? limit + 1 : limit
         loop: while true {
             let used = output.count
             if used > limit { throw .tooBig("decompressed message exceeds \(limit) bytes") }
@@ -155,6 +157,8 @@ public final class PerMessageDeflateDecompressor {
         let used = output.count
         output.append(contentsOf: zeros[..<room])
         let rc = output.withUnsafeMutableBytes { all -> Int32 in
+            // Not from input: both callers pass room ≥ 1 (run: hardCap - used ≥ 1; compress: ≥ 64),
+            // so `output` is not empty and has a base address.
             stream.pointee.next_out = all.baseAddress!.advanced(by: used).assumingMemoryBound(to: Bytef.self)
             stream.pointee.avail_out = uInt(room)
             return zlib(stream)

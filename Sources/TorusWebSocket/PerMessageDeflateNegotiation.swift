@@ -24,6 +24,8 @@ public struct PerMessageDeflateConfiguration: Hashable, Sendable {
     public init(serverNoContextTakeover: Bool = false, clientNoContextTakeover: Bool = false,
                 serverMaxWindowBits: Int = 15, clientMaxWindowBits: Int = 15,
                 compressionLevel: Int32 = -1, memoryLevel: Int32 = 8) {
+        // Not from input: the application's configuration; a peer's window bits are parsed
+        // into 8...15 or refused (Parameters.windowBits).
         precondition((8...15).contains(serverMaxWindowBits) && (8...15).contains(clientMaxWindowBits))
         self.serverNoContextTakeover = serverNoContextTakeover
         self.clientNoContextTakeover = clientNoContextTakeover

@@ -83,6 +83,19 @@ struct RESPDecoderTests {
         #expect(throws: RESPError.tooLarge(limit: 64)) { _ = try whole.next() }
     }
 
+    /// maxBytes of Int.max: a bulk length at or near Int.max waits for its bytes instead
+    /// of overflowing `count + 2` (a trap before); a shorter body with no CRLF is an error.
+    @Test func bulkLengthNearIntMaxUnderUnlimitedLimit() throws {
+        for length in [Int.max, Int.max - 1, Int.max - 2] {
+            var decoder = RESPDecoder(maxBytes: .max)
+            decoder.feed(Array("$\(length)\r\nabc".utf8))
+            #expect(try decoder.next() == nil)
+        }
+        var short = RESPDecoder(maxBytes: .max)
+        short.feed(Array("$1\r\nabc".utf8))
+        #expect(throws: RESPError.malformed("string not followed by CRLF")) { _ = try short.next() }
+    }
+
     @Test func encoderWritesArraysOfBulkStrings() {
         var out: [UInt8] = []
         RESPEncoder.command(["SET", "k", "välue"], into: &out)

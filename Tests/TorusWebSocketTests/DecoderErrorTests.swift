@@ -149,6 +149,38 @@ import Testing
         expectError(tooBig, .messageTooBig, configuration: config)
     }
 
+    /// Limits of Int.max ("no limit"): a peer's 63-bit length after a fragment ends in
+    /// 1009, not in an overflowing sum of the message so far and the frame (a trap before).
+    @Test func hugeLengthUnderUnlimitedLimitsIsAnError() {
+        let config = MessageDecoderConfiguration(maxFrameSize: .max, maxMessageSize: .max)
+        let header = FrameHeader(opcode: .continuation, maskingKey: MaskingKey(1, 2, 3, 4), payloadLength: UInt64(Int.max))
+        var huge = [UInt8](repeating: 0, count: FrameHeader.maxEncodedSize)
+        let n = huge.withUnsafeMutableBytes { header.write(to: $0) }
+        expectError(rawFrame(fin: false, opcode: 1, payload: utf8("x")) + Array(huge[..<n]), .messageTooBig,
+                    configuration: config)
+    }
+
+    /// A message limit of Int.max with permessage-deflate: inflating does not overflow
+    /// the limit's one-byte margin (a trap before), and the message arrives.
+    @Test func compressedMessageUnderUnlimitedLimit() {
+        let config = MessageDecoderConfiguration(maxFrameSize: .max, maxMessageSize: .max)
+        let compressed = PerMessageDeflateCompressor().compress(utf8("Hello"))
+        let r = decodeServer(rawFrame(rsv1: true, opcode: 1, payload: compressed), configuration: config,
+                             decompressor: PerMessageDeflateDecompressor())
+        #expect(r.error == nil)
+        #expect(r.events == [.text(utf8("Hello"))])
+    }
+
+    /// The frame limit a connection derives for permessage-deflate saturates instead of
+    /// overflowing when the configured limit is Int.max (negotiated by the peer: a trap before).
+    @Test func deflateFrameLimitSaturates() {
+        var configuration = WebSocketConfiguration()
+        configuration.maxFrameSize = .max
+        #expect(configuration.decoderConfiguration(deflate: true).maxFrameSize == .max)
+        configuration.maxFrameSize = 6400
+        #expect(configuration.decoderConfiguration(deflate: true).maxFrameSize == 6400 + 100 + 1024)
+    }
+
     @Test func inputAfterCloseIsIgnored() {
         let bytes = rawFrame(opcode: 8, payload: [0x03, 0xE8]) + rawFrame(opcode: 1, payload: utf8("late"))
             + [0xFF, 0xFF, 0xFF]

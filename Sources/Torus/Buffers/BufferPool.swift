@@ -73,7 +73,7 @@ final class BufferPool {
     /// The start of chunk `index`.
     @inline(__always)
     func base(_ index: Int32) -> UnsafeMutableRawPointer {
-        // A chunk that is out belongs to a live slab (trim frees only fully free slabs).
+        // Not from input: a chunk that is out belongs to a live slab (trim frees only fully free slabs).
         slabs[Int(index) / slabChunks].unsafelyUnwrapped + (Int(index) % slabChunks) * chunkSize
     }
 

@@ -93,6 +93,8 @@ final class ProvidedBufferRing {
     static let minimumTarget = 16
 
     init(ring: Ring, groupID: UInt16, count: Int, size: Int) throws(IOError) {
+        // Not from input: the first ring's count is the configuration's; a ring added when
+        // receives run dry doubles the total (still a power of two), capped at 32768 by the caller.
         precondition(count > 0 && count & (count - 1) == 0 && count <= 32768, "buffer count must be a power of two ≤ 32768")
         self.ring = ring
         self.groupID = groupID

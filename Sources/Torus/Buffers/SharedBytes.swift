@@ -34,7 +34,8 @@ public final class SharedBytes: @unchecked Sendable {
     public let count: Int
 
     var baseAddress: UnsafeRawPointer {
-        // allocate(byteCount:) with a positive count always has a base address.
+        // Not from input: allocate(byteCount:) with a positive count (init asks for at least 1)
+        // always has a base address.
         UnsafeRawPointer(storage.baseAddress.unsafelyUnwrapped)
     }
 

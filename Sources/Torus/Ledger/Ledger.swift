@@ -93,6 +93,8 @@ final class Ledger {
     /// pool + application + kernel still equals what the pool holds.
     private func checkMove(_ pool: BufferPoolKind, key: Int, from: Owner, to: Owner, at current: Owner) {
         let b = state.buffers[pool.rawValue]
+        // Not from input: ledger invariants over moves the runtime itself makes (an ownership
+        // bug in Torus, or API misuse such as returning a buffer twice).
         precondition(current == from,
                      "\(pool) buffer #\(key) moved from \(from) to \(to) but it was with \(current)")
         precondition(b.pool >= 0 && b.application >= 0 && b.kernel >= 0,

@@ -30,6 +30,7 @@ extension EventLoop: SerialExecutor, TaskExecutor {
     }
 
     public func checkIsolated() {
+        // Not from input: the loop-thread contract (the Swift runtime checking isolation).
         precondition(inLoop, "expected to run on Torus event loop \(index)")
     }
 }

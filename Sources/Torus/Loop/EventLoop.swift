@@ -822,6 +822,7 @@ public final class EventLoop: @unchecked Sendable {
     /// Call from any thread but the loop's own.
     @discardableResult
     public func shutdown() -> LedgerSnapshot {
+        // Not from input: API misuse (shutdown called on the loop's own thread).
         precondition(!inLoop, "shutdown() blocks until the loop ends; call it from another thread")
         let first = stateLock.withLock { state -> Bool in
             if state == .running { state = .stopping; return true }

@@ -285,6 +285,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
                     transform.inbound(ReceivedBytes(owned: bytes), on: self)
                     loop.returnReceivedBuffer(key)
                 } else {
+                    // Not from input: c.result > 0, so the received buffer is a non-empty slice of its ring.
                     loop.delivery = .lending(owner: ObjectIdentifier(self), base: UnsafeRawPointer(bytes.baseAddress.unsafelyUnwrapped),
                                              count: bytes.count, key: key)
                     handler?.received(ReceivedBytes(owned: bytes), from: self)
@@ -375,6 +376,8 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
             guard acceptsWrites else { return false }
             return withUnsafeTemporaryAllocation(byteCount: maxCount, alignment: 8) { tmp in
                 let n = body(tmp)
+                // Not from input: `body` is the application's or an encoder's; writing past what it
+                // reserved is API misuse, whatever a peer sent.
                 precondition(n >= 0 && n <= maxCount, "send(reserving:) wrote more than it reserved")
                 return send(UnsafeRawBufferPointer(rebasing: tmp[..<n]))
             }
@@ -390,6 +393,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
         guard maxCount <= loop.writeChunkSize else {
             return withUnsafeTemporaryAllocation(byteCount: maxCount, alignment: 8) { tmp in
                 let n = body(tmp)
+                // Not from input: as in send(reserving:), API misuse by `body`.
                 precondition(n >= 0 && n <= maxCount, "send(reserving:) wrote more than it reserved")
                 return sendRaw(UnsafeRawBufferPointer(rebasing: tmp[..<n]))
             }
@@ -397,6 +401,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
         let before = queue.queuedBytes
         if let tail = queue.tailSpace(), tail.count >= maxCount {
             let n = body(UnsafeMutableRawBufferPointer(start: tail.baseAddress, count: maxCount))
+            // Not from input: as in send(reserving:), API misuse by `body`.
             precondition(n >= 0 && n <= maxCount, "send(reserving:) wrote more than it reserved")
             // A body that closed the connection has already had the queue released.
             guard isOpen else { return false }
@@ -412,6 +417,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
         }
         let base = loop.writeChunkBase(chunk)
         let n = body(UnsafeMutableRawBufferPointer(start: base, count: maxCount))
+        // Not from input: as in send(reserving:), API misuse by `body`.
         precondition(n >= 0 && n <= maxCount, "send(reserving:) wrote more than it reserved")
         guard n > 0, isOpen else {
             loop.giveWriteChunk(chunk)
@@ -801,6 +807,7 @@ extension Connection {
     /// Before `start` (in a listener's `makeHandler`, a connector's), loop thread only.
     package func install(_ transform: any ConnectionTransform) {
         loop.assertInLoop()
+        // Not from input: API misuse (a transform installed twice, or after close).
         precondition(self.transform == nil && phase == .open, "install(_:) twice or after close")
         self.transform = transform
     }

@@ -90,7 +90,7 @@ extension EventLoop {
             done.signal()
         }
         done.wait()
-        // The job always ran: either on the loop or inline after it stopped.
+        // Not from input: the job always ran, either on the loop or inline after it stopped.
         guard let value = box.value else { preconditionFailure("runAndWait: job did not run") }
         return value
     }

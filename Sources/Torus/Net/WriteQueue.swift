@@ -136,6 +136,7 @@ struct WriteQueue: ~Copyable {
         let chunkSize = memory.writeChunkSize
         if let tail = tailSpace(), tail.count > 0 {
             let n = Swift.min(remaining, tail.count)
+            // Not from input: tail.count > 0, so the tail has a base address.
             tail.baseAddress.unsafelyUnwrapped.copyMemory(from: src, byteCount: n)
             extendTail(by: n)
             src += n
@@ -210,6 +211,7 @@ struct WriteQueue: ~Copyable {
     /// message slot from the loop; with none free, the front entry goes alone.
     @inline(__always)
     mutating func gather() -> Gathered {
+        // Not from input: internal invariant; the connection gathers only when its last send completed.
         precondition(inFlight == 0, "one send in flight at a time")
         guard !entries.isEmpty else { return .nothing }
         var n = Swift.min(entries.count, Self.maxIOV)

@@ -181,7 +181,7 @@ final class Ring {
     /// Buffer rings are registered before this, from the thread that built the loop.
     func enable() {
         let rc = torus_enable_rings(raw)
-        // Not reachable from input, nor from a sandbox: the loop's init already made
+        // Not from input, nor from a sandbox: the loop's init already made
         // io_uring_register calls on this ring (probe, buffer ring) that would have
         // thrown; ENABLE_RINGS fails only on a ring not created disabled.
         precondition(rc == 0, "io_uring_enable_rings failed: \(rc)")

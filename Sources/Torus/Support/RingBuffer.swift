@@ -27,7 +27,7 @@ package struct RingBuffer<Element>: ~Copyable {
     /// No block yet: `adopt` one before the first `append` (or let `append` allocate).
     package init(unallocated: Void) {
         capacity = 0
-        // A non-zero constant (the alignment, ≥ 1): the bit pattern is never nil.
+        // Not from input: a non-zero constant (the alignment, ≥ 1): the bit pattern is never nil.
         storage = UnsafeMutablePointer(bitPattern: MemoryLayout<Element>.alignment).unsafelyUnwrapped
     }
 
@@ -93,13 +93,14 @@ package struct RingBuffer<Element>: ~Copyable {
     package subscript(i: Int) -> Element {
         @inline(__always)
         _read {
-            // Callers index below `count` they just checked (a bounds check kept, not
-            // a path from input: no index here is computed from received bytes).
+            // Not from input: callers index below `count` they just checked (a bounds check
+            // kept); no index here is computed from received bytes.
             precondition(i >= 0 && i < count)
             yield slot(i).pointee
         }
         @inline(__always)
         _modify {
+            // Not from input: the same checked indices as `_read`.
             precondition(i >= 0 && i < count)
             yield &slot(i).pointee
         }

@@ -64,6 +64,7 @@ struct DeadlineWheel {
     private(set) var count = 0
 
     init(resolution: UInt64 = 250_000_000, slotCount: Int = 512, now: UInt64) {
+        // Not from input: the loop passes constants (its resolution, the default slot count).
         precondition(slotCount > 0 && slotCount & (slotCount - 1) == 0 && slotCount <= 1 << 20,
                      "slotCount must be a power of two")
         precondition(resolution > 0)

@@ -215,7 +215,7 @@ public final class HTTPClient: Sendable {
             next.host = url.host
             next.port = url.port
             next.target = url.target
-            // A constant, valid field name: the failable init cannot fail.
+            // Not from input: a constant, valid field name; the failable init cannot fail.
             next.headerFields[HTTPField.Name("Host")!] = nil
         } else {
             return nil

@@ -125,7 +125,7 @@ public struct HTTPClientRequest: Sendable {
         out.append(0x20)
         out += Array(target.utf8)
         out += Array(" HTTP/1.1\r\n".utf8)
-        // A constant, valid field name: the failable init cannot fail.
+        // Not from input: a constant, valid field name; the failable init cannot fail.
         if headerFields[HTTPField.Name("Host")!] == nil {
             out += Array("Host: \(authority)\r\n".utf8)
         }

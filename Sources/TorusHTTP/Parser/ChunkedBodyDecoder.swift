@@ -219,6 +219,7 @@ struct ChunkedBodyDecoder: Sendable {
             guard b == asciiLF else { throw .bareCR }
             state = .done
         default:
+            // Not from input: readFraming calls trailerByte only in the five trailer states above.
             preconditionFailure("trailerByte in state \(state)")
         }
     }

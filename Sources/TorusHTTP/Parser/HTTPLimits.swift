@@ -30,6 +30,7 @@ public struct HTTPLimits: Sendable, Hashable {
         maxBodyBytes: Int = 8 * 1024 * 1024,
         maxChunkLineLength: Int = 4 * 1024
     ) {
+        // Not from input: limits are the application's configuration.
         precondition(maxHeadBytes > 0 && maxHeadBytes < (1 << 30), "maxHeadBytes out of range")
         precondition(maxHeaderCount > 0 && maxTargetLength > 0 && maxMethodLength > 0)
         precondition(maxBodyBytes >= 0 && maxChunkLineLength > 0)

@@ -86,6 +86,7 @@ public struct HTTPRequestParser: Sendable, MessageParsing {
 
     /// Lends the parser (empty) head and field storage. Only while it holds none.
     mutating func adoptStorage(head: consuming [UInt8], spans: consuming [FieldSpan]) {
+        // Not from input: called once, by HTTPRequestWork.init, on a parser made without storage.
         precondition(headStorage.isEmpty && spanStorage.isEmpty)
         headStorage = head
         spanStorage = spans

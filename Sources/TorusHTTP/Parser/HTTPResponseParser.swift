@@ -254,6 +254,8 @@ public struct HTTPResponseParser: Sendable, MessageParsing {
             guard r.allSatisfy({ isFieldValueChar($0) }) else { throw .invalidStatusLine }
             reason = String(decoding: r, as: UTF8.self)
         }
+        // Not from input: three digits, checked above, make 100...999, the range Status(code:)
+        // requires (it traps outside it).
         return (version, HTTPResponse.Status(code: code, reasonPhrase: reason))
     }
 }

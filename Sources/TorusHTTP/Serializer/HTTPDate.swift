@@ -58,7 +58,7 @@ public enum HTTPDate {
     /// The IMF-fixdate for `epochSeconds` as a new `String` (allocates; not for hot paths).
     public static func string(epochSeconds: Int) -> String {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: length) { buffer in
-            // A temporary allocation of `length` (29) elements has a base address.
+            // Not from input: a temporary allocation of `length` (29) elements has a base address.
             write(epochSeconds: epochSeconds, to: buffer.baseAddress!)
             return String(decoding: buffer, as: UTF8.self)
         }
@@ -98,7 +98,7 @@ public struct HTTPDateCache: Sendable {
     public init(epochSeconds: Int) {
         bytes = [UInt8](repeating: 0, count: HTTPDate.length)
         cachedSecond = epochSeconds
-        // `bytes` always holds `HTTPDate.length` elements, so it has a base address.
+        // Not from input: `bytes` always holds `HTTPDate.length` elements, so it has a base address.
         bytes.withUnsafeMutableBufferPointer { HTTPDate.write(epochSeconds: epochSeconds, to: $0.baseAddress!) }
     }
 
@@ -107,7 +107,7 @@ public struct HTTPDateCache: Sendable {
         guard epochSeconds != cachedSecond else { return }
         cachedSecond = epochSeconds
         regenerations += 1
-        // `bytes` always holds `HTTPDate.length` elements, so it has a base address.
+        // Not from input: `bytes` always holds `HTTPDate.length` elements, so it has a base address.
         bytes.withUnsafeMutableBufferPointer { HTTPDate.write(epochSeconds: epochSeconds, to: $0.baseAddress!) }
     }
 

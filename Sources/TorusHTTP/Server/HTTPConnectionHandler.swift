@@ -495,6 +495,8 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
             }
         case .file(_, let range, _), .openedFile(_, let range):
             exchange.facts = facts
+            // Not from input: a Range header's bounds are clamped to the file's size (RangeHeader);
+            // any other range is the application's.
             let count = range.map { Int($0.upperBound - $0.lowerBound + 1) } ?? 0
             serializer.writeHead(head, framing: .contentLength(count), keepAlive: facts.keepAlive,
                                  requestVersion: facts.version, into: &out)

@@ -42,6 +42,7 @@ public final class WebSocketChannel: Sendable {
 
     /// Adds `ws` (server side). Safe from any thread: joins on `ws`'s loop.
     public func subscribe(_ ws: WebSocketConnection) {
+        // Not from input: API misuse (a client-side connection subscribed).
         precondition(ws.role == .server, "WebSocketChannel sends unmasked frames: server-side connections only")
         let shard = shards.shard(for: ws.loop)
         ws.loop.runOnLoop { shard.value.add(ws) }

@@ -34,7 +34,10 @@ public struct WebSocketConfiguration: Sendable {
 
     func decoderConfiguration(deflate: Bool) -> MessageDecoderConfiguration {
         let frame = max(maxFrameSize, 125)
-        return MessageDecoderConfiguration(maxFrameSize: deflate ? frame + frame / 64 + 1024 : frame,
+        // Saturating: a limit near Int.max must not trap when a peer negotiates deflate.
+        let slack = frame / 64 + 1024
+        let limit = !deflate ? frame : (frame > .max - slack ? .max : frame + slack)
+        return MessageDecoderConfiguration(maxFrameSize: limit,
                                            maxMessageSize: maxMessageSize)
     }
 }

@@ -71,6 +71,8 @@ extension WebSocketConnection {
             }
         }
         return await withCheckedContinuation { (c: CheckedContinuation<WebSocketCloseInfo, Never>) in
+            // Not from input: the first wait ended only once closeInfo was set (finishAsync runs after it,
+            // and it is never cleared).
             loop.runOnLoop { c.resume(returning: self.closeInfo!) }
         }
     }
