@@ -3,9 +3,11 @@
 // `--concurrency` is router `ID-k`: it connects, authenticates with that router's
 // secret from `--secret-file` (or, without one, sends version 1's HELLO) through
 // HubRouterClient, and closes, until `--count` handshakes are done in all.
-// Prints the handshakes done and the wall seconds; the caller reads the hub's CPU.
+// With `--no-confirm 1` each router sends AUTH with the no-AUTHOK flag (HubRouterClient's
+// `confirm: false`) and closes after it. Prints the handshakes done and the wall
+// seconds; the caller reads the hub's CPU.
 //
-//   handshake-bench --port P [--secret-file F] [--id bench] [--count 20000] [--concurrency 64]
+//   handshake-bench --port P [--secret-file F] [--id bench] [--count 20000] [--concurrency 64] [--no-confirm 1]
 
 import Foundation
 import Torus
@@ -16,6 +18,7 @@ var secretFile: String?
 var id = "bench"
 var count = 20_000
 var concurrency = 64
+var confirm = true
 var args = CommandLine.arguments.dropFirst().makeIterator()
 while let a = args.next() {
     guard let v = args.next() else { break }
@@ -25,6 +28,7 @@ while let a = args.next() {
     case "--id": id = v
     case "--count": count = Int(v) ?? count
     case "--concurrency": concurrency = Int(v) ?? concurrency
+    case "--no-confirm": confirm = v != "1"
     default: fatalError("unknown option \(a)")
     }
 }
@@ -43,7 +47,8 @@ let failures = await withTaskGroup(of: Int.self) { tasks in
             var failed = 0
             for _ in 0..<share {
                 do {
-                    let router = try await HubRouterClient.connect(to: address, on: loop, id: routerID, secret: secret)
+                    let router = try await HubRouterClient.connect(to: address, on: loop, id: routerID, secret: secret,
+                                                                   confirm: confirm)
                     await router.close()
                 } catch {
                     failed += 1

@@ -9,7 +9,9 @@ from this one process:
   plain:      connect, HELLO (version 1), WELCOME, close              (insecure hub)
   challenge:  connect, HELLO (version 2), WELCOME + nonce, AUTH, AUTHOK, close
   pipelined:  connect, WELCOME + nonce (sent at accept), HELLO + AUTH in one write,
-              AUTHOK, close                                            (both: secure hub)
+              AUTHOK, close
+  unconfirmed: connect, WELCOME + nonce, HELLO + AUTH (flag: no AUTHOK) in one
+              write, close                                             (all: secure hub)
 and reads each hub's CPU time (utime + stime from /proc/PID/stat) around each round.
 Prints handshakes per hub CPU-second for each round and the ratios of the medians.
 Loopback only; bounded by --rounds and -n.
@@ -17,8 +19,8 @@ With --parallel K, K client threads share the N handshakes (the GIL keeps them
 nearly sequential). With --generator BIN (the handshake-bench product, release) and
 --concurrency K, that Torus client drives the plain and challenged rounds instead,
 K routers at once (a reconnect storm: the hub's wake-ups are shared by the handshakes
-in flight); the pipelined order is not measured then (HubRouterClient sends HELLO
-first). Usage:
+in flight): plain, challenge (HubRouterClient's default: HELLO first, AUTHOK awaited)
+and unconfirmed (its confirm: false). Usage:
   handshake_cost.py HUB [-n 2000] [--rounds 5] [--parallel K] [--generator BIN --concurrency K]
 """
 import argparse, base64, json, os, socket, statistics, subprocess, sys, tempfile, threading, time
@@ -28,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from hub_protocol import WELCOME, authenticate, cpu_seconds, hello, read_frame  # noqa: E402
 
 
-def handshake(port, rid, secret, pipelined=False):
+def handshake(port, rid, secret, pipelined=False, confirm=True):
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if secret is None:
@@ -36,7 +38,7 @@ def handshake(port, rid, secret, pipelined=False):
         kind, _ = read_frame(s)
         assert kind == WELCOME, kind
     else:
-        authenticate(s, rid, secret, pipelined=pipelined)
+        authenticate(s, rid, secret, pipelined=pipelined, confirm=confirm)
     s.close()
 
 
@@ -77,22 +79,27 @@ def main():
     plain_hub, plain_port = start(True)
     secure_hub, secure_port = start(False)
     try:
-        modes = (("plain", plain_hub, plain_port, None, False), ("challenge", secure_hub, secure_port, secret, False),
-                 ("pipelined", secure_hub, secure_port, secret, True))
+        # (name, hub, port, secret, pipelined, confirm)
+        modes = (("plain", plain_hub, plain_port, None, False, True),
+                 ("challenge", secure_hub, secure_port, secret, False, True),
+                 ("pipelined", secure_hub, secure_port, secret, True, True),
+                 ("unconfirmed", secure_hub, secure_port, secret, True, False))
         if a.generator:
-            modes = modes[:2]
+            modes = modes[:2] + modes[3:]
         results = {name: [] for name, *_ in modes}
         for _ in range(a.rounds):
-            for name, hub, port, key, pipelined in modes:
+            for name, hub, port, key, pipelined, confirm in modes:
                 time.sleep(0.3)
                 before = cpu_seconds(hub.pid)
-                def worker(count, port=port, key=key, pipelined=pipelined):
+                def worker(count, port=port, key=key, pipelined=pipelined, confirm=confirm):
                     for _ in range(count):
-                        handshake(port, b"bench", key, pipelined)
+                        handshake(port, b"bench", key, pipelined, confirm)
                 if a.generator:
                     command = PIN_CLIENT + [a.generator, "--port", str(port), "--count", str(a.n), "--concurrency", str(a.concurrency)]
                     if key is not None:
                         command += ["--secret-file", creds]
+                    if not confirm:
+                        command += ["--no-confirm", "1"]
                     out = subprocess.run(command, capture_output=True, text=True, timeout=300).stdout
                     if "failed 0 " not in out:
                         raise SystemExit(f"generator: {out}")
@@ -106,7 +113,7 @@ def main():
                 used = cpu_seconds(hub.pid) - before
                 rate = a.n / used if used > 0 else float("inf")
                 results[name].append(rate)
-                print(f"{name:9s} {a.n} handshakes, hub CPU {used:.2f} s: {rate:,.0f} per CPU-second", flush=True)
+                print(f"{name:11s} {a.n} handshakes, hub CPU {used:.2f} s: {rate:,.0f} per CPU-second", flush=True)
         plain = statistics.median(results["plain"])
         for name in [m[0] for m in modes[1:]]:
             m = statistics.median(results[name])

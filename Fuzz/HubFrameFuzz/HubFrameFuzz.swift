@@ -77,8 +77,14 @@ func referenceParse(_ s: [UInt8], maxFrame: Int) -> Reference {
             guard payload.count == 4 || payload.count == 36 else { r.outcome.error = .badPayload(.welcome); return r }
             frame = .welcome(heartbeatTimeoutMs: be32(payload), nonce: Array(payload[4...]))
         case 8:
-            guard payload.count == 32 else { r.outcome.error = .badPayload(.auth); return r }
-            frame = .auth(proof: payload)
+            if payload.count == 32 {
+                frame = .auth(proof: payload)
+            } else if payload.count == 33, payload[32] == 1 {
+                frame = .auth(proof: Array(payload[..<32]), confirm: false)
+            } else {
+                r.outcome.error = .badPayload(.auth)
+                return r
+            }
         case 9:
             guard payload.isEmpty else { r.outcome.error = .badPayload(.authOK); return r }
             frame = .authOK

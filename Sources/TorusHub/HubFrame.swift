@@ -16,8 +16,13 @@ public enum HubFrame: Sendable, Equatable {
     /// in version 2, the link's challenge: a fresh `nonceSize`-byte nonce.
     case welcome(heartbeatTimeoutMs: UInt32, nonce: [UInt8] = [])
     /// Router → hub (version 2), answer to WELCOME: HMAC-SHA256(secret, nonce ‖ id).
-    case auth(proof: [UInt8])
-    /// Hub → router (version 2): the proof is valid; the router is online.
+    /// With `confirm` false (one flags byte after the proof, `0x01`) the router does
+    /// not wait for AUTHOK and the hub sends none: silence is success, a bad proof still
+    /// gets REFUSED and the close. What a router reconnecting in a storm saves: one
+    /// message, and the hub one send per handshake.
+    case auth(proof: [UInt8], confirm: Bool = true)
+    /// Hub → router (version 2): the proof is valid; the router is online (not sent
+    /// for an AUTH with `confirm` false).
     case authOK
     /// Hub → router: the hub will not take this link (UTF-8 reason); it closes after it.
     case refused(reason: String)
@@ -60,6 +65,8 @@ public enum HubFrame: Sendable, Equatable {
     public static let nonceSize = 32
     /// Bytes of AUTH's proof (an HMAC-SHA256).
     public static let proofSize = 32
+    /// AUTH's optional flags byte after the proof: the only flag, "send no AUTHOK".
+    static let authNoConfirm: UInt8 = 0x01
 
     /// Bytes of the length prefix.
     public static let headerSize = 4
@@ -84,7 +91,7 @@ public enum HubFrame: Sendable, Equatable {
         case .hello(let id, let version):
             Self.append(.hello, version <= 1 ? Array(id.utf8) : [version] + Array(id.utf8), into: &out)
         case .welcome(let ms, let nonce): Self.append(.welcome, Self.be32(ms) + nonce, into: &out)
-        case .auth(let proof): Self.append(.auth, proof, into: &out)
+        case .auth(let proof, let confirm): Self.append(.auth, confirm ? proof : proof + [Self.authNoConfirm], into: &out)
         case .authOK: Self.append(.authOK, [], into: &out)
         case .refused(let reason): Self.append(.refused, Array(reason.utf8), into: &out)
         case .heartbeat: Self.append(.heartbeat, [], into: &out)
@@ -143,8 +150,14 @@ public enum HubFrame: Sendable, Equatable {
             return .welcome(heartbeatTimeoutMs: readBE32(payload, at: 0),
                             nonce: Array(UnsafeRawBufferPointer(rebasing: payload[4...])))
         case .auth:
-            guard payload.count == proofSize else { throw .badPayload(kind) }
-            return .auth(proof: Array(payload))
+            switch payload.count {
+            case proofSize:
+                return .auth(proof: Array(payload))
+            case proofSize + 1 where payload[proofSize] == authNoConfirm:
+                return .auth(proof: Array(UnsafeRawBufferPointer(rebasing: payload[..<proofSize])), confirm: false)
+            default:
+                throw .badPayload(kind)
+            }
         case .authOK:
             guard payload.isEmpty else { throw .badPayload(kind) }
             return .authOK

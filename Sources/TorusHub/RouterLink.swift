@@ -209,10 +209,10 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
             auth = .challenged(id: newID, nonce: nonce)
             return
         case .challenged(let claimed, let nonce):
-            guard case .auth(let proof) = frame else {
+            guard case .auth(let proof, let confirm) = frame else {
                 return protocolError("\(HubProtocolError.authExpected)")
             }
-            return authenticate(claimed, nonce: nonce, proof: proof)
+            return authenticate(claimed, nonce: nonce, proof: proof, confirm: confirm)
         case .refused:
             return
         case .online:
@@ -269,7 +269,7 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
         send(.welcome(heartbeatTimeoutMs: heartbeatMs, nonce: nonce))
     }
 
-    private func authenticate(_ claimed: String, nonce: [UInt8], proof: [UInt8]) {
+    private func authenticate(_ claimed: String, nonce: [UInt8], proof: [UInt8], confirm: Bool) {
         guard let secret = hub.credentials.secret(for: claimed) else {
             hub.authLimits.failed(source)
             return refuse(.unknownRouter, reason: "authentication failed", claimed: claimed)
@@ -278,7 +278,7 @@ public final class RouterLink: ConnectionHandler, @unchecked Sendable {
             hub.authLimits.failed(source)
             return refuse(.badProof, reason: "authentication failed", claimed: claimed)
         }
-        send(.authOK)
+        if confirm { send(.authOK) }
         goOnline(claimed, secret: secret)
     }
 

@@ -9,6 +9,7 @@ struct FrameTests {
         .hello(id: "r1", version: 1),
         .welcome(heartbeatTimeoutMs: 10_000, nonce: Array(0..<32)),
         .auth(proof: Array(100..<132)),
+        .auth(proof: Array(100..<132), confirm: false),
         .authOK,
         .refused(reason: "authentication failed"),
         .heartbeat,

@@ -323,6 +323,49 @@ struct RouterAuthTests {
         }
     }
 
+    /// AUTH with the no-AUTHOK flag: a right proof puts the router online with no
+    /// AUTHOK (the first frame it reads is the command sent to it); a wrong one is
+    /// refused like any other; an unknown flag is a protocol error. Through
+    /// HubRouterClient's `confirm: false` and through raw frames.
+    @Test func unconfirmedAuthGoesOnlineSilentlyAndIsRefusedWhenWrong() async throws {
+        try await withHub { hub, group in
+            let quiet = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r1",
+                                                          secret: TestCredentials.secret("r1"), confirm: false)
+            #expect(await eventually { hub.directory.link(for: "r1") != nil })
+            let reply = Task { try await http(hub, group, "POST", "/devices/r1/commands", body: "ping") }
+            let first = try await quiet.nextFrame()
+            guard case .command(let requestID, let body)? = first else {
+                Issue.record("expected the command as the first frame, got \(String(describing: first))")
+                return
+            }
+            #expect(body == Array("ping".utf8))
+            try await quiet.send(.reply(requestID: requestID, body: Array("pong".utf8)))
+            #expect(try await reply.value.text == "pong")
+            await quiet.close()
+
+            let wrong = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[1], id: "r2",
+                                                          secret: HubCredentials.newSecret(), confirm: false)
+            #expect(try await wrong.nextFrame() == .refused(reason: "authentication failed"))
+            #expect(try await wrong.nextFrame() == nil)
+            await wrong.close(flush: false)
+
+            // Flags other than "no AUTHOK" are refused as a malformed AUTH.
+            let raw = try await RawRouter(hub.routerAddress, on: group.loops[0])
+            guard case .welcome(_, let nonce)? = try await raw.next() else {
+                Issue.record("no WELCOME at accept")
+                return
+            }
+            var payload = proof("r3", nonce)
+            payload.append(0x02)
+            var frame = HubFrame.hello(id: "r3").encoded
+            HubFrame.append(.auth, payload, into: &frame)
+            try await raw.connection.write(frame)
+            #expect(try await raw.expectRefused("protocol error"))
+            #expect(hub.directory.link(for: "r3") == nil)
+            #expect(await eventually { hub.directory.count == 0 })
+        }
+    }
+
     @Test func reloadClosesOnlyRevokedRouters() async throws {
         try await withHub { hub, group in
             let r1 = try await HubRouterClient.connect(to: hub.routerAddress, on: group.loops[0], id: "r1",

@@ -61,10 +61,19 @@ def expect_authok(s):
         raise ConnectionError(f"authentication refused (type {kind}): {reason!r}")
 
 
-def authenticate(s, rid, secret, pipelined=True):
+AUTH_NO_CONFIRM = b"\x01"  # AUTH's flags byte: the hub sends no AUTHOK
+
+
+def authenticate(s, rid, secret, pipelined=True, confirm=True):
     """The version 2 handshake on a connected socket; returns the heartbeat in
     seconds. Pipelined: the hub's WELCOME (sent at accept) first, then HELLO and AUTH
-    in one send. Otherwise HELLO, WELCOME, AUTH, each after the other's answer."""
+    in one send. Otherwise HELLO, WELCOME, AUTH, each after the other's answer.
+    confirm=False (pipelined only): AUTH carries the no-AUTHOK flag and nothing is
+    awaited; a refusal shows as REFUSED on the next read."""
+    if not confirm:
+        heartbeat, nonce = expect_welcome(s)
+        s.sendall(hello(rid) + frame(AUTH, proof(secret, nonce, rid) + AUTH_NO_CONFIRM))
+        return heartbeat
     if pipelined:
         heartbeat, nonce = expect_welcome(s)
         s.sendall(hello(rid) + frame(AUTH, proof(secret, nonce, rid)))
