@@ -8,7 +8,13 @@ import Torus
 ///   loop's `tlsPlaintext` pool and lent to the handler for one `received` call.
 /// - Outbound: every `send` variant of the connection comes here; plaintext is
 ///   encrypted in slices of at most one record and the ciphertext moved into pooled
-///   outbound chunks (`sendRaw(reserving:)`), flushed by the loop as usual.
+///   outbound chunks (`sendRaw(reserving:)`), flushed by the loop as usual. What the
+///   handler sends while the records of one receive are delivered to it (an echo, the
+///   responses to pipelined requests) is gathered in a second buffer of the same pool
+///   and encrypted once they all have been: one record for the batch instead of one
+///   per send (each record costs a header, a tag and OpenSSL's per-record work). The
+///   buffer goes back to the pool before the receive that delivered returns, so an
+///   idle connection holds none.
 /// - Handshake: the handler's `connected` runs once the handshake completes.
 ///   Plaintext sent before then (an `AsyncConnection` writing at once, a client
 ///   writing as soon as TCP connected) waits here, bounded by the connection's
@@ -28,6 +34,12 @@ import Torus
 final class TLSTransform: ConnectionTransform {
     let engine: TLSEngine
     private var phase: Phase
+    /// Plaintext sent by the handler during a delivery (see Outbound), and how much of
+    /// it there is; nil outside `drain`'s delivery.
+    private var gathered: UnsafeMutableRawBufferPointer?
+    private var gatheredCount = 0
+    /// True while a delivery to the handler runs: sends are gathered.
+    private var delivering = false
     /// When the handshake times out (the loop's clock); set at `start`.
     private var handshakeDeadline: UInt64 = .max
     private let handshakeTimeout: UInt64
@@ -98,15 +110,51 @@ final class TLSTransform: ConnectionTransform {
             }
             return true
         case .established:
-            return encrypt(bytes, on: connection)
+            return delivering ? gather(bytes, on: connection) : encrypt(bytes, on: connection)
         case .finished:
             return false
         }
     }
 
+    /// Adds `bytes` to what the handler sent during this delivery; full records are
+    /// encrypted as they fill. Sends of a record or more with nothing gathered go
+    /// straight through (no copy).
+    private func gather(_ bytes: UnsafeRawBufferPointer, on connection: Connection) -> Bool {
+        if gatheredCount == 0, bytes.count >= Self.recordSize { return encrypt(bytes, on: connection) }
+        let buffer = gathered ?? connection.takeTransformBuffer()
+        gathered = buffer
+        var offset = 0
+        while offset < bytes.count {
+            let n = min(bytes.count - offset, buffer.count - gatheredCount)
+            UnsafeMutableRawBufferPointer(rebasing: buffer[gatheredCount..<(gatheredCount + n)])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]))
+            gatheredCount += n
+            offset += n
+            if gatheredCount == buffer.count {
+                gatheredCount = 0
+                guard encrypt(UnsafeRawBufferPointer(buffer), on: connection) else { return false }
+            }
+        }
+        return true
+    }
+
+    /// Encrypts what was gathered (if the connection still takes it) and gives the
+    /// buffer back.
+    @discardableResult
+    private func sealGathered(_ connection: Connection, encrypting: Bool = true) -> Bool {
+        guard let buffer = gathered else { return true }
+        let count = gatheredCount
+        gathered = nil
+        gatheredCount = 0
+        defer { connection.giveTransformBuffer(buffer) }
+        guard encrypting, count > 0 else { return true }
+        return encrypt(UnsafeRawBufferPointer(rebasing: buffer[..<count]), on: connection)
+    }
+
     func closing(_ connection: Connection) {
         switch phase {
         case .handshaking, .established:
+            sealGathered(connection)  // what the handler sent before closing goes first
             phase = .finished
             engine.close()
             flush(connection)
@@ -128,8 +176,17 @@ final class TLSTransform: ConnectionTransform {
     // MARK: Steps
 
     /// Reads every plaintext record the fed ciphertext holds, handing each to the
-    /// handler, and sends what the engine produced (handshake flights, alerts).
+    /// handler, and sends what the engine produced (handshake flights, alerts). What
+    /// the handler sends meanwhile is gathered and encrypted at the end (or before a
+    /// close_notify): the answers to every record of one receive share records.
     private func drain(_ connection: Connection) {
+        delivering = true
+        readRecords(connection)
+        delivering = false
+        sealGathered(connection, encrypting: connection.isOpen)
+    }
+
+    private func readRecords(_ connection: Connection) {
         while connection.isOpen {
             let step = connection.withTransformBuffer { buffer -> Step in
                 do throws(TLSError) {
@@ -156,6 +213,7 @@ final class TLSTransform: ConnectionTransform {
                 established(connection)
                 return
             case .peerClosed:
+                sealGathered(connection)  // the handler's last answers before close_notify
                 phase = .finished
                 flush(connection)  // the answering close_notify
                 if connection.isOpen { connection.deliverInputClosed() }
@@ -211,6 +269,7 @@ final class TLSTransform: ConnectionTransform {
 
     /// Sends the alert (or, for plaintext HTTP, a 400), then closes with `error`.
     private func fail(_ error: TLSError, on connection: Connection) {
+        sealGathered(connection, encrypting: false)
         phase = .finished
         if error == .plaintextHTTP {
             TLSEngine.plaintextHTTPResponse.withUnsafeBytes { _ = connection.sendRaw($0) }

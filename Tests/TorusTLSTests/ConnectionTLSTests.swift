@@ -318,3 +318,98 @@ extension TLSTests {
         }
     }
 }
+
+/// A handler that answers each delivery with many small writes, one large one and
+/// more small ones (what an echo of pipelined messages or pipelined HTTP responses
+/// looks like), then closes gracefully after the last delivery it was told to expect.
+private final class ChattyHandler: ConnectionHandler {
+    static func answer() -> [[UInt8]] {
+        var writes: [[UInt8]] = (0..<200).map { Array(String(format: "line %03d\n", $0).utf8) }
+        writes.append(testBytes(20_000, seed: 7))
+        writes += (0..<50).map { Array(String(format: "tail %03d\n", $0).utf8) }
+        return writes
+    }
+
+    func received(_ bytes: ReceivedBytes, from connection: Connection) {
+        for write in Self.answer() { connection.send(write) }
+        connection.closeAfterWriting()
+    }
+}
+
+/// Python client that reads the server's raw records (through a MemoryBIO) and
+/// counts the application-data records after the handshake, then prints the
+/// plaintext in hex.
+private let pythonRecordCounter = """
+import socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+obj = ctx.wrap_bio(inc, out, server_hostname='localhost')
+s = socket.create_connection(('127.0.0.1', port), timeout=10)
+def pump():
+    data = out.read()
+    if data:
+        s.sendall(data)
+while True:
+    try:
+        obj.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        pump()
+        inc.write(s.recv(65536))
+pump()
+obj.write(b'go\\n')
+pump()
+raw = bytearray()
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    raw += b
+records, i = 0, 0
+while i + 5 <= len(raw):
+    kind, length = raw[i], int.from_bytes(raw[i + 3:i + 5], 'big')
+    if kind == 23:
+        records += 1
+    i += 5 + length
+inc.write(bytes(raw))
+inc.write_eof()
+plain = bytearray()
+while True:
+    try:
+        chunk = obj.read(65536)
+    except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+        break
+    if not chunk:
+        break
+    plain += chunk
+print('records', records, 'bytes', len(plain), 'hex', plain.hex(), flush=True)
+"""
+
+extension TLSTests.OnConnections {
+    /// What a handler sends while a record is delivered to it is gathered and encrypted
+    /// together: 251 writes come as a handful of records (the session tickets of TLS
+    /// 1.3, the gathered small writes, the large one split at 16 KiB, close_notify),
+    /// not one record each, and the peer reads every byte in order.
+    @Test func writesDuringADeliveryShareRecords() async throws {
+        let certs = try await TestCertificates.get()
+        let expected = ChattyHandler.answer().flatMap { $0 }
+        try await withGroup(loops: 1) { group in
+            let context = try TLSContext(certs.server())
+            let server = try Server.start(on: group, address: try .tcp("127.0.0.1", 0), tls: context) { _ in
+                ChattyHandler()
+            }
+            defer { server.close() }
+            let port = try #require(server.address.port)
+            let (status, text) = await runPython(pythonRecordCounter, ["\(port)", certs.caFile])
+            #expect(status == 0, "\(text)")
+            let fields = text.split(whereSeparator: \.isWhitespace)
+            let records = fields.firstIndex(of: "records").flatMap { Int(fields[$0 + 1]) } ?? -1
+            #expect(records > 0 && records <= 10, "\(text)")
+            #expect(text.contains("bytes \(expected.count) "), "\(text)")
+            let hex = expected.map { String(format: "%02x", $0) }.joined()
+            #expect(text.contains("hex \(hex)"), "records \(records), \(text.count) characters of output")
+        }
+        expectNothingLive()
+    }
+}

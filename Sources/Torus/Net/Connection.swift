@@ -850,6 +850,19 @@ extension Connection {
     /// The loop's clock (`MonotonicClock` nanoseconds) as of this iteration.
     package var loopNow: UInt64 { loop.now }
 
+    /// Takes a buffer of the loop's transform pool (ledger pool `.tlsPlaintext`) until
+    /// `giveTransformBuffer`: for a transform that gathers the handler's output while
+    /// a delivery runs (given back before the delivery's caller returns).
+    package func takeTransformBuffer() -> UnsafeMutableRawBufferPointer {
+        loop.assertInLoop()
+        return loop.transformBuffers.take(for: fd)
+    }
+
+    package func giveTransformBuffer(_ buffer: UnsafeMutableRawBufferPointer) {
+        loop.assertInLoop()
+        loop.transformBuffers.give(buffer)
+    }
+
     /// Lends a buffer of the loop's transform pool (ledger pool `.tlsPlaintext`) to
     /// `body`, taken back when it returns.
     package func withTransformBuffer<R>(_ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
