@@ -180,6 +180,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "ws-load",
+            dependencies: ["Torus", "TorusTLS", "TorusWebSocket"],
+            path: "Benchmarks/ws-load",
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "http-parse-bench",
             dependencies: ["TorusHTTP"],
             path: "Benchmarks/http-parse-bench",
