@@ -40,7 +40,9 @@ public struct HubConfiguration: Sendable {
     /// event streams, the WebSocket /app and /web faces) HTTPS and WSS. The hub holds
     /// at most 1,024 HTTP connections per source address that have not upgraded to a
     /// WebSocket (`maxConnectionsPerSource`; beyond it: 503 and close), so a flood from
-    /// one address cannot take every descriptor.
+    /// one address cannot take every descriptor. Unless set here, its
+    /// `firstRequestTimeout` is `auth.authTimeout`: a connection that has not sent a
+    /// request by then closes, and one refused with 401 or 429 is closed after the answer.
     public var http: HTTPServerConfiguration = {
         var http = HTTPServerConfiguration()
         http.maxConnectionsPerSource = 1024
@@ -191,6 +193,10 @@ public final class Hub: Sendable {
         http.socket = configuration.socket
         http.socket.writeHighWater = configuration.subscriberWriteHighWater
         http.socket.writeLowWater = min(configuration.subscriberWriteLowWater, configuration.subscriberWriteHighWater)
+        // Every request carries its token, so a client has `authTimeout` to send its
+        // first one; a connection that sent nothing by then closes (the router port's
+        // rule, on the HTTP face).
+        if http.firstRequestTimeout == nil { http.firstRequestTimeout = configuration.auth.authTimeout }
         let httpServer: HTTPServer
         do {
             httpServer = try HTTPServer.start(on: group, address: try .tcp(configuration.host, configuration.httpPort),

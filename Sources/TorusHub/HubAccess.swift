@@ -79,7 +79,11 @@ struct AccessRefusal: Error {
         var fields = headerFields
         fields[.contentType] = "application/json"
         let body = #"{"error":"# + String(decoding: HubEventJSON.quoted(Array(message.utf8)), as: UTF8.self) + "}\n"
-        return HTTPServerResponse(status: status, headerFields: fields, body: .bytes(Array(body.utf8)))
+        var response = HTTPServerResponse(status: status, headerFields: fields, body: .bytes(Array(body.utf8)))
+        // No token, a wrong one, or too many wrong ones: the connection is not kept
+        // (a client with a valid token but without the right, 403, keeps it).
+        response.closesConnection = status == .unauthorized || status == .tooManyRequests
+        return response
     }
 
     func webSocketAdmission<Context>() -> WebSocketAdmission<Context> {

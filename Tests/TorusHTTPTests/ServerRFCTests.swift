@@ -85,6 +85,40 @@ struct ServerRFCTests {
         }
     }
 
+    @Test("firstRequestTimeout closes a connection that sent nothing in time; one that did is kept alive past it")
+    func firstRequestTimeout() async throws {
+        try await withServer({ $0.firstRequestTimeout = .milliseconds(400) }) { server, loop, _ in
+            let clock = ContinuousClock()
+            let start = clock.now
+            let silent = try await AsyncConnection.connect(to: server.address, on: loop)
+            let reply = await readUntilClose(silent, timeout: .seconds(10))
+            #expect(reply.closed && reply.bytes.isEmpty, "\(reply.text)")
+            #expect(clock.now - start >= .milliseconds(350))
+            #expect(clock.now - start < .seconds(5))
+            await silent.close(flush: false)
+
+            let prompt = try await AsyncConnection.connect(to: server.address, on: loop)
+            try await prompt.write("GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try await readResponses(prompt, count: 1).first?.head.status == .ok)
+            try await loop.sleep(for: .milliseconds(700))  // past the first-request deadline
+            try await prompt.write("GET /json HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try await readResponses(prompt, count: 1).first?.head.status == .ok)
+            await prompt.close()
+        }
+    }
+
+    @Test("a response with closesConnection says Connection: close and the server closes after it")
+    func responseClosesConnection() async throws {
+        try await withServer { server, loop, _ in
+            let reply = try await rawExchange(server.address, on: loop,
+                                              Array("GET /bye HTTP/1.1\r\nHost: t\r\n\r\nGET /json HTTP/1.1\r\nHost: t\r\n\r\n".utf8))
+            #expect(reply.status == 200, "\(reply.text)")
+            #expect(reply.text.contains("Connection: close"), "\(reply.text)")
+            #expect(reply.text.hasSuffix("bye"), "the pipelined second request is not answered: \(reply.text)")
+            #expect(reply.closed)
+        }
+    }
+
     @Test("the head timeout does not cut a slow body whose head came in time")
     func headTimeoutSparesBody() async throws {
         try await withServer({ $0.headTimeout = .milliseconds(300); $0.requestTimeout = .seconds(120) }) { server, loop, _ in

@@ -29,6 +29,11 @@ func serverTestRouter(root: String) throws -> HTTPRouter {
         return .text("slow done")
     }
     router.get("/fail") { _ in throw TestHandlerFailure() }
+    router.get("/bye") { _ in
+        var response = HTTPServerResponse.text("bye")
+        response.closesConnection = true
+        return response
+    }
     router.get("/gate/{id}") { request in
         let id = request.parameters["id"] ?? ""
         testGates.withLock { $0.entered.insert(id) }

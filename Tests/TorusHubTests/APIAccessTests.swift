@@ -206,6 +206,35 @@ struct APIAccessTests {
         }
     }
 
+    /// An HTTP connection must show its token at once: one that sends nothing within
+    /// the authentication timeout is closed, and one refused with 401 is closed after
+    /// the answer (a 403, with a valid token, keeps its connection).
+    @Test func unauthenticatedHTTPConnectionsDoNotLinger() async throws {
+        try await withHub({ $0.auth.authTimeout = .milliseconds(600) }) { hub, group in
+            let clock = ContinuousClock()
+            let start = clock.now
+            let silent = try await AsyncConnection.connect(to: hub.httpAddress, on: group.loops[0])
+            #expect(try await silent.read() == nil, "closed without an answer")
+            #expect(clock.now - start >= .milliseconds(500) && clock.now - start < .seconds(5))
+            await silent.close(flush: false)
+
+            let refused = try await AsyncConnection.connect(to: hub.httpAddress, on: group.loops[1])
+            try await refused.write(Array("GET /devices HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer wrong\r\n\r\n".utf8))
+            var answer: [UInt8] = []
+            while let chunk = try await refused.read() { answer += chunk }
+            let text = String(decoding: answer, as: UTF8.self)
+            #expect(text.hasPrefix("HTTP/1.1 401") && text.contains("Connection: close"), "\(text)")
+            await refused.close(flush: false)
+
+            let forbidden = try await MiniHTTPClient.connect(to: hub.httpAddress, on: group.loops[0],
+                                                             token: TestCredentials.readR1.token)
+            #expect(try await forbidden.request("GET", "/metrics").status == 403)
+            try await group.loops[0].sleep(for: .milliseconds(800))  // past the first-request deadline
+            #expect(try await forbidden.request("GET", "/devices").status == 200, "kept after 403")
+            await forbidden.close()
+        }
+    }
+
     /// The `Authorization` value, read byte by byte: the scheme in any case, spaces
     /// around the token ignored, anything else no token at all.
     @Test func bearerTokenParsing() {

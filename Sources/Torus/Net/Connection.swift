@@ -732,12 +732,11 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
     public func watchLiveness(by deadline: UInt64? = nil) {
         loop.assertInLoop()
         guard isOpen else { return }
-        if !handlerLiveness {
-            handlerLiveness = true
-            loop.scheduleDeadline(self, at: deadline ?? loop.now)
-        } else if let deadline {
-            loop.scheduleDeadline(self, at: deadline)
-        }
+        handlerLiveness = true
+        // Only ever moves the check earlier. A nil deadline asks for a check soon even
+        // when one is already scheduled (a handler that replaced another after an
+        // upgrade must not wait for the deadline its predecessor asked for).
+        loop.scheduleDeadline(self, at: deadline ?? loop.now)
     }
 
     /// Called by the loop when the earliest deadline this connection gave is due:

@@ -38,6 +38,9 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     private var lastRequest = false
     /// Where the handler is in its loop's registry (an `IndexedSet`; -1: not a member).
     var registrySlot: Int32 = -1
+    /// With `firstRequestTimeout`: when the connection closes if no request head has
+    /// arrived yet (the loop's clock); 0 once one has, or without the setting.
+    private var firstRequestDeadline: UInt64 = 0
     /// The request in progress; nil while idle (see ``HTTPRequestWork``).
     private var work: HTTPRequestWork?
     private var logger: Logger { server.configuration.logger }
@@ -69,6 +72,10 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
             connection.send(HTTPConnectionHandler.tooManyConnections)
             connection.closeAfterWriting()
             return
+        }
+        if let limit = server.configuration.firstRequestTimeout {
+            firstRequestDeadline = MonotonicClock.now() &+ limit.nanoseconds
+            connection.watchLiveness(by: firstRequestDeadline)
         }
     }
 
@@ -157,6 +164,7 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     }
 
     private func onHead(_ head: RequestHead) -> HTTPRequestParser.Control {
+        firstRequestDeadline = 0
         let facts = RequestFacts(keepAlive: head.keepAlive && !lastRequest, isHeadRequest: head.method == .head,
                                  version: head.version)
         if server.logsRequests {
@@ -335,6 +343,21 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     /// The connection's deadlines came due: 408 when the head or the whole request is
     /// late; otherwise the next of them (none while no request is incomplete).
     func checkLiveness(_ connection: Connection, now: UInt64) -> UInt64? {
+        if firstRequestDeadline != 0, connection.isOpen {
+            guard now < firstRequestDeadline else {
+                firstRequestDeadline = 0
+                logger.info("no request in time; closing", metadata: ["peer": "\(peerDescription)"])
+                connection.close()
+                return nil
+            }
+            let next = requestCheck(connection, now: now)
+            return min(next ?? .max, firstRequestDeadline)
+        }
+        return requestCheck(connection, now: now)
+    }
+
+    /// The request clock's part of `checkLiveness`.
+    private func requestCheck(_ connection: Connection, now: UInt64) -> UInt64? {
         guard let work, case .running(let since) = work.requestClock, connection.isOpen else { return nil }
         let elapsed = now &- since
         let configuration = server.configuration
@@ -442,8 +465,9 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
         }
         exchange.stage = .sending(.whole)
         var facts = exchange.facts
-        // While the server stops, or after the peer's FIN, every response announces the close.
-        if lastRequest { facts.keepAlive = false }
+        // While the server stops, or after the peer's FIN, every response announces the
+        // close; so does one whose handler asked for it.
+        if lastRequest || response.closesConnection { facts.keepAlive = false }
         // A response ready before its request has fully arrived announces the close
         // (the rest of the request body will not be read). A streamed response is the
         // exception: its handler usually consumes the body while producing (an echo),

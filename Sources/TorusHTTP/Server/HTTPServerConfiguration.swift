@@ -15,6 +15,12 @@ public struct HTTPServerConfiguration: Sendable {
     public var requestTimeout: Duration = .seconds(30)
     /// An idle keep-alive connection closes after this long.
     public var keepAliveTimeout: Duration = .seconds(60)
+    /// A new connection whose first request head is not complete this long after it
+    /// was accepted (after the TLS handshake, on HTTPS) closes without an answer: a
+    /// server that wants every client to show its credentials at once (torus-hub sets
+    /// its authentication timeout here). nil (the default): only the head and
+    /// keep-alive timeouts apply.
+    public var firstRequestTimeout: Duration? = nil
     /// Unread request-body bytes buffered per connection before reading pauses.
     public var bodyBufferLimit = 1 << 20
     /// Socket options (keepalive, user timeout, write water marks).

@@ -12,6 +12,10 @@ public struct HTTPServerResponse: Sendable {
     public var status: HTTPResponse.Status
     public var headerFields: HTTPFields
     public var body: Body
+    /// The connection closes after this response (it says `Connection: close`): for
+    /// an answer after which the client should not keep the connection, such as a
+    /// refused authentication.
+    public var closesConnection = false
 
     public enum Body: Sendable {
         case empty
