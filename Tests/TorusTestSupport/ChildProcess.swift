@@ -262,3 +262,15 @@ public enum BuiltProducts {
     }
 }
 
+
+extension ChildProcess {
+    /// The child's user + system CPU seconds so far (fields 14 and 15 of
+    /// /proc/PID/stat); 0 when it cannot be read.
+    public var cpuSeconds: Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let end = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: end)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}

@@ -159,8 +159,11 @@ struct FaultInjectionTests {
         let started = ContinuousClock.now
         let clientLoop = try EventLoop()
         let connections = try await connectClients(30, port: port, on: clientLoop)
-        // Every one past the limit waits in the backlog while the listener retries.
+        // Every one past the limit waits in the backlog while the listener retries:
+        // the server's CPU over that time is what a busy loop would show.
+        let cpuBefore = server.cpuSeconds
         try await Task.sleep(for: .milliseconds(1500))
+        let cpuHeld = server.cpuSeconds - cpuBefore
         #expect(try await pingEachAndClose(connections, on: clientLoop) == 30)
         #expect(try await roundTrip(testBytes(64), to: try .tcp("127.0.0.1", port), on: clientLoop), "a fresh client")
         let seconds = Int((ContinuousClock.now - started).components.seconds) + 1
@@ -175,7 +178,10 @@ struct FaultInjectionTests {
         // second and a busy loop thousands. (On a loaded machine the clients take
         // longer to finish, so the bound counts the seconds the run took.)
         let episodes = server.text.components(separatedBy: "accept failed for lack of resources").count - 1
-        print("accept under EMFILE (30 clients, 24 fds, held 1.5 s): \(errors) accept errors in \(episodes) episodes, \(seconds) s")
+        print("accept under EMFILE (30 clients, 24 fds, held 1.5 s): \(errors) accept errors in \(episodes) episodes, \(seconds) s, "
+              + "server CPU \(Int(cpuHeld * 1000)) ms during the hold")
+        // A busy loop would burn the whole 1.5 s; the backing-off listener sleeps.
+        #expect(cpuHeld < 0.3, "server CPU while descriptors were exhausted: \(cpuHeld) s in 1.5 s")
         #expect(episodes >= 1 && episodes <= 31, "each episode ends with an accepted connection: \(episodes)")
         #expect(errors <= 6 * episodes + seconds, "\(errors) errors in \(episodes) episodes over \(seconds) s")
         expectQuiescent(await clientLoop.shutdownGracefully())
