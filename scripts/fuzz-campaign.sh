@@ -115,7 +115,8 @@ for t in http websocket hub tls redis; do
     mkdir -p "$DIR/min/$t"
     bin="$ROOT/.build-fuzz/fast/$t-fuzz"
     [ "$t" = websocket ] && bin="$ROOT/.build-fuzz/$t-fuzz"
-    timeout 900 "$bin" -merge=1 "$DIR/min/$t" "$ROOT/.build-fuzz/corpus/$t" \
+    mkdir -p "$DIR/merge-artifacts/$t"
+    timeout 900 "$bin" -merge=1 -artifact_prefix="$DIR/merge-artifacts/$t/" "$DIR/min/$t" "$ROOT/.build-fuzz/corpus/$t" \
         >"$DIR/logs/$t.merge.log" 2>&1 || status=1
     echo "# minimized $t: $(find "$DIR/min/$t" -type f | wc -l) inputs, $(du -sk "$DIR/min/$t" | cut -f1) KiB" >>"$SUMMARY"
 done
