@@ -85,7 +85,6 @@ else
   fi
 fi
 
-deadpeer_pid=""
 step "dead-peer harness (network namespaces, a real cut link): torus-echo, then torus-hub; in the background"
 deadpeer_bin="$(mktemp -d "${TMPDIR:-/tmp}/torus-deadpeer-bin.XXXXXX")"
 cp .build/debug/torus-echo .build/debug/torus-hub "$deadpeer_bin"/
@@ -119,19 +118,17 @@ fi
 # The dead-peer harness waits on the kernel's timers for most of its ~100 s and uses
 # little CPU, so it ran beside the fuzzers, DocC and the example (in namespaces of its
 # own, on copies of the two binaries so no later build can touch them): collect it.
-if [ -n "$deadpeer_pid" ]; then
-  step "dead-peer harness: its report (it ran in the background)"
-  rc=0
-  wait "$deadpeer_pid" || rc=$?
-  deadpeer_pid=""
-  cat /tmp/torus-deadpeer.log
-  if [ "$rc" -eq 77 ]; then
-    echo "dead-peer harness SKIPPED: this machine does not allow network namespaces"
-    skipped+=("dead-peer harness (no network namespaces here)")
-  elif [ "$rc" -ne 0 ]; then
-    echo "dead-peer harness FAILED ($rc)"
-    exit "$rc"
-  fi
+step "dead-peer harness: its report (it ran in the background)"
+rc=0
+wait "$deadpeer_pid" || rc=$?
+deadpeer_pid=""
+cat /tmp/torus-deadpeer.log
+if [ "$rc" -eq 77 ]; then
+  echo "dead-peer harness SKIPPED: this machine does not allow network namespaces"
+  skipped+=("dead-peer harness (no network namespaces here)")
+elif [ "$rc" -ne 0 ]; then
+  echo "dead-peer harness FAILED ($rc)"
+  exit "$rc"
 fi
 
 if [ "${TORUS_SKIP_AUTOBAHN:-0}" != "1" ]; then

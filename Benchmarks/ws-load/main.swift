@@ -53,7 +53,7 @@ func parse() -> Options {
     return o
 }
 
-/// Echoes received (loop thread only); `counting` is switched on after the warm-up.
+/// Echoes received and connections closed under the load (loop thread only).
 final class Tally: @unchecked Sendable {
     var echoes = 0
     var failures = 0

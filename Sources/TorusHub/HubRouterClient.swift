@@ -35,7 +35,8 @@ public final class HubRouterClient: @unchecked Sendable {
     /// answers with HELLO and AUTH in one write and returns without waiting for AUTHOK
     /// (the hub sends none): one round trip and one hub send fewer, for routers that
     /// reconnect often. A refused proof then shows as REFUSED from `nextFrame()` and
-    /// the hub's close.
+    /// the hub's close. (A hub with insecure routers sends its WELCOME only after
+    /// HELLO, so it would not answer this order: use the default there.)
     public static func connect(to address: SocketAddress, on loop: EventLoop, id: String, secret: [UInt8]?,
                                confirm: Bool = true,
                                maxFrame: Int = HubFrame.defaultMaxFrame,
