@@ -105,6 +105,7 @@ public enum KernelFallbackName: String, CaseIterable, ExpressibleByArgument, Sen
     case singleShotAccept = "single-shot-accept"
     case singleShotReceive = "single-shot-receive"
     case plainRingDescriptor = "plain-ring-descriptor"
+    case plainSocketDescriptors = "plain-socket-descriptors"
 
     public var fallback: KernelFallbacks {
         switch self {
@@ -112,6 +113,7 @@ public enum KernelFallbackName: String, CaseIterable, ExpressibleByArgument, Sen
         case .singleShotAccept: .singleShotAccept
         case .singleShotReceive: .singleShotReceive
         case .plainRingDescriptor: .unregisteredRingDescriptor
+        case .plainSocketDescriptors: .plainSocketDescriptors
         }
     }
 }

@@ -59,7 +59,9 @@ struct KernelFallbackTests {
         let new = decide("6.18.44", [.singleIssuer, .deferTaskrun])
         #expect(new.fallbackReasons.isEmpty && new.ringDescriptor == .registered)
         #expect("\(new)" == "kernel 6.18.44: setup SINGLE_ISSUER|DEFER_TASKRUN, multishot accept, "
-                + "multishot receive, provided buffer rings, registered ring descriptor")
+                + "multishot receive, provided buffer rings, registered ring descriptor, direct socket descriptors")
+        #expect(new.socketDescriptors == .direct && rhel.socketDescriptors == .plain)
+        #expect(rhel.fallbackReasons.contains("plain socket descriptors: a sparse file table needs 5.19"))
         let odd = decide("custom-kernel", [.singleIssuer, .deferTaskrun])
         #expect(odd.version == nil && odd.accept == .multishot && odd.receive == .multishot)
         let forced = decide("6.18.44", [.singleIssuer, .deferTaskrun],
@@ -206,7 +208,8 @@ struct KernelFallbackTests {
             for loop in group.loops {
                 let f = loop.kernelFeatures
                 #expect(f.setupFlags.isEmpty && f.accept == .singleShot && f.receive == .singleShot
-                        && f.ringDescriptor == .plain, "\(f)")
+                        && f.ringDescriptor == .plain && f.socketDescriptors == .plain, "\(f)")
+                #expect(loop.directDescriptors == nil)
             }
             let tcp = try Server.start(on: group, address: try .tcp("127.0.0.1", 0)) { _ in Echo() }
             #expect(try await echoClients(50, payloadSize: 100_000, to: tcp.address, on: group.loops) == 50)

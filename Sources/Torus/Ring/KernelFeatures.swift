@@ -86,10 +86,14 @@ public struct KernelFallbacks: OptionSet, Sendable, Hashable {
     /// registered with the loop thread (kernels before 5.18; or to measure what the
     /// registration saves).
     public static let unregisteredRingDescriptor = KernelFallbacks(rawValue: 1 << 3)
+    /// Every socket operation names the connection's descriptor instead of its slot in
+    /// the ring's registered file table (no table is registered; kernels before 5.19,
+    /// or to measure what the table saves). See ``KernelFeatures/SocketDescriptors``.
+    public static let plainSocketDescriptors = KernelFallbacks(rawValue: 1 << 4)
 
     /// Every fallback.
     public static let all: KernelFallbacks = [.plainRingSetup, .singleShotAccept, .singleShotReceive,
-                                              .unregisteredRingDescriptor]
+                                              .unregisteredRingDescriptor, .plainSocketDescriptors]
 }
 
 /// What the running kernel offers a loop, and what the loop uses: found once at ring
@@ -126,6 +130,8 @@ public struct KernelFeatures: Sendable, Equatable, CustomStringConvertible {
     public static let multishotAcceptKernel = KernelVersion(5, 19)
     public static let providedBufferRingKernel = KernelVersion(5, 19)
     public static let registeredRingDescriptorKernel = KernelVersion(5, 18)
+    /// Sparse file tables (`IORING_RSRC_REGISTER_SPARSE`) and `close_direct`.
+    public static let directDescriptorKernel = KernelVersion(5, 19)
 
     /// How the loop names its ring to `io_uring_enter`.
     public enum RingDescriptor: Sendable, Equatable, CustomStringConvertible {
@@ -137,6 +143,21 @@ public struct KernelFeatures: Sendable, Equatable, CustomStringConvertible {
         case plain
 
         public var description: String { self == .registered ? "registered" : "plain" }
+    }
+
+    /// How a connection's operations name its socket.
+    public enum SocketDescriptors: Sendable, Equatable, CustomStringConvertible {
+        /// By its slot in the ring's registered file table (`IOSQE_FIXED_FILE`), once
+        /// the socket is installed there: the kernel reads the ring's table instead of
+        /// taking and dropping a file reference (`fget`/`fput`) for every SQE. The
+        /// regular descriptor stays open for `getpeername` and `setsockopt`. A loop
+        /// whose table the kernel refuses, or a connection that finds it full, names
+        /// the descriptor instead.
+        case direct
+        /// By its descriptor, looked up on every SQE.
+        case plain
+
+        public var description: String { self == .direct ? "direct" : "plain" }
     }
 
     /// The kernel release (`uname -r`) and the version parsed from it (nil when the
@@ -153,6 +174,9 @@ public struct KernelFeatures: Sendable, Equatable, CustomStringConvertible {
     /// How the loop names its ring to `io_uring_enter`. When the kernel refuses the
     /// registration after all, the loop logs it and goes on with the descriptor.
     public let ringDescriptor: RingDescriptor
+    /// How connections on this loop name their sockets. When the kernel refuses the
+    /// table after all, the loop logs it and every connection names its descriptor.
+    public let socketDescriptors: SocketDescriptors
     /// The fallbacks in use, and why each (configured, or what the kernel lacks).
     public let fallbackReasons: [String]
 
@@ -235,8 +259,13 @@ public struct KernelFeatures: Sendable, Equatable, CustomStringConvertible {
                                     since: registeredRingDescriptorKernel,
                                     configured: "plain ring descriptor: configured",
                                     missing: "plain ring descriptor: registering it needs \(registeredRingDescriptorKernel)")
+        let socketDescriptors = choose(SocketDescriptors.direct, or: .plain, forced: .plainSocketDescriptors,
+                                       since: directDescriptorKernel,
+                                       configured: "plain socket descriptors: configured",
+                                       missing: "plain socket descriptors: a sparse file table needs \(directDescriptorKernel)")
         return KernelFeatures(release: release, version: version, setupFlags: setup, accept: accept,
-                              receive: receive, ringDescriptor: ringDescriptor, fallbackReasons: reasons)
+                              receive: receive, ringDescriptor: ringDescriptor, socketDescriptors: socketDescriptors,
+                              fallbackReasons: reasons)
     }
 
     public var description: String {
@@ -245,7 +274,8 @@ public struct KernelFeatures: Sendable, Equatable, CustomStringConvertible {
         if setupFlags.contains(.deferTaskrun) { flags.append("DEFER_TASKRUN") }
         if setupFlags.contains(.coopTaskrun) { flags.append("COOP_TASKRUN") }
         var text = "kernel \(release): setup \(flags.isEmpty ? "plain" : flags.joined(separator: "|")), "
-            + "\(accept) accept, \(receive) receive, provided buffer rings, \(ringDescriptor) ring descriptor"
+            + "\(accept) accept, \(receive) receive, provided buffer rings, \(ringDescriptor) ring descriptor, "
+            + "\(socketDescriptors) socket descriptors"
         if !fallbackReasons.isEmpty { text += " (fallbacks: \(fallbackReasons.joined(separator: "; ")))" }
         return text
     }
