@@ -4,12 +4,13 @@ import Torus
 
 /// The one rule every Torus test ends with: after shutdown the ledger is quiescent —
 /// no operation in flight or parked, every buffer back in its pool, no connection or
-/// listener left open.
+/// listener left open, no socket left in a loop's registered file table.
 public func expectQuiescent(_ ledger: LedgerSnapshot, _ comment: String = "",
                             sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(ledger.isQuiescent, "ledger not quiescent \(comment):\n\(ledger)", sourceLocation: sourceLocation)
     #expect(ledger.inFlight == 0, sourceLocation: sourceLocation)
     #expect(ledger.buffersOut == 0, sourceLocation: sourceLocation)
+    #expect(ledger.directDescriptors == 0, sourceLocation: sourceLocation)
 }
 
 /// Runs `body` with a fresh loop, shuts it down, and asserts the ledger quiescent.

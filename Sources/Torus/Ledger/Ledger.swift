@@ -44,6 +44,10 @@ final class Ledger {
     func queueLimitExceeded() { state.queueLimitCloses += 1 }
     @inline(__always) func deadlineChecked() { state.deadlineChecks += 1 }
     func receiveWaited() { state.receiveWaits += 1 }
+    /// A slot of the registered file table was taken for a socket / is empty again.
+    @inline(__always) func directDescriptorTaken() { state.directDescriptors += 1 }
+    @inline(__always) func directDescriptorFreed() { state.directDescriptors -= 1 }
+    func plainDescriptorFallback() { state.plainDescriptorFallbacks += 1 }
 
     /// A pool created `count` buffers totalling `bytes`.
     func buffersAdded(_ pool: BufferPoolKind, count: Int, bytes: Int) {

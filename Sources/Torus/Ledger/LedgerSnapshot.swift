@@ -110,6 +110,13 @@ public struct LedgerSnapshot: Sendable, Equatable, Codable, CustomStringConverti
     /// Receives that met a dry receive ring at its bound and waited for buffers
     /// instead of re-arming at once (see `EventLoop.receiveRetryDelay`).
     public var receiveWaits: Int
+    /// Slots of the loops' registered file tables held for sockets (installing,
+    /// installed, or being cleared): 0 once every connection has closed, since a
+    /// socket whose slot is never cleared stays open after its descriptor is closed.
+    public var directDescriptors: Int
+    /// Connections that named their descriptor instead of a slot although the loop
+    /// has a table: the table was full, or the kernel refused the install.
+    public var plainDescriptorFallbacks: Int
     /// Debug builds: who holds each buffer that is away from its pool.
     public var holders: [String]
 
@@ -129,6 +136,8 @@ public struct LedgerSnapshot: Sendable, Equatable, Codable, CustomStringConverti
         queueLimitCloses = 0
         deadlineChecks = 0
         receiveWaits = 0
+        directDescriptors = 0
+        plainDescriptorFallbacks = 0
         holders = []
     }
 
@@ -159,6 +168,8 @@ public struct LedgerSnapshot: Sendable, Equatable, Codable, CustomStringConverti
         // Newer than the rest: a snapshot written before it decodes with 0.
         deadlineChecks = try c.decodeIfPresent(Int.self, forKey: .deadlineChecks) ?? 0
         receiveWaits = try c.decodeIfPresent(Int.self, forKey: .receiveWaits) ?? 0
+        directDescriptors = try c.decodeIfPresent(Int.self, forKey: .directDescriptors) ?? 0
+        plainDescriptorFallbacks = try c.decodeIfPresent(Int.self, forKey: .plainDescriptorFallbacks) ?? 0
         holders = try c.decode([String].self, forKey: .holders)
     }
 
@@ -174,9 +185,11 @@ public struct LedgerSnapshot: Sendable, Equatable, Codable, CustomStringConverti
     /// Buffers away from their pools (application + kernel), all pools.
     public var buffersOut: Int { buffers.reduce(0) { $0 &+ $1.application &+ $1.kernel } }
 
-    /// Nothing in flight, nothing parked, every buffer home, no connection open.
+    /// Nothing in flight, nothing parked, every buffer home, no connection open, no
+    /// slot of a registered file table holding a socket.
     public var isQuiescent: Bool {
         inFlight == 0 && parked == 0 && buffersOut == 0 && connections == 0 && listeners == 0
+            && directDescriptors == 0
     }
 
     /// Sums snapshots of several loops.
@@ -198,13 +211,15 @@ public struct LedgerSnapshot: Sendable, Equatable, Codable, CustomStringConverti
         r.queueLimitCloses &+= b.queueLimitCloses
         r.deadlineChecks &+= b.deadlineChecks
         r.receiveWaits &+= b.receiveWaits
+        r.directDescriptors &+= b.directDescriptors
+        r.plainDescriptorFallbacks &+= b.plainDescriptorFallbacks
         r.holders += b.holders
         return r
     }
 
     /// A human-readable table: one line per operation kind that was used, one per pool.
     public var description: String {
-        var lines = ["ledger: \(isQuiescent ? "quiescent" : "NOT quiescent") — in flight \(inFlight), parked \(parked), buffers out \(buffersOut), connections \(connections), listeners \(listeners)"]
+        var lines = ["ledger: \(isQuiescent ? "quiescent" : "NOT quiescent") — in flight \(inFlight), parked \(parked), buffers out \(buffersOut), connections \(connections), listeners \(listeners), direct descriptors \(directDescriptors)"]
         lines.append("  operation        submitted  completed  cancelled  in-flight  parked")
         for kind in OperationKind.allCases {
             let c = self[kind]
@@ -218,7 +233,7 @@ public struct LedgerSnapshot: Sendable, Equatable, Codable, CustomStringConverti
             lines.append("  " + pad(pool.description, 15) + num(b.pool) + num(b.application)
                          + num(b.kernel) + num(b.capacity))
         }
-        lines.append("  events: cq overflows \(cqOverflows), busy submits \(busySubmits), ENOBUFS receives \(noBufferReceives), accept errors \(acceptErrors), deferred submissions \(deferredSubmissions), submit errors \(submitErrors), stale completions \(staleCompletions), receive growth failures \(receiveGrowthFailures), write queue limit closes \(queueLimitCloses), deadline checks \(deadlineChecks), receive waits \(receiveWaits)")
+        lines.append("  events: cq overflows \(cqOverflows), busy submits \(busySubmits), ENOBUFS receives \(noBufferReceives), accept errors \(acceptErrors), deferred submissions \(deferredSubmissions), submit errors \(submitErrors), stale completions \(staleCompletions), receive growth failures \(receiveGrowthFailures), write queue limit closes \(queueLimitCloses), deadline checks \(deadlineChecks), receive waits \(receiveWaits), plain descriptor fallbacks \(plainDescriptorFallbacks)")
         for h in holders.prefix(20) { lines.append("  held: \(h)") }
         return lines.joined(separator: "\n")
     }
