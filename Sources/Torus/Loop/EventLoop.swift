@@ -64,6 +64,14 @@ public final class EventLoop: @unchecked Sendable {
         /// anyway, its ledger not quiescent; the loop object (and so every buffer the
         /// kernel may still write) is then kept for the life of the process.
         public var stopTimeout: Duration = .seconds(15)
+        /// Slots in the loop's registered file table, where each connection's socket is
+        /// installed so its operations name it with `IOSQE_FIXED_FILE` (see
+        /// ``KernelFeatures/SocketDescriptors``). nil (the default): the process's
+        /// descriptor limit (`RLIMIT_NOFILE` when the loop starts), at most 65,536.
+        /// The table costs the kernel 8 bytes a slot, per loop, whether used or not;
+        /// connections beyond it name their descriptor. 0: no table (as
+        /// ``KernelFallbacks/plainSocketDescriptors``).
+        public var directDescriptorSlots: Int? = nil
 
         public init() {}
     }
@@ -77,6 +85,9 @@ public final class EventLoop: @unchecked Sendable {
     /// listeners accept and connections receive). Logged once per process at start.
     public let kernelFeatures: KernelFeatures
     let ledger = Ledger()
+    /// The ring's registered file table for connections' sockets; nil when the loop
+    /// names descriptors (a fallback, a table of 0 slots, or the kernel refused it).
+    let directDescriptors: DirectDescriptorTable?
     /// The configuration's logger, with this loop's index as metadata.
     public let logger: Logger
     // Loop-confined hot state: no dynamic exclusivity checks (touched only on the
@@ -131,6 +142,8 @@ public final class EventLoop: @unchecked Sendable {
     /// SQEs the kernel would not take yet (see `place`), oldest first.
     private var deferredSQEs: [io_uring_sqe] = []
     private var lastRefusalLogged: UInt64 = 0
+    /// When a full direct descriptor table was last logged (see `EventLoop+DirectDescriptors`).
+    var lastFullTableLogged: UInt64 = 0
     /// Set by `reserveSubmissions` when a linked pair must go to the deferred list.
     private var deferAll = false
     /// CLOCK_MONOTONIC nanoseconds, read once per iteration (deadlines use it; a
@@ -184,6 +197,7 @@ public final class EventLoop: @unchecked Sendable {
         ops = OperationTable(capacity: Int(configuration.ringEntries))
         receiveRings = [try Self.firstReceiveRing(ring, configuration, kernelFeatures)]
         receiveBufferTotal = configuration.receiveBufferCount
+        directDescriptors = Self.registerDirectDescriptors(ring, configuration, kernelFeatures, logger)
         ledger.buffersAdded(.received, count: configuration.receiveBufferCount,
                             bytes: configuration.receiveBufferCount * configuration.receiveBufferSize)
         outbound = BufferPool(chunkSize: configuration.outboundChunkSize,
@@ -233,6 +247,24 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 
+    /// The loop's registered file table, when its connections use one: registered
+    /// here, before the ring is enabled (a `SINGLE_ISSUER` ring takes registrations
+    /// from its submitter only once enabled). A refusal is logged, not thrown: the
+    /// loop's connections then name their descriptors.
+    private static func registerDirectDescriptors(_ ring: Ring, _ configuration: Configuration,
+                                                  _ features: KernelFeatures, _ logger: Logger) -> DirectDescriptorTable? {
+        guard features.socketDescriptors == .direct else { return nil }
+        let slots = configuration.directDescriptorSlots.map { UInt32(clamping: $0) } ?? DirectDescriptorTable.defaultCapacity()
+        guard slots > 0 else { return nil }
+        do {
+            return try DirectDescriptorTable(ring: ring, capacity: slots)
+        } catch {
+            logger.warning("io_uring: the registered file table was refused; sockets are named by their descriptors",
+                           metadata: ["slots": "\(slots)", "reason": "\(error)"])
+            return nil
+        }
+    }
+
     /// True on this loop's thread.
     @inline(__always)
     public var inLoop: Bool { pthread_equal(pthread_self(), threadID.load(ordering: .relaxed)) != 0 }
@@ -262,6 +294,10 @@ public final class EventLoop: @unchecked Sendable {
         place(userData) { sqe in
             prepare(sqe)
             fd = sqe.pointee.fd
+            // A direct descriptor names a slot: note the socket's own descriptor.
+            if sqe.pointee.flags & TORUS_IOSQE_FIXED_FILE != 0 {
+                fd = directDescriptors?.descriptor(in: UInt32(bitPattern: fd)) ?? -1
+            }
             if ring.faults.isArmed(kind) { ring.faults.apply(kind, userData: userData, to: sqe) }
         }
         ops.track(userData, fd: fd)
@@ -272,10 +308,14 @@ public final class EventLoop: @unchecked Sendable {
         return userData
     }
 
-    /// Prepares an SQE whose completion only the ledger needs to see (cancel, close).
+    /// Prepares an SQE whose completion only the ledger needs to see (cancel, close),
+    /// or the loop itself (`carrying` a value for its completion: the slot a
+    /// `close_direct` clears).
     @inline(__always)
-    func submitInternal(_ kind: OperationKind, _ prepare: (UnsafeMutablePointer<io_uring_sqe>) -> Void) {
-        place(OperationTable.internalUserData(kind), prepare)
+    func submitInternal(_ kind: OperationKind, carrying value: UInt32? = nil,
+                        _ prepare: (UnsafeMutablePointer<io_uring_sqe>) -> Void) {
+        place(value.map { OperationTable.internalUserData(kind, carrying: $0) } ?? OperationTable.internalUserData(kind),
+              prepare)
         ledger.submitted(kind)
     }
 
@@ -436,11 +476,15 @@ public final class EventLoop: @unchecked Sendable {
         flushQueue.append(owner)
     }
 
-    /// Closes an fd through the ring (batched with the iteration's submit).
+    /// Closes an fd through the ring (batched with the iteration's submit). A socket
+    /// with a direct descriptor clears its slot first (`closeSocket`).
     func closeDescriptor(_ fd: Int32) {
         #if DEBUG
         // Invariant: an owner closes its fd only after the last completion on it.
         assert(ops.operations(on: fd) == 0, "fd \(fd) closed with operations in flight on it: \(ops.describeOperations(on: fd))")
+        // Invariant: a socket in the registered file table would outlive its descriptor.
+        assert(directDescriptors?.slot(holding: fd) == nil,
+               "fd \(fd) closed while still installed in direct descriptor slot \(directDescriptors?.slot(holding: fd) ?? 0)")
         #endif
         submitInternal(.close) { io_uring_prep_close($0, fd) }
     }
@@ -772,6 +816,7 @@ public final class EventLoop: @unchecked Sendable {
         if userData & OperationTable.internalBit != 0 {
             let kind = OperationKind(rawValue: Int(userData & 0xFF)) ?? .nop
             ledger.completed(kind)
+            if kind == .closeDirect { directDescriptorCleared(OperationTable.carriedValue(userData), result: completion.result) }
             return
         }
         guard let index = ops.index(of: userData) else {
@@ -854,6 +899,7 @@ public final class EventLoop: @unchecked Sendable {
         let counts = ledger.state.operations
         let internalInFlight = counts[OperationKind.cancel.rawValue].inFlight
             + counts[OperationKind.close.rawValue].inFlight + counts[OperationKind.timeoutRemove.rawValue].inFlight
+            + counts[OperationKind.closeDirect.rawValue].inFlight
         let owned = ledger.state.inFlight - internalInFlight - (wake?.armed == true ? 1 : 0)
         if owned > 0 || internalInFlight > 0 {
             if counts[OperationKind.cancel.rawValue].inFlight == 0 && owned > 0 {
@@ -894,6 +940,8 @@ public final class EventLoop: @unchecked Sendable {
 
     private func finish() {
         for receiveRing in receiveRings { receiveRing.unregister() }
+        // Every slot is clear by now (each connection cleared its own on close).
+        directDescriptors?.unregister(from: ring)
         // Break the loop's own reference cycles (timers and the wake target hold it).
         deadlineTimer = nil
         housekeepingTimer = nil

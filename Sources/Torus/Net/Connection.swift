@@ -17,10 +17,18 @@ import Glibc
 /// order. `closeAfterWriting` and `shutdownWriting` drain the queue first
 /// (`Phase.draining`).
 ///
+/// Direct descriptor: where the loop has a registered file table, the socket is
+/// installed in a slot of it at `start`, and once installed every receive, send and
+/// shutdown names the slot (`IOSQE_FIXED_FILE`), so the kernel takes no file
+/// reference per SQE. The descriptor `fd` stays open for `getpeername`,
+/// `setsockopt` and the like (`DirectDescriptor`).
+///
 /// Closing: `close()` releases the queue, cancels the fd's operations
-/// (`ASYNC_CANCEL_FD | ALL`), parks their slots, and closes the fd only when the last
-/// of them has completed (`Phase.closing`); then `closed` runs (`Phase.closed`).
-/// Every path (peer reset, EOF, error, timeouts, loop shutdown) ends there.
+/// (`ASYNC_CANCEL_FD | ALL`: the kernel matches them by file, so those that name the
+/// slot too), parks their slots, and, only when the last of them (and the install)
+/// has completed (`Phase.closing`), clears the table slot and closes the fd
+/// (`EventLoop.closeSocket`); then `closed` runs (`Phase.closed`). Every path (peer
+/// reset, EOF, error, timeouts, loop shutdown) ends there.
 ///
 /// Threading: loop thread only, except where a method says otherwise.
 public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoopResource, LoopDriven, DeadlineOwner, ReceiveBufferWaiter {
@@ -64,6 +72,8 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
     private var handlerLiveness = false
     /// The buffer group the current receive selects from.
     @exclusivity(unchecked) private var recvGroup: UInt16 = 0
+    /// The socket's slot in the loop's registered file table, if any.
+    @exclusivity(unchecked) private var direct = DirectDescriptor.none
     /// Where the connection is in its loop's resource table.
     var resourceIndex: Int32 = -1
     /// The socket. For the protocol layers of this package; an application reads the
@@ -152,7 +162,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
         case keptByWriteQueue
     }
 
-    enum Tag: UInt32 { case recv, send, shutdown }
+    enum Tag: UInt32 { case recv, send, shutdown, install }
 
     convenience init(loop: EventLoop, fd: Int32, options: SocketOptions) {
         self.init(loop: loop, fd: fd, options: SharedSocketOptions(options))
@@ -167,12 +177,23 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
         lastSendProgress = lastReceive
     }
 
-    /// Registers with the loop, tells the handler, and starts receiving.
+    /// Registers with the loop, installs the socket in the loop's file table (when it
+    /// has one, with a free slot), tells the handler, and starts receiving.
     func start() {
         loop.register(self, as: .connection)
+        if let slot = loop.installDirectDescriptor(fd, owner: self, tag: Tag.install.rawValue) {
+            direct = .installing(slot: slot)
+        }
         if let idle = options.idleTimeout { loop.scheduleDeadline(self, at: lastReceive &+ idle.nanoseconds) }
         if let transform { transform.start(self) } else { handler?.connected(self) }
         if isOpen && receive == .idle { armRecv() }
+    }
+
+    /// The slot of the loop's registered file table that the socket's operations name,
+    /// once installed (nil: they name the descriptor). Loop thread only.
+    var directSlot: UInt32? {
+        if case .installed(let slot) = direct { return slot }
+        return nil
     }
 
     /// The peer's address, if the socket still knows it.
@@ -210,6 +231,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
             case .multishot: io_uring_prep_recv_multishot(sqe, fd, nil, 0, 0)
             case .singleShot: io_uring_prep_recv(sqe, fd, nil, 0, 0)
             }
+            direct.aim(sqe)
             sqe.pointee.flags |= TORUS_IOSQE_BUFFER_SELECT
             sqe.pointee.buf_group = group
         }
@@ -572,11 +594,13 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
             sending = .sending
             sendUserData = loop.submit(.send, target: self, tag: Tag.send.rawValue) { sqe in
                 io_uring_prep_send(sqe, fd, base, count, Int32(MSG_NOSIGNAL))
+                direct.aim(sqe)
             }
         case .message(let msg):
             sending = .sending
             sendUserData = loop.submit(.send, target: self, tag: Tag.send.rawValue) { sqe in
                 io_uring_prep_sendmsg(sqe, fd, msg, UInt32(MSG_NOSIGNAL))
+                direct.aim(sqe)
             }
         }
     }
@@ -620,6 +644,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
             sending = .shuttingDown
             loop.submit(.shutdown, target: self, tag: Tag.shutdown.rawValue) { sqe in
                 io_uring_prep_shutdown(sqe, fd, Int32(SHUT_WR))
+                direct.aim(sqe)
             }
         case .open, .writeShut, .closing, .closed:
             break
@@ -685,10 +710,11 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
     }
 
     private func finishCloseIfIdle() {
-        guard phase == .closing, !receive.inFlight, sending == .idle else { return }
+        guard phase == .closing, !receive.inFlight, sending == .idle, !direct.isInstalling else { return }
         phase = .closed
         queue.releaseAll()
-        loop.closeDescriptor(fd)
+        loop.closeSocket(fd, slot: direct.slot)
+        direct = .none
         loop.unregister(self, as: .connection)
         let h = handler
         handler = nil
@@ -707,6 +733,11 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
             sending = .idle
             if !isOpen { finishCloseIfIdle() }
             return .done
+        case .install:
+            guard case .installing(let slot) = direct else { return .done }
+            direct = loop.directDescriptorInstalled(slot, result: completion.result) ? .installed(slot: slot) : .none
+            if !isOpen { finishCloseIfIdle() }
+            return .done
         case nil: return .done
         }
     }
@@ -715,7 +746,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
         switch Tag(rawValue: tag) {
         case .recv: armRecv()
         case .send: flushQueuedWrites()
-        case .shutdown, nil: break
+        case .shutdown, .install, nil: break
         }
     }
 

@@ -18,6 +18,10 @@ public enum OperationKind: Int, CaseIterable, Sendable, CustomStringConvertible 
     case read
     case write
     case statx
+    /// A socket installed into the ring's registered file table (`FILES_UPDATE`).
+    case filesUpdate
+    /// A slot of the registered file table cleared (`close_direct`).
+    case closeDirect
 
     public var description: String {
         switch self {
@@ -37,6 +41,8 @@ public enum OperationKind: Int, CaseIterable, Sendable, CustomStringConvertible 
         case .read: "read"
         case .write: "write"
         case .statx: "statx"
+        case .filesUpdate: "files_update"
+        case .closeDirect: "close_direct"
         }
     }
 }

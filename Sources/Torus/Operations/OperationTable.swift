@@ -60,6 +60,19 @@ struct OperationTable {
         internalBit | UInt64(kind.rawValue)
     }
 
+    /// An internal operation's `user_data` that also carries a 32-bit value (bits
+    /// 8–39) for its completion: the slot a `close_direct` clears.
+    @inline(__always)
+    static func internalUserData(_ kind: OperationKind, carrying value: UInt32) -> UInt64 {
+        internalBit | UInt64(value) << 8 | UInt64(kind.rawValue)
+    }
+
+    /// The value `internalUserData(_:carrying:)` put in.
+    @inline(__always)
+    static func carriedValue(_ userData: UInt64) -> UInt32 {
+        UInt32(truncatingIfNeeded: userData >> 8)
+    }
+
     /// Takes a free slot for an operation owned by `target`; returns its `user_data`.
     @inline(__always)
     mutating func allocate(kind: OperationKind, target: any CompletionTarget, tag: UInt32) -> UInt64 {
