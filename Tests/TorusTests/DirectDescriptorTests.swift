@@ -45,7 +45,10 @@ private struct Peer: ~Copyable {
         var out = [UInt8](repeating: 0, count: count)
         var got = 0
         while got < count {
-            let n = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, count - got, 0) }
+            let n = out.withUnsafeMutableBytes { buffer -> Int in
+                guard let base = buffer.baseAddress else { return -1 }
+                return recv(fd, base + got, count - got, 0)
+            }
             if n <= 0 { break }
             got += n
         }
@@ -58,11 +61,7 @@ private struct Peer: ~Copyable {
         let n = recv(fd, &byte, 1, 0)
         if n == 0 { return .eof }
         if n > 0 { return .bytes(n) }
-        switch errno {
-        case ECONNRESET: return .reset
-        case EAGAIN: return .timeout
-        default: return .timeout
-        }
+        return errno == ECONNRESET ? .reset : .timeout
     }
 
     /// Makes the next close an abortive one (RST).
