@@ -41,6 +41,7 @@ static inline void torus_ssl_ctx_set_servername_cb(SSL_CTX *ctx, torus_servernam
 
 /* ---- SSL settings ---- */
 static inline long torus_ssl_set_mode(SSL *ssl, long mode) { return SSL_set_mode(ssl, mode); }
+static inline long torus_ssl_clear_mode(SSL *ssl, long mode) { return SSL_clear_mode(ssl, mode); }
 static inline int torus_ssl_set_host_name(SSL *ssl, const char *name) { return (int)SSL_set_tlsext_host_name(ssl, name); }
 static inline int torus_ssl_set_app_data(SSL *ssl, void *p) { return SSL_set_app_data(ssl, p); }
 static inline void *torus_ssl_get_app_data(const SSL *ssl) { return SSL_get_app_data(ssl); }

@@ -24,15 +24,17 @@ public final class TLSEngine {
     /// The context generation this engine started from (kept alive with it).
     let generation: TLSContextGeneration
     private let ssl: OpaquePointer
+    // One thread, never accessed overlapping: the state read on every record skips
+    // Swift's dynamic exclusivity checks.
     /// Peer → OpenSSL: ``feed(_:)`` writes, OpenSSL reads. Owned by `ssl`.
-    private var readBIO: OpaquePointer
+    @exclusivity(unchecked) private var readBIO: OpaquePointer
     /// OpenSSL → peer: OpenSSL writes, ``takeCiphertext(into:)`` reads. Owned by `ssl`.
-    private var writeBIO: OpaquePointer
+    @exclusivity(unchecked) private var writeBIO: OpaquePointer
     private let owner: pthread_t
     private let handshakeDeadline: ContinuousClock.Instant
     private let clientServerName: String?
     /// Where the inbound byte stream stands (for the plaintext-HTTP check and EOF).
-    private var inbound: Inbound = .nothingYet
+    @exclusivity(unchecked) private var inbound: Inbound = .nothingYet
 
     private enum Inbound {
         case nothingYet
@@ -42,11 +44,11 @@ public final class TLSEngine {
     }
 
     /// Where the connection stands; see ``TLSEngineState``.
-    public private(set) var state: TLSEngineState = .handshaking
+    @exclusivity(unchecked) public private(set) var state: TLSEngineState = .handshaking
     /// The SNI name the client sent (set by the SNI callback, server side).
     var requestedServerName: String?
     /// Set by the info callback when OpenSSL refused a renegotiation.
-    var renegotiationAttempted = false
+    @exclusivity(unchecked) var renegotiationAttempted = false
     /// Whether the key-log callback keeps this connection's TLS 1.3 application
     /// traffic secrets (for a kernel TLS hand-off, ``KernelTLS/keys(of:)``). Off
     /// unless the kernel offers kTLS: secrets are not kept without a use.
@@ -336,6 +338,19 @@ public final class TLSEngine {
             _ = torus_bio_set_mem_eof_return(fresh, -1)
             SSL_set0_wbio(ssl, fresh)
             writeBIO = fresh
+        }
+    }
+
+    /// Keeps OpenSSL's record buffers from one record to the next (`hold`: a busy
+    /// connection, no `malloc`/`free` of 17 KiB buffers per record), or goes back to
+    /// releasing them after each use and releases them now (``releaseBuffers()``).
+    public func holdBuffers(_ hold: Bool) {
+        assertOwner()
+        if hold {
+            _ = torus_ssl_clear_mode(ssl, TORUS_SSL_MODE_RELEASE_BUFFERS)
+        } else {
+            _ = torus_ssl_set_mode(ssl, TORUS_SSL_MODE_RELEASE_BUFFERS)
+            releaseBuffers()
         }
     }
 

@@ -27,21 +27,45 @@ import Torus
 ///   handler's `inputClosed`; a FIN without it closes with
 ///   ``TLSError/unexpectedEOF``. Any error sends the engine's alert, then closes
 ///   with the error; a plaintext HTTP request gets ``TLSEngine/plaintextHTTPResponse``.
-/// - Idle: after each receive that left nothing buffered, the engine's record
-///   buffers are released (``TLSEngine/releaseBuffers()``).
+/// - Buffers: OpenSSL's record buffers (about 17 KiB each way) are kept while the
+///   peer keeps sending (``TLSEngine/holdBuffers(_:)``: no `malloc`/`free` of them per
+///   record) and released once it has sent nothing for ``bufferHold`` (a deadline of
+///   the connection's, checked by the loop's deadline wheel: at most one check per
+///   `bufferHold` however busy the connection is). A connection idle that long holds
+///   none of them, nor the capacity a burst grew its memory BIOs to.
 ///
 /// Loop thread only. The engine (and its `SSL*`) is freed with the connection.
 final class TLSTransform: ConnectionTransform {
     let engine: TLSEngine
-    private var phase: Phase
+    // Loop-confined and never accessed overlapping: the state below skips Swift's
+    // dynamic exclusivity checks, which ran on every record.
+    @exclusivity(unchecked) private var phase: Phase
     /// Plaintext sent by the handler during a delivery (see Outbound), and how much of
     /// it there is; nil outside `drain`'s delivery.
-    private var gathered: UnsafeMutableRawBufferPointer?
-    private var gatheredCount = 0
+    @exclusivity(unchecked) private var gathered: UnsafeMutableRawBufferPointer?
+    @exclusivity(unchecked) private var gatheredCount = 0
     /// True while a delivery to the handler runs: sends are gathered.
-    private var delivering = false
+    @exclusivity(unchecked) private var delivering = false
     /// When the handshake times out (the loop's clock); set at `start`.
     private var handshakeDeadline: UInt64 = .max
+    /// Whether the engine keeps its record buffers (see Buffers above).
+    @exclusivity(unchecked) private var buffers = Buffers.released
+    /// When the peer's last bytes arrived while established (the loop's clock).
+    @exclusivity(unchecked) private var lastInbound: UInt64 = 0
+
+    /// Whether the engine keeps its record buffers now (tests).
+    var bufferState: Buffers { buffers }
+
+    /// How long a connection keeps its record buffers after the peer's last bytes.
+    static let bufferHold: UInt64 = 1_000_000_000
+
+    enum Buffers {
+        /// OpenSSL releases them after each use (`SSL_MODE_RELEASE_BUFFERS`), and
+        /// the engine holds none now.
+        case released
+        /// Kept from record to record until the peer has been quiet for `bufferHold`.
+        case held
+    }
     private let handshakeTimeout: UInt64
 
     enum Phase {
@@ -80,8 +104,12 @@ final class TLSTransform: ConnectionTransform {
     func inbound(_ bytes: ReceivedBytes, on connection: Connection) {
         engine.feed(bytes.unsafeBytes)
         drain(connection)
-        if case .established = phase, connection.isOpen, engine.bufferedCiphertext == 0, engine.pendingCiphertext == 0 {
-            engine.releaseBuffers()
+        guard case .established = phase, connection.isOpen else { return }
+        lastInbound = connection.loopNow
+        if case .released = buffers {
+            buffers = .held
+            engine.holdBuffers(true)
+            connection.scheduleTransformDeadline(at: lastInbound &+ Self.bufferHold)
         }
     }
 
@@ -164,7 +192,26 @@ final class TLSTransform: ConnectionTransform {
     }
 
     func checkDeadline(_ connection: Connection, now: UInt64) -> UInt64? {
-        guard case .handshaking = phase else { return nil }
+        switch phase {
+        case .handshaking: return checkHandshake(connection, now: now)
+        case .established: return checkBuffers(now: now)
+        case .finished: return nil
+        }
+    }
+
+    /// Releases the record buffers of a connection whose peer has been quiet for
+    /// `bufferHold` (unless they hold part of a record); returns when to look again.
+    private func checkBuffers(now: UInt64) -> UInt64? {
+        guard case .held = buffers else { return nil }
+        let due = lastInbound &+ Self.bufferHold
+        guard now >= due else { return due }
+        guard engine.bufferedCiphertext == 0, engine.pendingCiphertext == 0 else { return now &+ Self.bufferHold }
+        buffers = .released
+        engine.holdBuffers(false)
+        return nil
+    }
+
+    private func checkHandshake(_ connection: Connection, now: UInt64) -> UInt64? {
         guard now >= handshakeDeadline else { return handshakeDeadline }
         engine.expireHandshake(now: engine.handshakeExpiry)
         connection.loop.logger.debug("closing a connection whose TLS handshake timed out",

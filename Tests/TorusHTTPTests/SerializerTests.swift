@@ -95,6 +95,17 @@ struct SerializerTests {
         out.removeAll(keepingCapacity: true)
         s.write(plaintext, isHeadRequest: true, into: &out)
         #expect(out.string == "HTTP/1.1 200 OK\r\nServer: Torus\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n")
+        out.removeAll(keepingCapacity: true)
+        s.write(plaintext, requestVersion: .http10, into: &out)
+        #expect(out.string == "HTTP/1.1 200 OK\r\nServer: Torus\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: keep-alive\r\n\r\nHello, World!")
+        out.removeAll(keepingCapacity: true)
+        s.write(plaintext, keepAlive: false, isHeadRequest: true, into: &out)
+        #expect(out.string == "HTTP/1.1 200 OK\r\nServer: Torus\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n")
+        // The date cache's value and string are the 29-byte IMF-fixdate alone.
+        var bare: [UInt8] = []
+        s.dateCache.append(to: &bare)
+        #expect(bare.string == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(s.dateCache.string == "Sun, 06 Nov 1994 08:49:37 GMT")
     }
 
     @Test func errorResponses() {

@@ -413,3 +413,59 @@ extension TLSTests.OnConnections {
         expectNothingLive()
     }
 }
+
+extension TLSTests {
+    /// A TLS connection keeps OpenSSL's record buffers while its peer keeps sending
+    /// and releases them once the peer has been quiet for `TLSTransform.bufferHold`.
+    @Suite struct BufferHold {
+        /// Echoes, and keeps its server-side connection for the test to inspect.
+        final class KeepingEcho: ConnectionHandler, @unchecked Sendable {
+            let connections = Locked<[Connection]>([])
+            func connected(_ connection: Connection) { connections.withLock { $0.append(connection) } }
+            func received(_ bytes: ReceivedBytes, from connection: Connection) { connection.send(bytes) }
+            func closed(_ connection: Connection, error: (any Error)?) {}
+        }
+
+        /// The server transform's buffer state, read on its loop.
+        static func buffers(of connection: Connection) async throws -> String {
+            try await connection.loop.run {
+                guard let transform = connection.installedTransform as? TLSTransform else { return "no transform" }
+                return "\(transform.bufferState)"
+            }
+        }
+
+        @Test func heldWhileBusyReleasedWhenQuiet() async throws {
+            let certs = try await TestCertificates.get()
+            let handler = KeepingEcho()
+            try await withGroup(loops: 1) { group in
+                let server = try Server.start(on: group, address: try .tcp("127.0.0.1", 0),
+                                              tls: try TLSContext(certs.server())) { _ in handler }
+                defer { server.close() }
+                let port = try #require(server.address.port)
+                let client = try await AsyncConnection.connect(to: try .tcp("127.0.0.1", port), on: group.loops[0],
+                                                               tls: try TLSContext(certs.client()))
+                let start = ContinuousClock.now
+                // Busy: a message every 100 ms for longer than the hold.
+                for i in 0..<15 {
+                    let message = Array("message \(i)".utf8)
+                    try await client.write(message)
+                    #expect(try await client.read(exactly: message.count) == message)
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                let connection = try #require(handler.connections.current.first)
+                #expect(ContinuousClock.now - start > .nanoseconds(Int64(TLSTransform.bufferHold)))
+                #expect(try await Self.buffers(of: connection) == "held", "still busy: buffers kept")
+                // Quiet for longer than the hold (plus the wheel's 250 ms resolution).
+                try await Task.sleep(for: .nanoseconds(Int64(TLSTransform.bufferHold)) + .milliseconds(600))
+                #expect(try await Self.buffers(of: connection) == "released")
+                // Traffic again: held again, and the echo still works.
+                try await client.write(Array("again".utf8))
+                #expect(try await client.read(exactly: 5) == Array("again".utf8))
+                #expect(try await Self.buffers(of: connection) == "held")
+                await client.close()
+            }
+            handler.connections.withLock { $0.removeAll() }
+            expectNothingLive()
+        }
+    }
+}

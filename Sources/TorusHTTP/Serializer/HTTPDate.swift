@@ -78,16 +78,26 @@ public enum HTTPDate {
 
 /// A cached `Date` header value, regenerated at most once per second.
 ///
-/// Memory: owns a 29-byte array, overwritten in place on regeneration (no allocation
+/// It keeps the whole field line and the empty line after it, `Date: <value>\r\n\r\n`,
+/// so a fixed response whose Date is its last field appends the end of its head in
+/// one copy.
+///
+/// Memory: owns a 39-byte array, overwritten in place on regeneration (no allocation
 /// after init as long as the cache is not copied while being updated). Not shared
 /// between threads: keep one per event loop (it is a value type; `Sendable` only so it
 /// can be moved into a loop).
 public struct HTTPDateCache: Sendable {
-    @usableFromInline var bytes: [UInt8]
+    /// `Date: ` + the 29-byte value + CRLF + CRLF.
+    @usableFromInline var line: [UInt8]
     /// The epoch second the cached value represents.
     public private(set) var cachedSecond: Int
     /// How many times the value was regenerated (for tests and metrics).
     public private(set) var regenerations: Int = 0
+
+    /// Where the value starts in `line` (after `Date: `).
+    @usableFromInline static let valueStart = 6
+    /// The field line's length with its CRLF.
+    @usableFromInline static let fieldLength = valueStart + HTTPDate.length + 2
 
     /// Creates a cache holding the current time.
     public init() {
@@ -96,10 +106,16 @@ public struct HTTPDateCache: Sendable {
 
     /// Creates a cache holding `epochSeconds`.
     public init(epochSeconds: Int) {
-        bytes = [UInt8](repeating: 0, count: HTTPDate.length)
+        line = Array("Date: ".utf8) + [UInt8](repeating: 0, count: HTTPDate.length) + Array("\r\n\r\n".utf8)
         cachedSecond = epochSeconds
-        // Not from input: `bytes` always holds `HTTPDate.length` elements, so it has a base address.
-        bytes.withUnsafeMutableBufferPointer { HTTPDate.write(epochSeconds: epochSeconds, to: $0.baseAddress!) }
+        format(epochSeconds)
+    }
+
+    private mutating func format(_ epochSeconds: Int) {
+        // Not from input: `line` always holds `fieldLength + 2` elements, so it has a base address.
+        line.withUnsafeMutableBufferPointer {
+            HTTPDate.write(epochSeconds: epochSeconds, to: $0.baseAddress! + Self.valueStart)
+        }
     }
 
     /// Makes the cache represent `epochSeconds`; formats only when the second changed.
@@ -107,8 +123,7 @@ public struct HTTPDateCache: Sendable {
         guard epochSeconds != cachedSecond else { return }
         cachedSecond = epochSeconds
         regenerations += 1
-        // Not from input: `bytes` always holds `HTTPDate.length` elements, so it has a base address.
-        bytes.withUnsafeMutableBufferPointer { HTTPDate.write(epochSeconds: epochSeconds, to: $0.baseAddress!) }
+        format(epochSeconds)
     }
 
     /// Refreshes from the coarse realtime clock (cheap: one vDSO call, formatting at most
@@ -120,9 +135,16 @@ public struct HTTPDateCache: Sendable {
     /// Appends the cached 29-byte date (no refresh) to `out`.
     @inlinable
     public func append(to out: inout [UInt8]) {
-        out.append(contentsOf: bytes)
+        out.append(contentsOf: line[Self.valueStart..<Self.valueStart + HTTPDate.length])
+    }
+
+    /// Appends the field line `Date: <value>\r\n`, and the empty line that ends the
+    /// head when `endingHead`.
+    @inlinable
+    func appendField(to out: inout [UInt8], endingHead: Bool) {
+        out.append(contentsOf: line[..<(endingHead ? Self.fieldLength + 2 : Self.fieldLength)])
     }
 
     /// The cached date as a `String` (allocates).
-    public var string: String { String(decoding: bytes, as: UTF8.self) }
+    public var string: String { String(decoding: line[Self.valueStart..<Self.valueStart + HTTPDate.length], as: UTF8.self) }
 }

@@ -28,11 +28,9 @@ public struct HTTPResponseSerializer: Sendable {
     @usableFromInline var refreshDate = true
 
     @usableFromInline
-    mutating func appendDateField(to out: inout [UInt8]) {
+    mutating func appendDateField(to out: inout [UInt8], endingHead: Bool = false) {
         if refreshDate { dateCache.update() }
-        out.appendStatic("Date: ")
-        dateCache.append(to: &out)
-        out.appendStatic("\r\n")
+        dateCache.appendField(to: &out, endingHead: endingHead)
     }
 
     // MARK: General path
@@ -112,7 +110,8 @@ public struct HTTPResponseSerializer: Sendable {
     // MARK: Fast path
 
     /// Appends a precomputed response: its fixed prefix, the cached Date, a Connection field
-    /// if needed, and the body (unless `isHeadRequest`). No allocation once `out` has capacity.
+    /// if needed, and the body (unless `isHeadRequest`). No allocation once `out` has capacity;
+    /// a kept-alive HTTP/1.1 answer is three copies (prefix, Date and the empty line, body).
     @inlinable
     public mutating func write(
         _ fixed: PrecomputedResponse,
@@ -121,15 +120,14 @@ public struct HTTPResponseSerializer: Sendable {
         isHeadRequest: Bool = false,
         into out: inout [UInt8]
     ) {
-        out.append(contentsOf: fixed.prefix)
-        appendDateField(to: &out)
-        if !keepAlive {
-            out.appendStatic("Connection: close\r\n")
-        } else if requestVersion == .http10 {
-            out.appendStatic("Connection: keep-alive\r\n")
+        out.append(contentsOf: fixed.bytes[..<fixed.bodyStart])
+        if keepAlive && requestVersion != .http10 {
+            appendDateField(to: &out, endingHead: true)
+        } else {
+            appendDateField(to: &out)
+            out.appendStatic(keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n")
         }
-        out.appendStatic("\r\n")
-        if !isHeadRequest { out.append(contentsOf: fixed.body) }
+        if !isHeadRequest { out.append(contentsOf: fixed.bytes[fixed.bodyStart...]) }
     }
 
     // MARK: Interim responses
@@ -164,11 +162,7 @@ public struct HTTPResponseSerializer: Sendable {
         out.append(UInt8(ascii: " "))
         out.append(contentsOf: error.reasonPhrase.utf8)
         out.appendStatic("\r\n")
-        if let date {
-            out.appendStatic("Date: ")
-            date.append(to: &out)
-            out.appendStatic("\r\n")
-        }
+        if let date { date.appendField(to: &out, endingHead: false) }
         out.appendStatic("Content-Type: text/plain\r\nContent-Length: ")
         out.appendDecimal(body.count)
         out.appendStatic("\r\nConnection: close\r\n\r\n")

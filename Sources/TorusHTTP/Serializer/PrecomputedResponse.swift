@@ -1,14 +1,17 @@
 import HTTPTypes
 
 /// A response whose status line, fields and body are fixed, serialized once at creation
-/// (e.g. the `/plaintext` benchmark answer). Owns two immutable arrays (prefix and body)
-/// that are shared, never copied, when written; safe to share between event loops.
+/// (e.g. the `/plaintext` benchmark answer). Owns one immutable array (the prefix, then
+/// the body) that is shared, never copied, when written; safe to share between event
+/// loops.
 ///
 /// The prefix holds the status line, the given fields and `Content-Length`; ``HTTPResponseSerializer/write(_:keepAlive:requestVersion:isHeadRequest:into:)``
 /// adds `Date`, `Connection` when needed, the empty line and the body.
 public struct PrecomputedResponse: Sendable {
-    @usableFromInline let prefix: [UInt8]
-    @usableFromInline let body: [UInt8]
+    /// The prefix, then the body.
+    @usableFromInline let bytes: [UInt8]
+    /// Where the body starts in `bytes`.
+    @usableFromInline let bodyStart: Int
 
     /// Precomputes a response. Content-Length, Transfer-Encoding, Connection and Date in
     /// `headerFields` are ignored (they are written by the serializer).
@@ -33,8 +36,9 @@ public struct PrecomputedResponse: Sendable {
         out.appendStatic("Content-Length: ")
         out.appendDecimal(body.count)
         out.appendStatic("\r\n")
-        self.prefix = out
-        self.body = body
+        bodyStart = out.count
+        out.append(contentsOf: body)
+        bytes = out
     }
 
     /// Convenience: a text body with the given Content-Type.

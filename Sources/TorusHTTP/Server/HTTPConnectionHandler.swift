@@ -33,7 +33,10 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
         get { scratch.serializer }
         _modify { yield &scratch.serializer }
     }
-    private var phase = HTTPConnectionPhase.reading
+    // Loop-confined and never accessed overlapping, so the hot state below skips
+    // Swift's dynamic exclusivity checks (they were several percent of a pipelined
+    // server's CPU); the debug test suite still checks everything else.
+    @exclusivity(unchecked) private var phase = HTTPConnectionPhase.reading
     /// The peer sent FIN or the server is stopping: the request in progress is the last.
     private var lastRequest = false
     /// Where the handler is in its loop's registry (an `IndexedSet`; -1: not a member).
@@ -42,7 +45,7 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     /// arrived yet (the loop's clock); 0 once one has, or without the setting.
     private var firstRequestDeadline: UInt64 = 0
     /// The request in progress; nil while idle (see ``HTTPRequestWork``).
-    private var work: HTTPRequestWork?
+    @exclusivity(unchecked) private var work: HTTPRequestWork?
     private var logger: Logger { server.configuration.logger }
 
     /// The request work, taken from the scratch when none is held.
@@ -229,12 +232,14 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     private func onEnd() -> HTTPRequestParser.Control {
         switch phase {
         case .reading:
-            guard let inline = busy.inline else { return .proceed }
-            busy.inline = nil
+            let work = busy
+            guard let inline = work.inline else { return .proceed }
+            work.inline = nil
             switch inline.answer {
             case .fixed(let response):
-                serializer.write(response, keepAlive: inline.facts.keepAlive && !lastRequest,
-                                 requestVersion: inline.facts.version, isHeadRequest: inline.facts.isHeadRequest, into: &out)
+                scratch.serializer.write(response, keepAlive: inline.facts.keepAlive && !lastRequest,
+                                         requestVersion: inline.facts.version,
+                                         isHeadRequest: inline.facts.isHeadRequest, into: &work.out)
             case .status(let status, let reason):
                 var facts = inline.facts
                 if lastRequest { facts.keepAlive = false }

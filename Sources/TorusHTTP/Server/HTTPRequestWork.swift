@@ -17,20 +17,21 @@ final class HTTPRequestWork {
     static let spanCapacity = 64
     static let retainedCapacity = 64 << 10
 
-    var parser: HTTPRequestParser
+    // Loop-confined, never accessed overlapping: no dynamic exclusivity checks.
+    @exclusivity(unchecked) var parser: HTTPRequestParser
     /// Response bytes on their way to the write queue.
-    var out: [UInt8] = []
+    @exclusivity(unchecked) var out: [UInt8] = []
     /// Pipelined bytes that wait while a handler answers the request before them.
-    var leftover: [UInt8] = []
+    @exclusivity(unchecked) var leftover: [UInt8] = []
     /// The answer to the request being read, when it is answered on the loop (a fixed
     /// route or a refusal) once complete; nil while a head is incomplete.
-    var inline: InlineRequest?
+    @exclusivity(unchecked) var inline: InlineRequest?
     /// Whether a request is incomplete and since when: its head and whole-request
     /// deadlines are checked by the loop's deadline wheel through the connection
     /// (see `HTTPConnectionHandler.checkLiveness`), not by a timer of its own.
     var requestClock = RequestClock.stopped
     /// Inside `parser.parse` (the work cannot be given back then).
-    var parsing = false
+    @exclusivity(unchecked) var parsing = false
 
     init(limits: HTTPLimits) {
         parser = HTTPRequestParser(limits: limits, lendingStorage: ())

@@ -48,6 +48,10 @@ public struct HTTPRouter: Sendable {
     }
 
     private(set) var routes: [Route] = []
+    /// The literal routes' paths, for matching without touching `routes`.
+    private var literals = LiteralPaths()
+    /// Some route has a parameter or a wildcard.
+    private var hasPatterns = false
 
     public init() {}
 
@@ -96,6 +100,11 @@ public struct HTTPRouter: Sendable {
             return .literal(String(part))
         }
         let literal = parts.allSatisfy { if case .literal = $0 { true } else { false } }
+        if literal {
+            literals.add(Array(path.utf8), method: method, route: routes.count)
+        } else {
+            hasPatterns = true
+        }
         routes.append(Route(method: method, pattern: path, segments: parts, isLiteral: literal, action: action))
     }
 
@@ -108,13 +117,12 @@ public struct HTTPRouter: Sendable {
 
     func match(_ head: RequestHead) -> Match {
         var pathMatched = false
-        // Literal routes first pass: compare bytes, no allocation.
-        for route in routes where route.isLiteral {
-            guard head.pathEquals(route.pattern) else { continue }
-            if methodMatches(route.method, head.method) { return .found(route.action, [:]) }
-            pathMatched = true
+        // Literal routes first: byte comparisons, no allocation, no reference counting.
+        switch head.withPathBytes({ literals.match($0, method: head.method) }) {
+        case .route(let index): return .found(routes[index].action, [:])
+        case .otherMethod: pathMatched = true
+        case .none: break
         }
-        let hasPatterns = routes.contains { !$0.isLiteral }
         if hasPatterns {
             let parts = head.path.split(separator: "/", omittingEmptySubsequences: true)
             for route in routes where !route.isLiteral {
@@ -127,6 +135,11 @@ public struct HTTPRouter: Sendable {
     }
 
     private func methodMatches(_ wanted: HTTPMethodKind?, _ actual: HTTPMethodKind) -> Bool {
+        HTTPRouter.method(wanted, matches: actual)
+    }
+
+    /// A route for `wanted` (nil: any) answers `actual`; a GET route answers HEAD too.
+    static func method(_ wanted: HTTPMethodKind?, matches actual: HTTPMethodKind) -> Bool {
         guard let wanted else { return true }
         return wanted == actual || (wanted == .get && actual == .head)
     }

@@ -18,8 +18,8 @@ final class HTTPScratch {
     let limits: HTTPLimits
     let maxSpare: Int
     /// The loop's connections write their responses through this one (used only
-    /// inside one connection's callback at a time).
-    var serializer = HTTPResponseSerializer()
+    /// inside one connection's callback at a time, so it skips dynamic exclusivity checks).
+    @exclusivity(unchecked) var serializer = HTTPResponseSerializer()
     private var spare: [HTTPRequestWork] = []
 
     init(loop: EventLoop, limits: HTTPLimits, maxSpare: Int = 256) {
