@@ -47,22 +47,12 @@ private func connectSilently(to address: SocketAddress, count: Int) throws -> [I
     guard let port = address.port else { throw IOError(errno: EINVAL, "address") }
     var fds: [Int32] = []
     for _ in 0..<count {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw IOError(errno: errno, "socket") }
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = port.bigEndian
-        sin.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        let rc = withUnsafePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else {
-            let e = errno
-            Glibc.close(fd)
+        do {
+            fds.append(try blockingLoopbackSocket(port: port))
+        } catch {
             fds.forEach { Glibc.close($0) }
-            throw IOError(errno: e, "connect")
+            throw error
         }
-        fds.append(fd)
     }
     return fds
 }
