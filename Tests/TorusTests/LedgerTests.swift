@@ -25,9 +25,14 @@ struct LedgerTests {
             #expect(try metrics.expectGauge("torus_buffers", [("pool", "received"), ("owner", "pool")]).lastValue
                     == Double(live[.received].pool))
 
+            // Both sockets hold a direct descriptor slot once installed (none on a kernel without them).
+            #expect(try metrics.expectGauge("torus_direct_descriptors").lastValue == Double(live.directDescriptors))
+
             let text = live.prometheusText()
             #expect(text.contains(#"torus_operations_in_flight{op="recv"} 2"#))
             #expect(text.contains("torus_connections 2"))
+            #expect(text.contains("torus_direct_descriptors \(live.directDescriptors)"))
+            #expect(text.contains("torus_plain_descriptor_fallbacks_total \(live.plainDescriptorFallbacks)"))
 
             let json = try JSONEncoder().encode(live)
             let decoded = try JSONDecoder().decode(LedgerSnapshot.self, from: json)

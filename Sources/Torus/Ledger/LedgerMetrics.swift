@@ -20,6 +20,7 @@ extension LedgerSnapshot {
             }
         }
         Gauge(label: "\(prefix)_connections", factory: factory).record(connections)
+        Gauge(label: "\(prefix)_direct_descriptors", factory: factory).record(directDescriptors)
     }
 
     /// The snapshot in Prometheus text exposition format.
@@ -58,5 +59,7 @@ extension LedgerSnapshot {
         out.single("\(prefix)_queue_limit_closes_total", .counter, queueLimitCloses)
         out.single("\(prefix)_deadline_checks_total", .counter, deadlineChecks)
         out.single("\(prefix)_receive_waits_total", .counter, receiveWaits)
+        out.single("\(prefix)_direct_descriptors", .gauge, directDescriptors)
+        out.single("\(prefix)_plain_descriptor_fallbacks_total", .counter, plainDescriptorFallbacks)
     }
 }
