@@ -32,8 +32,6 @@ final class DirectDescriptorTable {
     private var freed: [UInt32] = []
     /// Slots below this have been handed out at least once.
     private var fresh: UInt32 = 0
-    /// Slots taken and not yet given back.
-    private(set) var taken = 0
     private static let freeMark: Int32 = -2
     #if DEBUG
     /// Debug builds: the slot each installed descriptor is in, so closing a
@@ -80,7 +78,6 @@ final class DirectDescriptorTable {
             return nil
         }
         descriptors[Int(slot)] = fd
-        taken += 1
         #if DEBUG
         slotOf[fd] = slot
         #endif
@@ -105,14 +102,13 @@ final class DirectDescriptorTable {
     /// taken again.
     func free(_ slot: UInt32) {
         // Invariant: only a taken slot comes back, once.
-        assert(taken > 0 && slot < fresh && descriptors[Int(slot)] != Self.freeMark,
+        assert(slot < fresh && descriptors[Int(slot)] != Self.freeMark,
                "direct descriptor slot \(slot) freed twice")
         #if DEBUG
         if descriptors[Int(slot)] >= 0 { slotOf[descriptors[Int(slot)]] = nil }
         #endif
         descriptors[Int(slot)] = Self.freeMark
         freed.append(slot)
-        taken -= 1
     }
 
     #if DEBUG

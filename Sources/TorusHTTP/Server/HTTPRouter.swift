@@ -127,15 +127,11 @@ public struct HTTPRouter: Sendable {
             let parts = head.path.split(separator: "/", omittingEmptySubsequences: true)
             for route in routes where !route.isLiteral {
                 guard let params = Self.bind(route.segments, parts) else { continue }
-                if methodMatches(route.method, head.method) { return .found(route.action, params) }
+                if Self.method(route.method, matches: head.method) { return .found(route.action, params) }
                 pathMatched = true
             }
         }
         return pathMatched ? .methodNotAllowed : .notFound
-    }
-
-    private func methodMatches(_ wanted: HTTPMethodKind?, _ actual: HTTPMethodKind) -> Bool {
-        HTTPRouter.method(wanted, matches: actual)
     }
 
     /// A route for `wanted` (nil: any) answers `actual`; a GET route answers HEAD too.
