@@ -40,8 +40,8 @@ step() {
   echo "== $1"
 }
 
-step "swift build (every product: the tests run the demos and the allocation check)"
-swift build
+step "swift build --build-tests (every product: the tests run the demos and the allocation check)"
+if [ "${TORUS_SKIP_SWIFT_TESTS:-0}" = "1" ]; then swift build; else swift build --build-tests; fi
 
 if [ "${TORUS_SKIP_SWIFT_TESTS:-0}" = "1" ]; then
   echo "== swift test SKIPPED (TORUS_SKIP_SWIFT_TESTS=1)"
@@ -52,7 +52,6 @@ else
   # and descriptors (together, ~420 tests on 2 cores took 40-95 s and the timing
   # checks of whichever target lost the race failed; apart they take ~70 s in all).
   # Each process is bounded in time, so a hang fails the step instead of the CI.
-  swift build --build-tests
   : > /tmp/torus-swift-test.log
   for target in TorusTests TorusHTTPTests TorusWebSocketTests TorusTLSTests TorusHubTests TorusRedisTests; do
     step "swift test: $target"
@@ -131,7 +130,49 @@ elif [ "$rc" -ne 0 ]; then
   exit "$rc"
 fi
 
-if [ "${TORUS_SKIP_AUTOBAHN:-0}" != "1" ]; then
+# Release builds, once: torus-ws for Autobahn, torus-hub and torus-soak for the soaks
+# and the scale step (plus matplotlib for the soak's plot).
+run_soak=0 run_cluster_soak=0 run_autobahn=0
+[ "${TORUS_SKIP_SOAK:-0}" != "1" ] && run_soak=1
+[ "${TORUS_SKIP_CLUSTER_SOAK:-0}" != "1" ] && run_cluster_soak=1
+[ "${TORUS_SKIP_AUTOBAHN:-0}" != "1" ] && run_autobahn=1
+if [ "$run_soak$run_cluster_soak$run_autobahn" != "000" ]; then
+  step "release build (torus-ws for Autobahn; torus-hub and torus-soak for the soaks)"
+  if [ "$run_soak$run_cluster_soak" != "00" ]; then scripts/soak.sh --prepare; fi
+  if [ "$run_autobahn" = 1 ]; then swift build -c release --product torus-ws; fi
+fi
+export TORUS_SOAK_PREPARED=1
+
+# The two soaks (each a light, time-boxed load, together about one of the two cores)
+# run in the background while Autobahn runs in the foreground at a lower priority
+# (its Python driver is the other core's work): CI saves their two minutes. Each soak
+# judges its own hubs' memory, ledgers and requests; their logs follow Autobahn's.
+soak_pid="" cluster_soak_pid=""
+if [ "$run_cluster_soak" = 1 ]; then
+  # Three hub nodes sharing one Redis (started and stopped by soak.sh): routers
+  # spread over the nodes and churning between them, callers and subscribers on
+  # random nodes; every node's RSS slope is judged as the single hub's is.
+  echo "== torus-hub cluster soak (3 nodes on Redis, ${TORUS_CLUSTER_SOAK_SECONDS:-120} s, release): in the background"
+  scripts/soak.sh "${TORUS_CLUSTER_SOAK_SECONDS:-120}" --nodes 3 >/tmp/torus-cluster-soak.log 2>&1 &
+  cluster_soak_pid=$!
+else
+  skipped+=("cluster soak (TORUS_SKIP_CLUSTER_SOAK=1)")
+fi
+if [ "$run_soak" = 1 ]; then
+  echo "== torus-hub memory soak (${TORUS_SOAK_SECONDS:-120} s, release; fails on the verdict): in the background"
+  scripts/soak.sh "${TORUS_SOAK_SECONDS:-120}" >/tmp/torus-soak.log 2>&1 &
+  soak_pid=$!
+else
+  skipped+=("soak (TORUS_SKIP_SOAK=1)")
+fi
+# If a later step fails first, the soaks are stopped too (soak.sh's trap stops its Redis).
+trap '[ -n "$deadpeer_pid" ] && kill "$deadpeer_pid" 2>/dev/null; rm -rf "$deadpeer_bin";
+      for p in $soak_pid $cluster_soak_pid; do kill "$p" 2>/dev/null; done' EXIT
+
+# Autobahn runs niced only while a soak shares the machine with it.
+autobahn_nice=()
+[ -n "$soak_pid$cluster_soak_pid" ] && autobahn_nice=(nice -n 10)
+if [ "$run_autobahn" = 1 ]; then
   # Twice: over ws:// and over wss:// (torus-ws with a certificate made for the run).
   # Full mode: every case over ws:// (517 cases, ~10 minutes: 12.*/13.* compression
   # cases are paced by the Python client), the ci subset over wss://.
@@ -144,13 +185,13 @@ if [ "${TORUS_SKIP_AUTOBAHN:-0}" != "1" ]; then
     if [ "$scheme" = ws ]; then
       step "Autobahn|Testsuite against torus-ws over ws:// ($mode mode)"
       if [ "$mode" = ci ]; then
-        scripts/autobahn.sh ci '*' '12.*,13.*' || rc=$?
+        "${autobahn_nice[@]}" scripts/autobahn.sh ci '*' '12.*,13.*' || rc=$?
       else
-        scripts/autobahn.sh "$mode" || rc=$?
+        "${autobahn_nice[@]}" scripts/autobahn.sh "$mode" || rc=$?
       fi
     else
       step "Autobahn|Testsuite against torus-ws over wss:// (ci mode)"
-      TORUS_AUTOBAHN_TLS=1 scripts/autobahn.sh ci || rc=$?
+      TORUS_AUTOBAHN_TLS=1 "${autobahn_nice[@]}" scripts/autobahn.sh ci || rc=$?
     fi
     if [ "$rc" -eq 77 ]; then
       skipped+=("Autobahn over $scheme:// (its driver is not beside this checkout; set AUTOBAHN_DIR)")
@@ -163,36 +204,22 @@ else
   skipped+=("Autobahn (TORUS_SKIP_AUTOBAHN=1)")
 fi
 
-# The two soaks run side by side (each a light load: together about one of the two
-# cores), which saves CI their two minutes twice; each judges its own hubs' memory.
-# Their set-up (matplotlib, the release build) is done once first, so the two do not
-# race to install or build.
-cluster_soak_pid=""
-if [ "${TORUS_SKIP_SOAK:-0}" != "1" ] || [ "${TORUS_SKIP_CLUSTER_SOAK:-0}" != "1" ]; then
-  step "the soaks' set-up (matplotlib, release build of torus-hub and torus-soak)"
-  scripts/soak.sh --prepare
-fi
-export TORUS_SOAK_PREPARED=1
-if [ "${TORUS_SKIP_CLUSTER_SOAK:-0}" != "1" ]; then
-  # Three hub nodes sharing one Redis (started and stopped by soak.sh): routers
-  # spread over the nodes and churning between them, callers and subscribers on
-  # random nodes; every node's RSS slope is judged as the single hub's is.
-  echo "== torus-hub cluster soak (3 nodes on Redis, ${TORUS_CLUSTER_SOAK_SECONDS:-120} s, release; in the background, its log follows the soak's)"
-  scripts/soak.sh "${TORUS_CLUSTER_SOAK_SECONDS:-120}" --nodes 3 >/tmp/torus-cluster-soak.log 2>&1 &
-  cluster_soak_pid=$!
-else
-  skipped+=("cluster soak (TORUS_SKIP_CLUSTER_SOAK=1)")
-fi
-if [ "${TORUS_SKIP_SOAK:-0}" != "1" ]; then
-  step "torus-hub memory soak (${TORUS_SOAK_SECONDS:-120} s, release; fails on the verdict)"
-  scripts/soak.sh "${TORUS_SOAK_SECONDS:-120}"
-else
-  skipped+=("soak (TORUS_SKIP_SOAK=1)")
+if [ -n "$soak_pid" ]; then
+  step "torus-hub memory soak: the rest of its run, and its report"
+  rc=0
+  wait "$soak_pid" || rc=$?
+  soak_pid=""
+  cat /tmp/torus-soak.log
+  if [ "$rc" -ne 0 ]; then
+    echo "soak FAILED ($rc)"
+    exit "$rc"
+  fi
 fi
 if [ -n "$cluster_soak_pid" ]; then
+  step "torus-hub cluster soak: its report"
   rc=0
   wait "$cluster_soak_pid" || rc=$?
-  step "torus-hub cluster soak: its report"
+  cluster_soak_pid=""
   sed -n '/^# torus-soak report/,$p' /tmp/torus-cluster-soak.log
   if [ "$rc" -ne 0 ]; then
     tail -50 /tmp/torus-cluster-soak.log
