@@ -51,8 +51,16 @@ public final class TLSEngine {
     @exclusivity(unchecked) var renegotiationAttempted = false
     /// Whether the key-log callback keeps this connection's TLS 1.3 application
     /// traffic secrets (for a kernel TLS hand-off, ``KernelTLS/keys(of:)``). Off
-    /// unless the kernel offers kTLS: secrets are not kept without a use.
-    var capturesTrafficSecrets = KernelTLS.isAvailable
+    /// unless the kernel offers kTLS: secrets are not kept without a use, and the
+    /// contexts install the callback only then. Turning it on (tests, before the
+    /// handshake) installs the callback on this engine's `SSL_CTX`.
+    var capturesTrafficSecrets = KernelTLS.isAvailable {
+        didSet {
+            if capturesTrafficSecrets, let ctx = SSL_get_SSL_CTX(ssl) {
+                SSL_CTX_set_keylog_callback(ctx, tlsKeyLogCallback)
+            }
+        }
+    }
     /// The application traffic secrets, when captured.
     var clientTrafficSecret: [UInt8]?
     var serverTrafficSecret: [UInt8]?
