@@ -28,7 +28,7 @@ struct RouterTests {
         switch router.match(try head(method, target)) {
         case .found(.fixed(let response), _): return String(decoding: response.bytes[response.bodyStart...], as: UTF8.self)
         case .found(.handler, let parameters):
-            return "handler" + parameters.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
+            return "handler" + (parameters ?? [:]).sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
         case .found(.upgrade, _): return "upgrade"
         case .methodNotAllowed: return "405"
         case .notFound: return "404"

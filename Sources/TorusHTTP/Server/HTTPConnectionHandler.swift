@@ -198,7 +198,7 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
                 return .pause
             }
         case .found(.handler(let handler), let parameters):
-            startHandler(handler, head: head, parameters: parameters, facts: facts)
+            startHandler(handler, head: head, parameters: parameters ?? [:], facts: facts)
         case .methodNotAllowed:
             return refuse(.methodNotAllowed, "method not allowed", head, facts)
         case .notFound:

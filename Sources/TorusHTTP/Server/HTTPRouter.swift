@@ -110,7 +110,9 @@ public struct HTTPRouter: Sendable {
 
     /// The outcome of routing one request head.
     enum Match {
-        case found(Action, [String: String])
+        /// The route's action and its bound path parameters (nil for a literal route:
+        /// none, and no dictionary made on the per-request path).
+        case found(Action, [String: String]?)
         case methodNotAllowed
         case notFound
     }
@@ -119,7 +121,7 @@ public struct HTTPRouter: Sendable {
         var pathMatched = false
         // Literal routes first: byte comparisons, no allocation, no reference counting.
         switch head.withPathBytes({ literals.match($0, method: head.method) }) {
-        case .route(let index): return .found(routes[index].action, [:])
+        case .route(let index): return .found(routes[index].action, nil)
         case .otherMethod: pathMatched = true
         case .none: break
         }
