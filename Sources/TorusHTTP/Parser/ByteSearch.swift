@@ -101,6 +101,20 @@ enum ByteSearch {
         return end
     }
 
+    /// The index of the first byte equal to `byte` in `base[from..<end]`, or `end`.
+    @inline(__always) @usableFromInline
+    static func first(_ byte: UInt8, _ base: UnsafePointer<UInt8>, _ from: Int, _ end: Int) -> Int {
+        var i = from
+        while i &+ 8 <= end {
+            // The lowest flagged byte is exact.
+            let m = bytesEqual(word(base, i), byte)
+            if m != 0 { return i &+ m.trailingZeroBitCount >> 3 }
+            i &+= 8
+        }
+        while i < end && base[i] != byte { i &+= 1 }
+        return i
+    }
+
     /// The index of the first byte in `base[from..<end]` whose class bits (``ByteClass``)
     /// lack `cls`, a single class bit, or `end`. Four bytes a step while they last — the
     /// AND of their class bits has `cls` only if all four have it — then one.

@@ -225,11 +225,11 @@ public struct HTTPRequestParser: Sendable, MessageParsing {
         // The scanner lets a head through when each byte but its final LF keeps the
         // total within maxHeadBytes: at most maxHeadBytes + 1 bytes in all.
         let bytes = HeadBytes(base + start, count: min(n - start, limits.maxHeadBytes + 1 - (start - from)))
-        switch HeadValidator.validate(bytes, spans: &spanStorage, limits: limits) {
-        case .success(let info):
+        do throws(HTTPParseError) {
+            let info = try HeadValidator.validate(bytes, spans: &spanStorage, limits: limits)
             headStorage.append(contentsOf: UnsafeBufferPointer(start: base + start, count: info.headLength))
             return (start + info.headLength, report(info, handler))
-        case .failure:
+        } catch {
             spanStorage.removeAll(keepingCapacity: true)
             return nil
         }
@@ -374,14 +374,10 @@ public struct HTTPRequestParser: Sendable, MessageParsing {
         let storage = headStorage
         var spans = spanStorage
         spanStorage = []
+        defer { spanStorage = spans }
         let limits = self.limits
-        let result = storage.withUnsafeBufferPointer { p in
-            HeadValidator.validate(p, spans: &spans, limits: limits)
-        }
-        spanStorage = spans
-        switch result {
-        case .failure(let error): throw error
-        case .success(let info): return info
+        return try storage.withUnsafeBufferPointer { p throws(HTTPParseError) in
+            try HeadValidator.validate(p, spans: &spans, limits: limits)
         }
     }
 }

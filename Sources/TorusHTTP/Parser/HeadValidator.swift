@@ -77,9 +77,9 @@ enum HeadValidator {
         _ p: UnsafeBufferPointer<UInt8>,
         spans: inout [FieldSpan],
         limits: HTTPLimits
-    ) -> Result<HeadInfo, HTTPParseError> {
-        guard let base = p.baseAddress else { return .failure(endsEarly) }
-        return validate(HeadBytes(base, count: p.count), spans: &spans, limits: limits)
+    ) throws(HTTPParseError) -> HeadInfo {
+        guard let base = p.baseAddress else { throw endsEarly }
+        return try validate(HeadBytes(base, count: p.count), spans: &spans, limits: limits)
     }
 
     /// Validates the request head at the start of `b`; on success `headLength` is the
@@ -89,7 +89,7 @@ enum HeadValidator {
         _ b: HeadBytes,
         spans: inout [FieldSpan],
         limits: HTTPLimits
-    ) -> Result<HeadInfo, HTTPParseError> {
+    ) throws(HTTPParseError) -> HeadInfo {
         var info = HeadInfo()
         let base = b.base
         let p = b.buffer
@@ -97,7 +97,7 @@ enum HeadValidator {
         // ---- Request line: method SP request-target SP HTTP-version CRLF
         // Its bytes run to its first CR or LF, which ends the method and target loops.
         let lineEnd = ByteSearch.firstLineBreak(base, 0, b.count)
-        guard lineEnd < b.count else { return .failure(endsEarly) }
+        guard lineEnd < b.count else { throw endsEarly }
         var i = 0
         if lineEnd >= 3 && limits.maxMethodLength >= 3
             && UnsafeRawPointer(base).loadUnaligned(as: UInt32.self) == UInt32(littleEndian: 0x2054_4547)  // "GET "
@@ -108,9 +108,9 @@ enum HeadValidator {
             i = 4
         } else {
             while isTokenChar(base[i]) { i &+= 1 }
-            guard base[i] == asciiSP || base[i] == asciiCR, i > 0 else { return .failure(.invalidMethod) }
-            guard base[i] == asciiSP else { return .failure(.invalidRequestLine) }
-            if i > limits.maxMethodLength { return .failure(.methodTooLong) }
+            guard base[i] == asciiSP || base[i] == asciiCR, i > 0 else { throw .invalidMethod }
+            guard base[i] == asciiSP else { throw .invalidRequestLine }
+            if i > limits.maxMethodLength { throw .methodTooLong }
             info.methodEnd = i
             info.method = classifyMethod(p, i)
             i += 1
@@ -134,10 +134,10 @@ enum HeadValidator {
                 break
             }
         }
-        guard base[i] == asciiSP || base[i] == asciiCR else { return .failure(.invalidTarget) }
+        guard base[i] == asciiSP || base[i] == asciiCR else { throw .invalidTarget }
         info.targetEnd = i
-        guard info.targetEnd > info.targetStart, base[i] == asciiSP else { return .failure(.invalidRequestLine) }
-        if info.targetEnd - info.targetStart > limits.maxTargetLength { return .failure(.targetTooLong) }
+        guard info.targetEnd > info.targetStart, base[i] == asciiSP else { throw .invalidRequestLine }
+        if info.targetEnd - info.targetStart > limits.maxTargetLength { throw .targetTooLong }
         i += 1
 
         // HTTP-version = "HTTP/" DIGIT "." DIGIT, then the line's CR LF.
@@ -146,47 +146,43 @@ enum HeadValidator {
         {
             info.version = .http11
         } else {
-            if let error = classifyVersion(b, i, &info) { return .failure(error) }
+            if let error = classifyVersion(b, i, &info) { throw error }
         }
         i += 8
-        guard b[i + 1] == asciiLF else { return .failure(.bareCR) }
+        guard b[i + 1] == asciiLF else { throw .bareCR }
         i += 2
 
         if let error = classifyTarget(p, &info, question: question, percentSeen: percentSeen) {
-            return .failure(error)
+            throw error
         }
 
-        let fields: FieldSectionInfo
-        switch validateFields(b, from: i, spans: &spans, limits: limits) {
-        case .failure(let error): return .failure(error)
-        case .success(let f): fields = f
-        }
+        let fields = try validateFields(b, from: i, spans: &spans, limits: limits)
         let contentLength = fields.contentLength
         info.hostIndex = fields.hostIndex
         info.headLength = fields.end
 
         // ---- Framing (RFC 9112 §6)
         if fields.transferEncodingSeen {
-            if contentLength >= 0 { return .failure(.contentLengthWithTransferEncoding) }
-            if info.version == .http10 { return .failure(.invalidTransferEncoding) }
+            if contentLength >= 0 { throw .contentLengthWithTransferEncoding }
+            if info.version == .http10 { throw .invalidTransferEncoding }
             // Chunked not final: the body's length cannot be determined (RFC 9112 §6.3).
-            if !fields.lastCodingIsChunked { return .failure(.invalidTransferEncoding) }
-            if fields.otherCodingSeen { return .failure(.unsupportedTransferEncoding) }
+            if !fields.lastCodingIsChunked { throw .invalidTransferEncoding }
+            if fields.otherCodingSeen { throw .unsupportedTransferEncoding }
             info.bodyFraming = .chunked
         } else if contentLength > 0 {
-            if contentLength > limits.maxBodyBytes { return .failure(.bodyTooLarge) }
+            if contentLength > limits.maxBodyBytes { throw .bodyTooLarge }
             info.bodyFraming = .contentLength(contentLength)
         }
 
         // ---- Host (RFC 9112 §3.2)
-        if fields.hostCount > 1 { return .failure(.duplicateHost) }
-        if fields.hostCount == 0 && info.version == .http11 { return .failure(.missingHost) }
+        if fields.hostCount > 1 { throw .duplicateHost }
+        if fields.hostCount == 0 && info.version == .http11 { throw .missingHost }
 
         // ---- Connection semantics (RFC 9112 §9.3)
         info.keepAlive = fields.keepAlive(version: info.version)
         if info.version == .http11 { info.expectContinue = fields.expectContinue }
         info.isUpgrade = fields.connectionUpgrade && fields.upgradeSeen
-        return .success(info)
+        return info
     }
 
     /// Validates the field lines of `p` from `start` to the empty line ending the
@@ -198,7 +194,11 @@ enum HeadValidator {
         limits: HTTPLimits
     ) -> Result<FieldSectionInfo, HTTPParseError> {
         guard let base = p.baseAddress else { return .failure(endsEarly) }
-        return validateFields(HeadBytes(base, count: p.count), from: start, spans: &spans, limits: limits)
+        do throws(HTTPParseError) {
+            return .success(try validateFields(HeadBytes(base, count: p.count), from: start, spans: &spans, limits: limits))
+        } catch {
+            return .failure(error)
+        }
     }
 
     /// Validates the field lines from `start` to the empty line ending the head, records
@@ -209,7 +209,7 @@ enum HeadValidator {
         _ b: HeadBytes, from start: Int,
         spans: inout [FieldSpan],
         limits: HTTPLimits
-    ) -> Result<FieldSectionInfo, HTTPParseError> {
+    ) throws(HTTPParseError) -> FieldSectionInfo {
         var info = FieldSectionInfo()
         var i = start
         let p = b.buffer
@@ -220,41 +220,47 @@ enum HeadValidator {
             // breaks a rule. Name, colon, OWS and value are field-value bytes, so every
             // loop below stops there at the latest.
             let stop = ByteSearch.firstNonFieldValue(base, i, b.count)
-            guard stop < b.count else { return .failure(endsEarly) }
+            guard stop < b.count else { throw endsEarly }
             if stop == lineStart && base[stop] == asciiCR { break }  // the empty line
-            // field-name = token, then ":" (no whitespace before it, no obs-fold).
-            i = ByteSearch.firstOutside(ByteClass.token, base, i, stop)
-            let nameEnd = i
-            if base[i] != UInt8(ascii: ":") || nameEnd == lineStart {
-                if nameEnd == lineStart && isOWS(base[i]) { return .failure(.obsFold) }
-                if nameEnd > lineStart && isOWS(base[i]) { return .failure(.whitespaceBeforeColon) }
-                return .failure(.invalidHeaderName)
+            // field-name = token, then ":" (no whitespace before it, no obs-fold). A
+            // well-known name up to the line's first colon is a token by construction;
+            // any other name is checked byte by byte.
+            let colon = ByteSearch.first(UInt8(ascii: ":"), base, lineStart, stop)
+            let name = colon < stop ? WellKnownFieldName.of(base, lineStart, length: colon &- lineStart) : .other
+            var nameEnd = colon
+            if name == .other {
+                nameEnd = ByteSearch.firstOutside(ByteClass.token, base, lineStart, stop)
+                if base[nameEnd] != UInt8(ascii: ":") || nameEnd == lineStart {
+                    if nameEnd == lineStart && isOWS(base[nameEnd]) { throw .obsFold }
+                    if nameEnd > lineStart && isOWS(base[nameEnd]) { throw .whitespaceBeforeColon }
+                    throw .invalidHeaderName
+                }
             }
-            i += 1
+            i = nameEnd &+ 1
             while isOWS(base[i]) { i &+= 1 }
             let valueStart = i
             // The value runs to the line's CR LF.
             i = stop
-            guard base[i] == asciiCR else { return .failure(.invalidHeaderValue) }
-            guard b[i + 1] == asciiLF else { return .failure(.bareCR) }
+            guard base[i] == asciiCR else { throw .invalidHeaderValue }
+            guard b[i + 1] == asciiLF else { throw .bareCR }
             var valueEnd = i
             while valueEnd > valueStart && isOWS(base[valueEnd &- 1]) { valueEnd &-= 1 }
             i += 2
             spans.append(FieldSpan(nameStart: lineStart, nameEnd: nameEnd, valueStart: valueStart, valueEnd: valueEnd))
-            if spans.count > limits.maxHeaderCount { return .failure(.tooManyHeaders) }
+            if spans.count > limits.maxHeaderCount { throw .tooManyHeaders }
 
-            switch nameEnd - lineStart {
-            case 4 where tokenEqualsLowercased(base, lineStart, "host"):
+            switch name {
+            case .host:
                 info.hostCount += 1
                 info.hostIndex = spans.count - 1
                 if ByteSearch.firstOutside(ByteClass.authority, base, valueStart, valueEnd) < valueEnd {
-                    return .failure(.invalidHost)
+                    throw .invalidHost
                 }
-            case 6 where tokenEqualsLowercased(base, lineStart, "expect"):
+            case .expect:
                 if bytesEqualLowercased(p, valueStart, valueEnd, "100-continue") { info.expectContinue = true }
-            case 7 where tokenEqualsLowercased(base, lineStart, "upgrade"):
+            case .upgrade:
                 info.upgradeSeen = true
-            case 10 where tokenEqualsLowercased(base, lineStart, "connection"):
+            case .connection:
                 // The usual single-element values first (a value has no OWS at its ends).
                 let length = valueEnd - valueStart
                 if length == 10 && tokenEqualsLowercased(base, valueStart, "keep-alive") {
@@ -272,23 +278,23 @@ enum HeadValidator {
                         }
                     }
                 }
-            case 14 where tokenEqualsLowercased(base, lineStart, "content-length"):
-                if let error = parseContentLength(p, valueStart, valueEnd, &info.contentLength) { return .failure(error) }
-            case 17 where tokenEqualsLowercased(base, lineStart, "transfer-encoding"):
+            case .contentLength:
+                if let error = parseContentLength(p, valueStart, valueEnd, &info.contentLength) { throw error }
+            case .transferEncoding:
                 info.transferEncodingSeen = true
                 if let error = parseTransferEncoding(
                     p, valueStart, valueEnd, &info.chunkedCount, &info.lastCodingIsChunked, &info.otherCodingSeen)
                 {
-                    return .failure(error)
+                    throw error
                 }
-            default:
+            case .common, .other:
                 break
             }
         }
 
-        guard b[i + 1] == asciiLF else { return .failure(.bareCR) }
+        guard b[i + 1] == asciiLF else { throw .bareCR }
         info.end = i + 2
-        return .success(info)
+        return info
     }
 
     /// HTTP-version = "HTTP/" DIGIT "." DIGIT: the eight bytes at `v`, followed by the
