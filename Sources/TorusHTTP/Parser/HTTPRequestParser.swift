@@ -5,6 +5,19 @@
 /// buffer) and may be split at any byte boundary: the events are the same either way
 /// (except that body bytes may be delivered in more, smaller `.body` slices).
 ///
+/// Reading a head: a head usually lies whole in the input that brings it (one read holds
+/// a request, or several pipelined ones). Such a head is read in one pass: the head
+/// validator (``HeadValidator``) walks the input itself, finding each line's end as it
+/// checks the line, and the head's bytes are then copied into storage at once — rather
+/// than scanned for CRLF CRLF and copied first, then walked again to validate. A head
+/// split across inputs, or one that breaks a rule, is gathered by the scanner instead
+/// (``scanHead(_:_:_:)``: strict CRLF and the size limits, checked as the bytes arrive)
+/// and validated in storage by the same validator. The one-pass path only ever
+/// accepts; on any doubt it leaves the head to the scanner, so both paths accept the
+/// same heads, with the same results, and every error is found the one careful way, the
+/// same however the input is split. (A head cut by the end of a read is looked at twice:
+/// by the one-pass attempt, then by the scanner.)
+///
 /// Memory ownership:
 /// - The input buffer belongs to the caller and is only read during the call. The parser
 ///   never keeps a pointer into it: head bytes are copied into the parser's own reusable
@@ -187,13 +200,14 @@ public struct HTTPRequestParser: Sendable, MessageParsing {
     }
 
     /// Reads a head: at its start, in one pass (``readWholeHead(_:_:_:_:)``) when it lies
-    /// whole in this input and is valid; otherwise the scanner gathers it, across as many
-    /// inputs as it takes, and the validator checks it in storage.
+    /// whole in this input and is valid; otherwise the careful way: the scanner gathers
+    /// it, across as many inputs as it takes, and the validator checks it in storage.
     @usableFromInline
     mutating func readHead(
         _ base: UnsafePointer<UInt8>, _ from: Int, _ n: Int, _ handler: (Event) -> Control
     ) throws(HTTPParseError) -> (Int, Control?) {
         if scanTotal == 0, let read = readWholeHead(base, from, n, handler) { return (read.0, read.1) }
+        // The careful way, as MessageParsing's default readHead.
         let (next, complete) = try scanHead(base, from, n)
         return (next, complete ? try headComplete(handler) : nil)
     }

@@ -54,7 +54,7 @@ struct FieldSectionInfo {
 /// ``HeadBytes`` they are given, so they accept exactly the same heads whether they run
 /// over a parser's storage — a complete head, which the scanner saw end in CRLF CRLF —
 /// or over raw input that may end anywhere: the request parser reads a head that way,
-/// in one pass (see ``HTTPRequestParser/readWholeHead(_:_:_:)``). Each line is read
+/// in one pass (see ``HTTPRequestParser/readWholeHead(_:_:_:_:)``). Each line is read
 /// the same way: a word-at-a-time search finds its first byte that cannot belong to it
 /// (the request line's CR or LF, a field line's first byte that is no field-value
 /// byte: its CR, or a byte that breaks a rule); the byte loops that follow all stop
