@@ -396,3 +396,83 @@ struct DifferentialParserTests {
 
     static let mutantsPerRound = 4_000
 }
+
+/// The field validator the response parser shares, against the old one: over complete
+/// field sections as a scanner hands them over (every line ending in CR LF, no other CR
+/// or LF), both must record the same spans and facts, or fail with the same error.
+@Suite("Differential: field validation against the pre-one-pass validator")
+struct DifferentialFieldTests {
+    /// `bytes` as a complete head from a scanner's point of view, or nil.
+    static func completeHead(_ bytes: [UInt8]) -> [UInt8]? {
+        var head = bytes
+        guard let end = firstEmptyLine(head) else { return nil }
+        head.removeSubrange(end...)
+        for k in head.indices {
+            if head[k] == asciiLF && (k == 0 || head[k - 1] != asciiCR) { return nil }
+            if head[k] == asciiCR && (k + 1 == head.count || head[k + 1] != asciiLF) { return nil }
+        }
+        return head
+    }
+
+    /// The index after the first CRLF CRLF.
+    static func firstEmptyLine(_ b: [UInt8]) -> Int? {
+        var k = 3
+        while k < b.count {
+            if b[k - 3] == asciiCR && b[k - 2] == asciiLF && b[k - 1] == asciiCR && b[k] == asciiLF { return k + 1 }
+            k += 1
+        }
+        return nil
+    }
+
+    static func describe(_ info: FieldSectionInfo) -> String {
+        "\(info.contentLength) \(info.transferEncodingSeen) \(info.chunkedCount) \(info.lastCodingIsChunked) "
+            + "\(info.otherCodingSeen) \(info.hostCount) \(info.hostIndex) \(info.connectionClose) "
+            + "\(info.connectionKeepAlive) \(info.connectionUpgrade) \(info.upgradeSeen) \(info.expectContinue)"
+    }
+
+    static func describe(_ info: LegacyFieldSectionInfo) -> String {
+        "\(info.contentLength) \(info.transferEncodingSeen) \(info.chunkedCount) \(info.lastCodingIsChunked) "
+            + "\(info.otherCodingSeen) \(info.hostCount) \(info.hostIndex) \(info.connectionClose) "
+            + "\(info.connectionKeepAlive) \(info.connectionUpgrade) \(info.upgradeSeen) \(info.expectContinue)"
+    }
+
+    @Test("mutated field sections, default and tiny limits")
+    func mutatedFieldSections() async {
+        var mutator = Mutator(rng: XorShift(seed: 0xF1E1_D5EC))
+        let seeds = DifferentialSeeds.requests
+        var compared = 0
+        var failures = 0
+        for k in 0..<20_000 {
+            if k % 64 == 0 { await Task.yield() }
+            let limits = Differential.limitSets[k % 3]
+            guard let head = Self.completeHead(mutator.mutate(seeds[mutator.below(seeds.count)], limits: limits)),
+                let firstLine = head.firstIndex(of: asciiLF)
+            else { continue }
+            compared += 1
+            var newSpans: [FieldSpan] = []
+            var oldSpans: [FieldSpan] = []
+            let (new, old) = head.withUnsafeBufferPointer { p in
+                (HeadValidator.validateFields(p, from: firstLine + 1, spans: &newSpans, limits: limits),
+                 LegacyHeadValidator.validateFields(p, from: firstLine + 1, spans: &oldSpans, limits: limits))
+            }
+            let newText: String
+            let oldText: String
+            switch new {
+            case .success(let info): newText = Self.describe(info) + " end \(info.end == head.count)"
+            case .failure(let error): newText = "\(error)"
+            }
+            switch old {
+            case .success(let info): oldText = Self.describe(info) + " end true"
+            case .failure(let error): oldText = "\(error)"
+            }
+            let spansNew = newSpans.map { [$0.nameStart, $0.nameEnd, $0.valueStart, $0.valueEnd] }
+            let spansOld = oldSpans.map { [$0.nameStart, $0.nameEnd, $0.valueStart, $0.valueEnd] }
+            if newText != oldText || spansNew != spansOld {
+                Issue.record("\(String(decoding: head, as: UTF8.self).debugDescription)\nnew \(newText) \(spansNew)\nold \(oldText) \(spansOld)")
+                failures += 1
+                if failures > 5 { return }
+            }
+        }
+        #expect(compared > 5_000)
+    }
+}
