@@ -42,6 +42,7 @@ struct ByteClassTests {
             #expect(isTargetChar(b) == Grammar.target(b), "target \(b)")
             #expect(isAuthorityChar(b) == Grammar.authority(b), "authority \(b)")
             #expect(isOWS(b) == Grammar.ows(b), "OWS \(b)")
+            #expect(isPlainTargetChar(b) == (Grammar.target(b) && b != UInt8(ascii: "%") && b != UInt8(ascii: "?")), "plain target \(b)")
         }
     }
 

@@ -24,6 +24,9 @@ enum ByteClass {
     @usableFromInline static let authority: UInt8 = 0x08
     /// OWS: SP or HTAB.
     @usableFromInline static let ows: UInt8 = 0x10
+    /// A target byte other than `%` and `?`: what the request-target loop skips
+    /// without a second look.
+    @usableFromInline static let plainTarget: UInt8 = 0x20
 
     /// The table's bytes (256 entries, in read-only data for the life of the process).
     @inline(__always) @usableFromInline
@@ -35,12 +38,12 @@ enum ByteClass {
         """
         \u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{12}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\
         \u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\
-        \u{12}\u{F}\u{6}\u{3}\u{F}\u{F}\u{F}\u{F}\u{E}\u{E}\u{F}\u{F}\u{E}\u{F}\u{F}\u{6}\
-        \u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{E}\u{E}\u{6}\u{E}\u{6}\u{6}\
-        \u{6}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\
-        \u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{E}\u{6}\u{E}\u{7}\u{F}\
-        \u{7}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\
-        \u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{F}\u{6}\u{7}\u{6}\u{F}\u{0}\
+        \u{12}\u{2F}\u{26}\u{3}\u{2F}\u{F}\u{2F}\u{2F}\u{2E}\u{2E}\u{2F}\u{2F}\u{2E}\u{2F}\u{2F}\u{26}\
+        \u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2E}\u{2E}\u{26}\u{2E}\u{26}\u{6}\
+        \u{26}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\
+        \u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2E}\u{26}\u{2E}\u{27}\u{2F}\
+        \u{27}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\
+        \u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{2F}\u{26}\u{27}\u{26}\u{2F}\u{0}\
         \u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\
         \u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\
         \u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\u{2}\
@@ -98,6 +101,10 @@ func isDigit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "
 /// tolerated (routing decodes them). CTLs, SP, DEL, `#` and non-ASCII are rejected.
 @inline(__always) @usableFromInline
 func isTargetChar(_ b: UInt8) -> Bool { ByteClass.of(b) & ByteClass.target != 0 }
+
+/// ``isTargetChar(_:)`` but not `%` or `?`.
+@inline(__always) @usableFromInline
+func isPlainTargetChar(_ b: UInt8) -> Bool { ByteClass.of(b) & ByteClass.plainTarget != 0 }
 
 /// Characters allowed in a Host value / authority: unreserved, sub-delims, ":", "[", "]", "%".
 @inline(__always) @usableFromInline

@@ -5,6 +5,19 @@
 /// buffer) and may be split at any byte boundary: the events are the same either way
 /// (except that body bytes may be delivered in more, smaller `.body` slices).
 ///
+/// Reading a head: a head usually lies whole in the input that brings it (one read holds
+/// a request, or several pipelined ones). Such a head is read in one pass: the head
+/// validator (``HeadValidator``) walks the input itself, finding each line's end as it
+/// checks the line, and the head's bytes are then copied into storage at once — rather
+/// than scanned for CRLF CRLF and copied first, then walked again to validate. A head
+/// split across inputs, or one that breaks a rule, is gathered by the scanner instead
+/// (``scanHead(_:_:_:)``: strict CRLF and the size limits, checked as the bytes arrive)
+/// and validated in storage by the same validator. The one-pass path only ever
+/// accepts; on any doubt it leaves the head to the scanner, so both paths accept the
+/// same heads, with the same results, and every error is found the one careful way, the
+/// same however the input is split. (A head cut by the end of a read is looked at twice:
+/// by the one-pass attempt, then by the scanner.)
+///
 /// Memory ownership:
 /// - The input buffer belongs to the caller and is only read during the call. The parser
 ///   never keeps a pointer into it: head bytes are copied into the parser's own reusable
@@ -156,17 +169,84 @@ public struct HTTPRequestParser: Sendable, MessageParsing {
         return handler(.end)
     }
 
+    /// Validates the head the scanner gathered and reports it.
     @usableFromInline
     mutating func headComplete(_ handler: (Event) -> Control) throws(HTTPParseError) -> Control {
-        let head = try processHead()
-        keepAliveAfterMessage = head.keepAlive
-        if head.bodyFraming == .none {
+        report(try validateStoredHead(), handler)
+    }
+
+    /// Reports the validated head in `headStorage` and `spanStorage`, described by
+    /// `info`; the body (if any) follows.
+    @inline(__always) @usableFromInline
+    mutating func report(_ info: HeadInfo, _ handler: (Event) -> Control) -> Control {
+        let head = RequestHead(
+            storage: headStorage, spans: spanStorage, methodEnd: info.methodEnd,
+            targetStart: info.targetStart, targetEnd: info.targetEnd,
+            pathStart: info.pathStart, pathEnd: info.pathEnd, queryStart: info.queryStart,
+            authorityStart: info.authorityStart, authorityEnd: info.authorityEnd,
+            hostIndex: info.hostIndex, method: info.method, version: info.version,
+            targetForm: info.targetForm, keepAlive: info.keepAlive,
+            expectContinue: info.expectContinue, isUpgrade: info.isUpgrade,
+            bodyFraming: info.bodyFraming
+        )
+        keepAliveAfterMessage = info.keepAlive
+        if info.bodyFraming == .none {
             state = .pendingEnd
         } else {
-            body.start(head.bodyFraming)
+            body.start(info.bodyFraming)
             state = .body
         }
         return handler(.head(head))
+    }
+
+    /// Reads a head: at its start, in one pass (``readWholeHead(_:_:_:_:)``) when it lies
+    /// whole in this input and is valid; otherwise the careful way: the scanner gathers
+    /// it, across as many inputs as it takes, and the validator checks it in storage.
+    @usableFromInline
+    mutating func readHead(
+        _ base: UnsafePointer<UInt8>, _ from: Int, _ n: Int, _ handler: (Event) -> Control
+    ) throws(HTTPParseError) -> (Int, Control?) {
+        if scanTotal == 0, let read = readWholeHead(base, from, n, handler) { return (read.0, read.1) }
+        // The careful way, as MessageParsing's default readHead.
+        let (next, complete) = try scanHead(base, from, n)
+        return (next, complete ? try headComplete(handler) : nil)
+    }
+
+    // MARK: - Head in one pass
+
+    /// Reads a head that lies whole in `base[from..<n]` in one pass and reports it:
+    /// validation finds the line ends as it goes, then the head's bytes are copied into
+    /// `headStorage` at once. Returns the index after the head and the handler's
+    /// answer, or nil — the head is not complete in this input, or breaks a rule — and
+    /// then nothing has changed: ``scanHead(_:_:_:)`` scans it the careful way (which
+    /// reports an error at the same byte however the input is split), and the validator
+    /// meets the head again, in storage.
+    ///
+    /// Only at the start of a head (nothing scanned yet). It accepts exactly what the
+    /// scanner and the validator together would: the validator reads the input through
+    /// ``HeadBytes`` (never past `n`) and checks each line's CR LF itself, and the bytes
+    /// it may look at end where the scanner would stop with `headTooLarge`; the field
+    /// count, method and target limits are the validator's own (the scanner's early
+    /// checks of them never refuse a head the validator accepts).
+    @inline(__always) @usableFromInline
+    mutating func readWholeHead(
+        _ base: UnsafePointer<UInt8>, _ from: Int, _ n: Int, _ handler: (Event) -> Control
+    ) -> (Int, Control)? {
+        // Empty lines before the request line are skipped (RFC 9112 §2.2) and counted
+        // against the head limit, as the scanner does.
+        var start = from
+        while start + 1 < n && base[start] == asciiCR && base[start + 1] == asciiLF { start += 2 }
+        // The scanner lets a head through when each byte but its final LF keeps the
+        // total within maxHeadBytes: at most maxHeadBytes + 1 bytes in all.
+        let bytes = HeadBytes(base + start, count: min(n - start, limits.maxHeadBytes + 1 - (start - from)))
+        do throws(HTTPParseError) {
+            let info = try HeadValidator.validate(bytes, spans: &spanStorage, limits: limits)
+            headStorage.append(contentsOf: UnsafeBufferPointer(start: base + start, count: info.headLength))
+            return (start + info.headLength, report(info, handler))
+        } catch {
+            spanStorage.removeAll(keepingCapacity: true)
+            return nil
+        }
     }
 
     // MARK: - Head scanning
@@ -302,30 +382,16 @@ public struct HTTPRequestParser: Sendable, MessageParsing {
 
     // MARK: - Head validation
 
+    /// Validates the head the scanner gathered in `headStorage`.
     @usableFromInline
-    mutating func processHead() throws(HTTPParseError) -> RequestHead {
+    mutating func validateStoredHead() throws(HTTPParseError) -> HeadInfo {
         let storage = headStorage
         var spans = spanStorage
         spanStorage = []
+        defer { spanStorage = spans }
         let limits = self.limits
-        let result = storage.withUnsafeBufferPointer { p in
-            HeadValidator.validate(p, spans: &spans, limits: limits)
-        }
-        spanStorage = spans
-        switch result {
-        case .failure(let error):
-            throw error
-        case .success(let info):
-            return RequestHead(
-                storage: storage, spans: spans, methodEnd: info.methodEnd,
-                targetStart: info.targetStart, targetEnd: info.targetEnd,
-                pathStart: info.pathStart, pathEnd: info.pathEnd, queryStart: info.queryStart,
-                authorityStart: info.authorityStart, authorityEnd: info.authorityEnd,
-                hostIndex: info.hostIndex, method: info.method, version: info.version,
-                targetForm: info.targetForm, keepAlive: info.keepAlive,
-                expectContinue: info.expectContinue, isUpgrade: info.isUpgrade,
-                bodyFraming: info.bodyFraming
-            )
+        return try storage.withUnsafeBufferPointer { p throws(HTTPParseError) in
+            try HeadValidator.validate(p, spans: &spans, limits: limits)
         }
     }
 }

@@ -1,7 +1,7 @@
 /// Offsets and flags extracted from a complete head; combined with the storage into a
 /// ``RequestHead`` by the parser.
 @usableFromInline
-struct HeadInfo {
+struct HeadInfo: Sendable {
     var methodEnd = 0
     var targetStart = 0
     var targetEnd = 0
@@ -18,6 +18,8 @@ struct HeadInfo {
     var expectContinue = false
     var isUpgrade = false
     var bodyFraming = HTTPBodyFraming.none
+    /// The head's length: the index after its empty line.
+    var headLength = 0
 }
 
 /// What a field section says about the body's framing, the connection and Host;
@@ -39,137 +41,226 @@ struct FieldSectionInfo {
     var connectionUpgrade = false
     var upgradeSeen = false
     var expectContinue = false
+    /// The index after the empty line that ends the section.
+    var end = 0
 }
 
-/// The one field validator of the codec. Validates a complete head (start line +
-/// fields + empty line, all lines ending in CRLF — guaranteed by the scanners) held
-/// in a parser's storage: ``validate(_:spans:limits:)`` a request head, and
-/// ``validateFields(_:from:spans:limits:)`` the field section of any head (the
-/// response parser's too). Pure functions of their input; they record field spans
-/// into the caller's reusable array.
+/// The one head validator of the codec: ``validate(_:spans:limits:)`` checks a request
+/// head, ``validateFields(_:from:spans:limits:)`` the field section of any head (the
+/// response parser's too). Pure functions of their input; they record field spans into
+/// the caller's reusable array.
+///
+/// They find each line's end themselves and check its CR LF, and read only inside the
+/// ``HeadBytes`` they are given, so they accept exactly the same heads whether they run
+/// over a parser's storage — a complete head, which the scanner saw end in CRLF CRLF —
+/// or over raw input that may end anywhere: the request parser reads a head that way,
+/// in one pass (see ``HTTPRequestParser/readWholeHead(_:_:_:_:)``). Each line is read
+/// the same way: a word-at-a-time search finds its first byte that cannot belong to it
+/// (the request line's CR or LF, a field line's first byte that is no field-value
+/// byte: its CR, or a byte that breaks a rule); the byte loops that follow all stop
+/// there at the latest, so they need no bounds checks of their own.
+///
+/// Over a complete head the first rule broken decides the error, in the order the
+/// checks are written: the request line, the target, the fields line by line, then
+/// framing, Host and the connection. Over raw input a failure only means "not like
+/// this" — the bytes may have ended before the head (``endsEarly``) — and the caller
+/// then scans the head the careful way.
 @usableFromInline
 enum HeadValidator {
+    /// The verdict when the bytes end inside the head. Never over a complete head (it
+    /// ends in CRLF CRLF); over raw input the caller does not report it.
+    @usableFromInline static let endsEarly = HTTPParseError.headTooLarge
+
+    /// Validates the complete request head in `p` (a parser's storage).
     @usableFromInline
     static func validate(
         _ p: UnsafeBufferPointer<UInt8>,
         spans: inout [FieldSpan],
         limits: HTTPLimits
-    ) -> Result<HeadInfo, HTTPParseError> {
+    ) throws(HTTPParseError) -> HeadInfo {
+        guard let base = p.baseAddress else { throw endsEarly }
+        return try validate(HeadBytes(base, count: p.count), spans: &spans, limits: limits)
+    }
+
+    /// Validates the request head at the start of `b`; on success `headLength` is the
+    /// index after its empty line. `spans` must be empty.
+    @usableFromInline
+    static func validate(
+        _ b: HeadBytes,
+        spans: inout [FieldSpan],
+        limits: HTTPLimits
+    ) throws(HTTPParseError) -> HeadInfo {
         var info = HeadInfo()
-        var i = 0
-        // (A complete head is never empty: the scanner ends it with CRLF CRLF.)
-        guard let base = p.baseAddress else { return .failure(.invalidMethod) }
+        let base = b.base
+        let p = b.buffer
 
         // ---- Request line: method SP request-target SP HTTP-version CRLF
-        while isTokenChar(p[i]) { i += 1 }
-        guard p[i] == asciiSP || p[i] == asciiCR, i > 0 else { return .failure(.invalidMethod) }
-        guard p[i] == asciiSP else { return .failure(.invalidRequestLine) }
-        if i > limits.maxMethodLength { return .failure(.methodTooLong) }
-        info.methodEnd = i
-        info.method = classifyMethod(p, i)
-        i += 1
+        // Its bytes run to its first CR or LF, which ends the method and target loops.
+        let lineEnd = ByteSearch.firstLineBreak(base, 0, b.count)
+        guard lineEnd < b.count else { throw endsEarly }
+        var i = 0
+        if lineEnd >= 3 && limits.maxMethodLength >= 3
+            && UnsafeRawPointer(base).loadUnaligned(as: UInt32.self) == UInt32(littleEndian: 0x2054_4547)  // "GET "
+        {
+            // The usual method: what the loop and checks below would find.
+            info.methodEnd = 3
+            info.method = .get
+            i = 4
+        } else {
+            while isTokenChar(base[i]) { i &+= 1 }
+            guard base[i] == asciiSP || base[i] == asciiCR, i > 0 else { throw .invalidMethod }
+            guard base[i] == asciiSP else { throw .invalidRequestLine }
+            if i > limits.maxMethodLength { throw .methodTooLong }
+            info.methodEnd = i
+            info.method = classifyMethod(p, i)
+            i += 1
+        }
 
+        // The target; "%" and "?" are noted on the way, for classifyTarget.
         info.targetStart = i
-        while isTargetChar(p[i]) { i += 1 }
-        guard p[i] == asciiSP || p[i] == asciiCR else { return .failure(.invalidTarget) }
+        var question = -1
+        var percentSeen = false
+        while true {
+            let c = base[i]
+            if isPlainTargetChar(c) {
+                i &+= 1
+            } else if c == UInt8(ascii: "?") {
+                if question < 0 { question = i }
+                i &+= 1
+            } else if c == UInt8(ascii: "%") {
+                percentSeen = true
+                i &+= 1
+            } else {
+                break
+            }
+        }
+        guard base[i] == asciiSP || base[i] == asciiCR else { throw .invalidTarget }
         info.targetEnd = i
-        guard info.targetEnd > info.targetStart, p[i] == asciiSP else { return .failure(.invalidRequestLine) }
-        if info.targetEnd - info.targetStart > limits.maxTargetLength { return .failure(.targetTooLong) }
+        guard info.targetEnd > info.targetStart, base[i] == asciiSP else { throw .invalidRequestLine }
+        if info.targetEnd - info.targetStart > limits.maxTargetLength { throw .targetTooLong }
         i += 1
 
-        let versionStart = i
-        if versionStart + 8 < p.count, p[versionStart + 8] == asciiCR,
-            ByteSearch.word(base, versionStart) == 0x312E_312F_5054_5448  // "HTTP/1.1", the usual case
+        // HTTP-version = "HTTP/" DIGIT "." DIGIT, then the line's CR LF.
+        if i + 8 < b.count, b[i + 8] == asciiCR,
+            ByteSearch.word(base, i) == 0x312E_312F_5054_5448  // "HTTP/1.1", the usual case
         {
             info.version = .http11
-            i += 8
         } else {
-            if let error = classifyVersion(p, &i, &info) { return .failure(error) }
+            if let error = classifyVersion(b, i, &info) { throw error }
         }
+        i += 8
+        guard b[i + 1] == asciiLF else { throw .bareCR }
         i += 2
 
-        if let error = classifyTarget(p, &info) { return .failure(error) }
-
-        let fields: FieldSectionInfo
-        switch validateFields(p, from: i, spans: &spans, limits: limits) {
-        case .failure(let error): return .failure(error)
-        case .success(let f): fields = f
+        if let error = classifyTarget(p, &info, question: question, percentSeen: percentSeen) {
+            throw error
         }
+
+        let fields = try validateFields(b, from: i, spans: &spans, limits: limits)
         let contentLength = fields.contentLength
         info.hostIndex = fields.hostIndex
+        info.headLength = fields.end
 
         // ---- Framing (RFC 9112 §6)
         if fields.transferEncodingSeen {
-            if contentLength >= 0 { return .failure(.contentLengthWithTransferEncoding) }
-            if info.version == .http10 { return .failure(.invalidTransferEncoding) }
+            if contentLength >= 0 { throw .contentLengthWithTransferEncoding }
+            if info.version == .http10 { throw .invalidTransferEncoding }
             // Chunked not final: the body's length cannot be determined (RFC 9112 §6.3).
-            if !fields.lastCodingIsChunked { return .failure(.invalidTransferEncoding) }
-            if fields.otherCodingSeen { return .failure(.unsupportedTransferEncoding) }
+            if !fields.lastCodingIsChunked { throw .invalidTransferEncoding }
+            if fields.otherCodingSeen { throw .unsupportedTransferEncoding }
             info.bodyFraming = .chunked
         } else if contentLength > 0 {
-            if contentLength > limits.maxBodyBytes { return .failure(.bodyTooLarge) }
+            if contentLength > limits.maxBodyBytes { throw .bodyTooLarge }
             info.bodyFraming = .contentLength(contentLength)
         }
 
         // ---- Host (RFC 9112 §3.2)
-        if fields.hostCount > 1 { return .failure(.duplicateHost) }
-        if fields.hostCount == 0 && info.version == .http11 { return .failure(.missingHost) }
+        if fields.hostCount > 1 { throw .duplicateHost }
+        if fields.hostCount == 0 && info.version == .http11 { throw .missingHost }
 
         // ---- Connection semantics (RFC 9112 §9.3)
         info.keepAlive = fields.keepAlive(version: info.version)
         if info.version == .http11 { info.expectContinue = fields.expectContinue }
         info.isUpgrade = fields.connectionUpgrade && fields.upgradeSeen
-        return .success(info)
+        return info
     }
 
-    /// Validates the field lines from `i` to the empty line ending the head, records
-    /// their spans, and notes the fields that frame the body and steer the connection.
+    /// Validates the field lines of `p` from `start` to the empty line ending the
+    /// head (a parser's storage: a complete head).
     @usableFromInline
     static func validateFields(
         _ p: UnsafeBufferPointer<UInt8>, from start: Int,
         spans: inout [FieldSpan],
         limits: HTTPLimits
     ) -> Result<FieldSectionInfo, HTTPParseError> {
+        guard let base = p.baseAddress else { return .failure(endsEarly) }
+        do throws(HTTPParseError) {
+            return .success(try validateFields(HeadBytes(base, count: p.count), from: start, spans: &spans, limits: limits))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Validates the field lines from `start` to the empty line ending the head, records
+    /// their spans, and notes the fields that frame the body and steer the connection;
+    /// `end` is the index after the empty line.
+    @usableFromInline
+    static func validateFields(
+        _ b: HeadBytes, from start: Int,
+        spans: inout [FieldSpan],
+        limits: HTTPLimits
+    ) throws(HTTPParseError) -> FieldSectionInfo {
         var info = FieldSectionInfo()
         var i = start
-        let count = p.count
-        guard let base = p.baseAddress else { return .success(info) }
-        while p[i] != asciiCR {
+        let p = b.buffer
+        let base = b.base
+        while true {
             let lineStart = i
-            // field-name = token, then ":" (no whitespace before it, no obs-fold).
-            while isTokenChar(p[i]) { i += 1 }
-            let nameEnd = i
-            if p[i] != UInt8(ascii: ":") || nameEnd == lineStart {
-                if nameEnd == lineStart && isOWS(p[i]) { return .failure(.obsFold) }
-                if nameEnd > lineStart && isOWS(p[i]) { return .failure(.whitespaceBeforeColon) }
-                return .failure(.invalidHeaderName)
+            // The line's first byte that is no field-value byte: its CR, or a byte that
+            // breaks a rule. Name, colon, OWS and value are field-value bytes, so every
+            // loop below stops there at the latest.
+            let stop = ByteSearch.firstNonFieldValue(base, i, b.count)
+            guard stop < b.count else { throw endsEarly }
+            if stop == lineStart && base[stop] == asciiCR { break }  // the empty line
+            // field-name = token, then ":" (no whitespace before it, no obs-fold). A
+            // well-known name up to the line's first colon is a token by construction;
+            // any other name is checked byte by byte.
+            let colon = ByteSearch.first(UInt8(ascii: ":"), base, lineStart, stop)
+            let name = colon < stop ? WellKnownFieldName.of(base, lineStart, length: colon &- lineStart) : .other
+            var nameEnd = colon
+            if name == .other {
+                nameEnd = ByteSearch.firstOutside(ByteClass.token, base, lineStart, stop)
+                if base[nameEnd] != UInt8(ascii: ":") || nameEnd == lineStart {
+                    if nameEnd == lineStart && isOWS(base[nameEnd]) { throw .obsFold }
+                    if nameEnd > lineStart && isOWS(base[nameEnd]) { throw .whitespaceBeforeColon }
+                    throw .invalidHeaderName
+                }
             }
-            i += 1
-            while isOWS(p[i]) { i += 1 }
+            i = nameEnd &+ 1
+            while isOWS(base[i]) { i &+= 1 }
             let valueStart = i
-            // The value runs to the line's CR (every line ends in CRLF); any other byte
-            // that is not a field-value byte is invalid.
-            i = ByteSearch.firstNonFieldValue(base, i, count)
-            guard i < count, p[i] == asciiCR else { return .failure(.invalidHeaderValue) }
+            // The value runs to the line's CR LF.
+            i = stop
+            guard base[i] == asciiCR else { throw .invalidHeaderValue }
+            guard b[i + 1] == asciiLF else { throw .bareCR }
             var valueEnd = i
-            while valueEnd > valueStart && isOWS(p[valueEnd - 1]) { valueEnd -= 1 }
+            while valueEnd > valueStart && isOWS(base[valueEnd &- 1]) { valueEnd &-= 1 }
             i += 2
-
             spans.append(FieldSpan(nameStart: lineStart, nameEnd: nameEnd, valueStart: valueStart, valueEnd: valueEnd))
-            if spans.count > limits.maxHeaderCount { return .failure(.tooManyHeaders) }
+            if spans.count > limits.maxHeaderCount { throw .tooManyHeaders }
 
-            switch nameEnd - lineStart {
-            case 4 where tokenEqualsLowercased(base, lineStart, "host"):
+            switch name {
+            case .host:
                 info.hostCount += 1
                 info.hostIndex = spans.count - 1
-                for j in valueStart..<valueEnd where !isAuthorityChar(p[j]) {
-                    return .failure(.invalidHost)
+                if ByteSearch.firstOutside(ByteClass.authority, base, valueStart, valueEnd) < valueEnd {
+                    throw .invalidHost
                 }
-            case 6 where tokenEqualsLowercased(base, lineStart, "expect"):
+            case .expect:
                 if bytesEqualLowercased(p, valueStart, valueEnd, "100-continue") { info.expectContinue = true }
-            case 7 where tokenEqualsLowercased(base, lineStart, "upgrade"):
+            case .upgrade:
                 info.upgradeSeen = true
-            case 10 where tokenEqualsLowercased(base, lineStart, "connection"):
+            case .connection:
                 // The usual single-element values first (a value has no OWS at its ends).
                 let length = valueEnd - valueStart
                 if length == 10 && tokenEqualsLowercased(base, valueStart, "keep-alive") {
@@ -187,36 +278,37 @@ enum HeadValidator {
                         }
                     }
                 }
-            case 14 where tokenEqualsLowercased(base, lineStart, "content-length"):
-                if let error = parseContentLength(p, valueStart, valueEnd, &info.contentLength) { return .failure(error) }
-            case 17 where tokenEqualsLowercased(base, lineStart, "transfer-encoding"):
+            case .contentLength:
+                if let error = parseContentLength(p, valueStart, valueEnd, &info.contentLength) { throw error }
+            case .transferEncoding:
                 info.transferEncodingSeen = true
                 if let error = parseTransferEncoding(
                     p, valueStart, valueEnd, &info.chunkedCount, &info.lastCodingIsChunked, &info.otherCodingSeen)
                 {
-                    return .failure(error)
+                    throw error
                 }
-            default:
+            case .common, .other:
                 break
             }
         }
 
-        return .success(info)
+        guard b[i + 1] == asciiLF else { throw .bareCR }
+        info.end = i + 2
+        return info
     }
 
-/// HTTP-version = "HTTP/" DIGIT "." DIGIT, from `i` to the request line's CR (where
-    /// it leaves `i`).
-    static func classifyVersion(_ p: UnsafeBufferPointer<UInt8>, _ i: inout Int, _ info: inout HeadInfo) -> HTTPParseError? {
-        let versionStart = i
-        while p[i] != asciiCR { i += 1 }
-        guard i - versionStart == 8,
-            p[versionStart] == UInt8(ascii: "H"), p[versionStart + 1] == UInt8(ascii: "T"),
-            p[versionStart + 2] == UInt8(ascii: "T"), p[versionStart + 3] == UInt8(ascii: "P"),
-            p[versionStart + 4] == UInt8(ascii: "/"), isDigit(p[versionStart + 5]),
-            p[versionStart + 6] == UInt8(ascii: "."), isDigit(p[versionStart + 7])
+    /// HTTP-version = "HTTP/" DIGIT "." DIGIT: the eight bytes at `v`, followed by the
+    /// request line's CR. (A version of another length ends at another byte, which then
+    /// is no CR, or holds a CR where a fixed byte should be: invalid either way.)
+    static func classifyVersion(_ b: HeadBytes, _ v: Int, _ info: inout HeadInfo) -> HTTPParseError? {
+        guard b[v + 8] == asciiCR,
+            b[v] == UInt8(ascii: "H"), b[v + 1] == UInt8(ascii: "T"),
+            b[v + 2] == UInt8(ascii: "T"), b[v + 3] == UInt8(ascii: "P"),
+            b[v + 4] == UInt8(ascii: "/"), isDigit(b[v + 5]),
+            b[v + 6] == UInt8(ascii: "."), isDigit(b[v + 7])
         else { return .invalidVersion }
-        let major = p[versionStart + 5] - UInt8(ascii: "0")
-        let minor = p[versionStart + 7] - UInt8(ascii: "0")
+        let major = b[v + 5] - UInt8(ascii: "0")
+        let minor = b[v + 7] - UInt8(ascii: "0")
         // A higher minor version of HTTP/1 is answered as HTTP/1.1 (RFC 9110 §2.5);
         // other majors, and HTTP/0.x written with a version, are not HTTP/1.
         guard major == 1 else { return .unsupportedVersion }
@@ -254,25 +346,29 @@ enum HeadValidator {
 
     /// Determines the target form, the path/query/authority ranges, and validates
     /// percent-encoding.
-    static func classifyTarget(_ p: UnsafeBufferPointer<UInt8>, _ info: inout HeadInfo) -> HTTPParseError? {
+    /// `question` is the index of the target's first "?" (-1: none); `percentSeen`
+    /// whether it holds a "%".
+    static func classifyTarget(
+        _ p: UnsafeBufferPointer<UInt8>, _ info: inout HeadInfo, question firstQuestion: Int, percentSeen: Bool
+    ) -> HTTPParseError? {
         let start = info.targetStart
         let end = info.targetEnd
 
-        // Percent-encoding must be %HH everywhere; on the way, note the first "?" (never
-        // inside a %HH, and never in the scheme or authority of an absolute-form target,
-        // so it is where the path of any form ends).
-        var k = start
-        var question = end
-        while k < end {
-            let c = p[k]
-            if c == UInt8(ascii: "%") {
-                guard k + 2 < end, hexValue(p[k + 1]) != nil, hexValue(p[k + 2]) != nil else { return .invalidTarget }
-                k += 3
-            } else {
-                if c == UInt8(ascii: "?") && question == end { question = k }
-                k += 1
+        // Percent-encoding must be %HH everywhere. The first "?" is never inside a %HH
+        // (that is hex digits), nor in the scheme or authority of an absolute-form
+        // target, so it is where the path of any form ends.
+        if percentSeen {
+            var k = start
+            while k < end {
+                if p[k] == UInt8(ascii: "%") {
+                    guard k + 2 < end, hexValue(p[k + 1]) != nil, hexValue(p[k + 2]) != nil else { return .invalidTarget }
+                    k += 3
+                } else {
+                    k += 1
+                }
             }
         }
+        let question = firstQuestion < 0 ? end : firstQuestion
 
         func splitPathQuery(from s: Int) {
             info.pathStart = s

@@ -38,12 +38,26 @@ protocol MessageParsing {
     mutating func scanHead(_ base: UnsafePointer<UInt8>, _ from: Int, _ n: Int) throws(HTTPParseError) -> (Int, Bool)
     /// Validates the complete head, sets `state` (and starts `body`), reports it.
     mutating func headComplete(_ handler: (Event) -> HTTPParserControl) throws(HTTPParseError) -> HTTPParserControl
+    /// Consumes head bytes from `base[from..<n]`; returns the index after them and,
+    /// when the head is complete, the handler's answer to it (nil while incomplete).
+    /// By default ``scanHead(_:_:_:)``, then ``headComplete(_:)``.
+    mutating func readHead(
+        _ base: UnsafePointer<UInt8>, _ from: Int, _ n: Int, _ handler: (Event) -> HTTPParserControl
+    ) throws(HTTPParseError) -> (Int, HTTPParserControl?)
     /// Reports the end of the message and resets for the next one (or closes).
     mutating func finishMessage(_ handler: (Event) -> HTTPParserControl) throws(HTTPParseError) -> HTTPParserControl
     static func bodyEvent(_ bytes: UnsafeRawBufferPointer) -> Event
 }
 
 extension MessageParsing {
+    @inline(__always) @usableFromInline
+    mutating func readHead(
+        _ base: UnsafePointer<UInt8>, _ from: Int, _ n: Int, _ handler: (Event) -> HTTPParserControl
+    ) throws(HTTPParseError) -> (Int, HTTPParserControl?) {
+        let (next, complete) = try scanHead(base, from, n)
+        return (next, complete ? try headComplete(handler) : nil)
+    }
+
     /// Parses `bytes`, reporting events in order; returns the bytes consumed. An
     /// error makes the parser terminal.
     @usableFromInline
@@ -73,9 +87,9 @@ extension MessageParsing {
             let base = start.assumingMemoryBound(to: UInt8.self)
             switch state {
             case .head:
-                let (next, complete) = try scanHead(base, i, n)
+                let (next, control) = try readHead(base, i, n, handler)
                 i = next
-                if complete, try headComplete(handler) == .pause { return i }
+                if control == .pause { return i }
             case .body:
                 let (next, slice) = try body.read(base, i, n, limits: limits)
                 i = next
