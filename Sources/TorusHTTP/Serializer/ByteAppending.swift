@@ -27,6 +27,16 @@ extension Array where Element == UInt8 {
         }
     }
 
+    /// Appends `source[range]` as one copy through its buffer: no `ArraySlice` (which
+    /// retains and releases `source`'s storage and appends through the generic
+    /// sequence path). `range` must lie within `source`.
+    @inlinable
+    mutating func appendBytes(of source: [UInt8], _ range: Range<Int>) {
+        source.withUnsafeBufferPointer { all in
+            append(contentsOf: UnsafeBufferPointer(rebasing: all[range]))
+        }
+    }
+
     @inlinable
     mutating func appendStatic(_ s: StaticString) {
         append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))

@@ -135,14 +135,14 @@ public struct HTTPDateCache: Sendable {
     /// Appends the cached 29-byte date (no refresh) to `out`.
     @inlinable
     public func append(to out: inout [UInt8]) {
-        out.append(contentsOf: line[Self.valueStart..<Self.valueStart + HTTPDate.length])
+        out.appendBytes(of: line, Self.valueStart..<Self.valueStart + HTTPDate.length)
     }
 
     /// Appends the field line `Date: <value>\r\n`, and the empty line that ends the
     /// head when `endingHead`.
     @inlinable
     func appendField(to out: inout [UInt8], endingHead: Bool) {
-        out.append(contentsOf: line[..<(endingHead ? Self.fieldLength + 2 : Self.fieldLength)])
+        out.appendBytes(of: line, 0..<(endingHead ? Self.fieldLength + 2 : Self.fieldLength))
     }
 
     /// The cached date as a `String` (allocates).

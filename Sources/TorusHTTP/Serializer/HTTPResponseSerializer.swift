@@ -120,14 +120,14 @@ public struct HTTPResponseSerializer: Sendable {
         isHeadRequest: Bool = false,
         into out: inout [UInt8]
     ) {
-        out.append(contentsOf: fixed.bytes[..<fixed.bodyStart])
+        out.appendBytes(of: fixed.bytes, 0..<fixed.bodyStart)
         if keepAlive && requestVersion != .http10 {
             appendDateField(to: &out, endingHead: true)
         } else {
             appendDateField(to: &out)
             out.appendStatic(keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n")
         }
-        if !isHeadRequest { out.append(contentsOf: fixed.bytes[fixed.bodyStart...]) }
+        if !isHeadRequest { out.appendBytes(of: fixed.bytes, fixed.bodyStart..<fixed.bytes.count) }
     }
 
     // MARK: Interim responses

@@ -180,7 +180,16 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
         }
         switch server.router.match(head) {
         case .found(.fixed(let response), _):
-            busy.inline = InlineRequest(answer: .fixed(response), facts: facts)
+            let work = busy
+            if head.bodyFraming == .none {
+                // The request ends with its head: answered now, in order (the parser
+                // reports its end before the next request's head), with no answer kept.
+                scratch.serializer.write(response, keepAlive: facts.keepAlive, requestVersion: facts.version,
+                                         isHeadRequest: facts.isHeadRequest, into: &work.out)
+                work.inline = InlineRequest(answer: .written, facts: facts)
+            } else {
+                work.inline = InlineRequest(answer: .fixed(response), facts: facts)
+            }
         case .found(.upgrade(let decide), _):
             guard head.isUpgrade else { return refuse(.upgradeRequired, "this resource needs an Upgrade", head, facts) }
             switch decide(head, connection.remoteAddress) {
@@ -244,6 +253,8 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
                 var facts = inline.facts
                 if lastRequest { facts.keepAlive = false }
                 writeStatus(status, reason, facts)
+            case .written:
+                break
             }
             if !inline.facts.keepAlive || lastRequest {
                 enterClosing()

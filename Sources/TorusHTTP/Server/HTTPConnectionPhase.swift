@@ -30,6 +30,9 @@ struct RequestFacts {
 struct InlineRequest {
     enum Answer {
         case fixed(PrecomputedResponse)
+        /// Already written when the head arrived: a fixed route's answer to a request
+        /// without a body (its end follows the head at once; nothing to skip).
+        case written
         /// A short text response (`reason` is its body).
         case status(HTTPResponse.Status, reason: String)
     }
