@@ -7,6 +7,10 @@
 #   handshakes   wrk -t1 -c64 with "Connection: close": a new connection and a full
 #                handshake per request (wrk does not resume sessions), so requests
 #                per CPU-second are handshakes per CPU-second
+#   resumed      a new connection per request that resumes the session of the first
+#                (TLS 1.3 ticket, PSK with ECDHE): `openssl s_time -reuse`, four at
+#                once, each GETting /plaintext over HTTP/1.0 once per connection; a
+#                connection that was not resumed fails the round
 #
 # Usage: scripts/https-bench.sh [--rounds R=3] [--duration S=5] [--conns C=64]
 # Prints a markdown table (medians over rounds) and writes it, with every round's
@@ -14,8 +18,8 @@
 # the certificate, nginx's configuration and logs. Bounded: each wrk run is under
 # `timeout`, every server is stopped by PID.
 #
-# The cipher: wrk is an OpenSSL client; OPENSSL_CONF points it at a configuration
-# whose only TLS 1.3 suite is TLS_AES_128_GCM_SHA256, so both servers negotiate it
+# The cipher: wrk and s_time are OpenSSL clients; OPENSSL_CONF points them at a
+# configuration whose only TLS 1.3 suite is TLS_AES_128_GCM_SHA256, so both servers negotiate it
 # (nginx is told the same with ssl_conf_command). Needs nginx and wrk (installed
 # with apt-get when missing), and a release torus-http (built here).
 set -euo pipefail
@@ -29,7 +33,7 @@ while [ $# -gt 0 ]; do
     --rounds) rounds="$2"; shift 2 ;;
     --duration) duration="$2"; shift 2 ;;
     --conns) conns="$2"; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "https-bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -143,8 +147,53 @@ hz=$(getconf CLK_TCK)
 results="$out/rounds.tsv"
 printf 'round\tserver\tload\treq_s\tp50_ms\tp99_ms\tcpu_pct\treq_per_cpu_s\n' >"$results"
 
+# resumed: RESUMERS `openssl s_time -reuse` processes for the round's duration; the
+# connections they made (all of them resumed, or the round counts 0) over the wall time.
+resumers=4
+run_resumed() { # SERVER PORT PID ROUND
+  local server=$1 port=$2 pid=$3 round=$4 log i pids=() before after start end
+  log="$out/$server-resumed-r$round"
+  for i in $(seq 1 "$resumers"); do   # warm-up
+    OPENSSL_CONF="$out/client-openssl.cnf" timeout 30 taskset -c "$load_cpu" openssl s_time \
+      -connect "127.0.0.1:$port" -reuse -www /plaintext -time 1 >/dev/null 2>&1 &
+    pids+=($!)
+  done
+  wait "${pids[@]}" 2>/dev/null || true
+  pids=()
+  before=$(cpu_ticks "$pid"); start=$(date +%s.%N)
+  for i in $(seq 1 "$resumers"); do
+    OPENSSL_CONF="$out/client-openssl.cnf" timeout $((duration + 30)) taskset -c "$load_cpu" openssl s_time \
+      -connect "127.0.0.1:$port" -reuse -www /plaintext -time "$duration" >"$log-$i.txt" 2>&1 &
+    pids+=($!)
+  done
+  wait "${pids[@]}" 2>/dev/null || true
+  after=$(cpu_ticks "$pid"); end=$(date +%s.%N)
+  python3 - "$log" "$resumers" "$server" "$round" "$((after - before))" "$hz" "$start" "$end" >>"$results" <<'PY'
+import re, sys
+log, n, server, rnd, ticks, hz, start, end = sys.argv[1:9]
+total = reused = fresh = 0
+for i in range(1, int(n) + 1):
+    text = open('%s-%d.txt' % (log, i)).read()
+    # The reuse phase: "Now timing with session id reuse." then one character per
+    # connection ('r' resumed, '*' not) and "N connections in T real seconds".
+    part = text.split('session id reuse', 1)[-1]
+    counts = re.findall(r'^(\d+) connections in [\d.]+ real seconds', part, re.M)
+    total += int(counts[-1]) if counts else 0
+    marks = ''.join(l for l in part.splitlines() if re.fullmatch(r'[r*]+', l.strip() or 'x'))
+    reused += marks.count('r'); fresh += marks.count('*')
+wall = float(end) - float(start)
+rate = total / wall if wall > 0 and fresh == 0 and reused > 0 else 0.0
+cpu = int(ticks) / float(hz) / wall if wall > 0 else 0.0
+per_cpu = rate / cpu if cpu > 0 else 0.0
+if fresh: print('https-bench: %s resumed r%s: %d connections not resumed' % (server, rnd, fresh), file=sys.stderr)
+print('%s\t%s\tresumed\t%.0f\tnan\tnan\t%.0f\t%.0f' % (rnd, server, rate, cpu * 100, per_cpu))
+PY
+  tail -n 1 "$results" | awk -F'\t' '{printf "  %-6s %-10s r%s %9s conn/s                     cpu %s%%  %s per CPU-s\n", $2, $3, $1, $4, $7, $8}'
+}
+
 run_load() { # SERVER LOAD PORT PID ROUND
   local server=$1 load=$2 port=$3 pid=$4 round=$5 extra=() log
+  if [ "$load" = resumed ]; then run_resumed "$server" "$port" "$pid" "$round"; return; fi
   [ "$load" = handshakes ] && extra=(-H "Connection: close")
   log="$out/$server-$load-r$round.txt"
   # warm-up
@@ -187,7 +236,7 @@ for round in $(seq 1 "$rounds"); do
     # What was negotiated (once per server and round).
     echo | OPENSSL_CONF="$out/client-openssl.cnf" timeout 10 openssl s_client -connect "127.0.0.1:$port" 2>/dev/null \
       | grep -m1 -E '^New, TLSv1.3, Cipher is' | sed "s/^/  $server: /" || true
-    for load in keep-alive handshakes; do run_load "$server" "$load" "$port" "$pid" "$round"; done
+    for load in keep-alive handshakes resumed; do run_load "$server" "$load" "$port" "$pid" "$round"; done
     stop_server "$pid"
   done
 done
@@ -200,11 +249,14 @@ def median(server, load, i):
     return statistics.median(values) if values else float('nan')
 out = ['| load | Torus req/s | nginx req/s | Torus per CPU-s | nginx per CPU-s | Torus ÷ nginx (per CPU-s) | p50/p99 ms Torus | p50/p99 ms nginx |',
        '|---|---:|---:|---:|---:|---:|---|---|']
-for load in ('keep-alive', 'handshakes'):
+for load in ('keep-alive', 'handshakes', 'resumed'):
     t, n = median('torus', load, 7), median('nginx', load, 7)
-    out.append('| %s | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f / %.2f | %.2f / %.2f |' % (
+    def latency(server):
+        p50, p99 = median(server, load, 4), median(server, load, 5)
+        return '—' if p50 != p50 else '%.2f / %.2f' % (p50, p99)   # s_time reports none
+    out.append('| %s | %.0f | %.0f | %.0f | %.0f | %.2f | %s | %s |' % (
         load, median('torus', load, 3), median('nginx', load, 3), t, n, t / n if n else float('nan'),
-        median('torus', load, 4), median('torus', load, 5), median('nginx', load, 4), median('nginx', load, 5)))
+        latency('torus'), latency('nginx')))
 text = '\n'.join(out)
 open(sys.argv[2], 'w').write(text + '\n')
 print(text)

@@ -7,11 +7,11 @@
 ///
 /// Reading a head: a head usually lies whole in the input that brings it (one read holds
 /// a request, or several pipelined ones). Such a head is read in one pass: the head
-/// validator (``HeadValidator``) walks the input itself, finding each line's end as it
+/// validator (`HeadValidator`) walks the input itself, finding each line's end as it
 /// checks the line, and the head's bytes are then copied into storage at once — rather
 /// than scanned for CRLF CRLF and copied first, then walked again to validate. A head
 /// split across inputs, or one that breaks a rule, is gathered by the scanner instead
-/// (``scanHead(_:_:_:)``: strict CRLF and the size limits, checked as the bytes arrive)
+/// (`scanHead`: strict CRLF and the size limits, checked as the bytes arrive)
 /// and validated in storage by the same validator. The one-pass path only ever
 /// accepts; on any doubt it leaves the head to the scanner, so both paths accept the
 /// same heads, with the same results, and every error is found the one careful way, the
