@@ -144,9 +144,9 @@ fi
 export TORUS_SOAK_PREPARED=1
 
 # The two soaks (each a light, time-boxed load, together about one of the two cores)
-# run in the background while Autobahn runs in the foreground (its Python driver is the
-# other core's work): CI saves most of their two minutes. Each soak judges its own hubs'
-# memory, ledgers and requests; their logs follow Autobahn's.
+# run in the background while Autobahn runs in the foreground at a lower priority
+# (its Python driver is the other core's work): CI saves their two minutes. Each soak
+# judges its own hubs' memory, ledgers and requests; their logs follow Autobahn's.
 soak_pid="" cluster_soak_pid=""
 if [ "$run_cluster_soak" = 1 ]; then
   # Three hub nodes sharing one Redis (started and stopped by soak.sh): routers
@@ -169,6 +169,9 @@ fi
 trap '[ -n "$deadpeer_pid" ] && kill "$deadpeer_pid" 2>/dev/null; rm -rf "$deadpeer_bin";
       for p in $soak_pid $cluster_soak_pid; do kill "$p" 2>/dev/null; done' EXIT
 
+# Autobahn runs niced only while a soak shares the machine with it.
+autobahn_nice=()
+[ -n "$soak_pid$cluster_soak_pid" ] && autobahn_nice=(nice -n 10)
 if [ "$run_autobahn" = 1 ]; then
   # Twice: over ws:// and over wss:// (torus-ws with a certificate made for the run).
   # Full mode: every case over ws:// (517 cases, ~10 minutes: 12.*/13.* compression
@@ -182,13 +185,13 @@ if [ "$run_autobahn" = 1 ]; then
     if [ "$scheme" = ws ]; then
       step "Autobahn|Testsuite against torus-ws over ws:// ($mode mode)"
       if [ "$mode" = ci ]; then
-        scripts/autobahn.sh ci '*' '12.*,13.*' || rc=$?
+        "${autobahn_nice[@]}" scripts/autobahn.sh ci '*' '12.*,13.*' || rc=$?
       else
-        scripts/autobahn.sh "$mode" || rc=$?
+        "${autobahn_nice[@]}" scripts/autobahn.sh "$mode" || rc=$?
       fi
     else
       step "Autobahn|Testsuite against torus-ws over wss:// (ci mode)"
-      TORUS_AUTOBAHN_TLS=1 scripts/autobahn.sh ci || rc=$?
+      TORUS_AUTOBAHN_TLS=1 "${autobahn_nice[@]}" scripts/autobahn.sh ci || rc=$?
     fi
     if [ "$rc" -eq 77 ]; then
       skipped+=("Autobahn over $scheme:// (its driver is not beside this checkout; set AUTOBAHN_DIR)")

@@ -192,7 +192,7 @@ struct ClusterTests {
     /// other node. (Counted at the nodes: a subscriber that cannot keep up with a
     /// burst is the bus's to drop for, which is another policy.)
     @Test func aBurstBeyondTheRelayLimitIsHeldNotDropped() async throws {
-        try await withCluster(nodes: 2, configure: { $0.maxEventsInFlight = 16 }) { _, hubs, group in
+        try await withCluster(nodes: 2, configure: { $0.maxEventsInFlight = 2 }) { _, hubs, group in
             let r1 = try await connectRouter("r1", to: hubs[0], on: group.loops[0])
             let count = 3000
             for i in 0..<count { try await r1.send(.event(Array("e\(i)".utf8))) }
