@@ -452,7 +452,9 @@ struct DifferentialFieldTests {
             var newSpans: [FieldSpan] = []
             var oldSpans: [FieldSpan] = []
             let (new, old) = head.withUnsafeBufferPointer { p in
-                (HeadValidator.validateFields(p, from: firstLine + 1, spans: &newSpans, limits: limits),
+                (Result { () throws(HTTPParseError) in
+                    try HeadValidator.validateFields(p, from: firstLine + 1, spans: &newSpans, limits: limits)
+                 },
                  LegacyHeadValidator.validateFields(p, from: firstLine + 1, spans: &oldSpans, limits: limits))
             }
             let newText: String

@@ -175,13 +175,8 @@ public struct HTTPResponseParser: Sendable, MessageParsing {
     private static func fields(_ bytes: [UInt8], from start: Int, spans: inout [FieldSpan],
                                limits: HTTPLimits) throws(HTTPParseError) -> (fields: HTTPFields, info: FieldSectionInfo) {
         spans.removeAll(keepingCapacity: true)
-        let result = bytes.withUnsafeBufferPointer { p in
-            HeadValidator.validateFields(p, from: start, spans: &spans, limits: limits)
-        }
-        let info: FieldSectionInfo
-        switch result {
-        case .failure(let error): throw error
-        case .success(let i): info = i
+        let info = try bytes.withUnsafeBufferPointer { p throws(HTTPParseError) in
+            try HeadValidator.validateFields(p, from: start, spans: &spans, limits: limits)
         }
         let spans = spans
         guard let fields = bytes.withUnsafeBytes({ FieldSpan.httpFields($0, spans) }) else { throw .invalidHeaderName }

@@ -192,13 +192,9 @@ enum HeadValidator {
         _ p: UnsafeBufferPointer<UInt8>, from start: Int,
         spans: inout [FieldSpan],
         limits: HTTPLimits
-    ) -> Result<FieldSectionInfo, HTTPParseError> {
-        guard let base = p.baseAddress else { return .failure(endsEarly) }
-        do throws(HTTPParseError) {
-            return .success(try validateFields(HeadBytes(base, count: p.count), from: start, spans: &spans, limits: limits))
-        } catch {
-            return .failure(error)
-        }
+    ) throws(HTTPParseError) -> FieldSectionInfo {
+        guard let base = p.baseAddress else { throw endsEarly }
+        return try validateFields(HeadBytes(base, count: p.count), from: start, spans: &spans, limits: limits)
     }
 
     /// Validates the field lines from `start` to the empty line ending the head, records
