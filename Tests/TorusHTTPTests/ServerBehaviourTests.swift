@@ -121,6 +121,29 @@ struct ServerBehaviourTests {
         }
     }
 
+    @Test("FIN in the middle of a request body ends the handler's body with connectionClosed, and the connection closes")
+    func finMidBody() async throws {
+        // The echo streams its answer as the body arrives; the client stops writing
+        // half-way through a chunked body. The handler's body must end (with an error)
+        // rather than wait for bytes that cannot come, and the server must close
+        // instead of holding the half-closed connection.
+        try await withServer { server, loop, _ in
+            for framing in ["Transfer-Encoding: chunked\r\n\r\n7\r\npartial\r\n", "Content-Length: 100\r\n\r\npartial"] {
+                let c = try await AsyncConnection.connect(to: server.address, on: loop)
+                try await c.write("POST /echo HTTP/1.1\r\nHost: t\r\n" + framing)
+                var answer: [UInt8] = []
+                while !answer.string.contains("partial"), let more = try await c.read() { answer += more }
+                c.shutdownWriting()
+                #expect(await eventually { await server.connectionCount() == 0 }, "\(framing)")
+                while let more = try await c.read() { answer += more }
+                #expect(answer.string.hasPrefix("HTTP/1.1 200 OK\r\n"))
+                // The response was cut short: no last chunk after the echoed bytes.
+                #expect(!answer.string.hasSuffix("0\r\n\r\n"), "\(answer.string)")
+                await c.close()
+            }
+        }
+    }
+
     @Test("Expect: 100-continue gets 100 before the body, then the response")
     func expectContinue() async throws {
         try await withServer { server, loop, _ in

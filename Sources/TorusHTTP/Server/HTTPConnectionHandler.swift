@@ -100,9 +100,13 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     }
 
     func inputClosed(_ connection: Connection) {
-        // The peer sent FIN: finish what is in progress, then close.
-        if case .handling = phase {
+        // The peer sent FIN: finish what is in progress, then close. A request whose
+        // body had not ended never will: its reader gets the close instead of waiting
+        // for bytes that cannot come (the response may still be sent: the peer may only
+        // have stopped writing).
+        if case .handling(let exchange) = phase {
             lastRequest = true
+            if !exchange.requestEnded { exchange.body.finish(error: HTTPServerError.connectionClosed) }
         } else {
             connection.closeAfterWriting()
         }
