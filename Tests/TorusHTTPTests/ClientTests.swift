@@ -140,6 +140,72 @@ struct ClientTests {
         }
     }
 
+    @Test("full duplex: the response is read while a streamed body is still being produced")
+    func fullDuplexUpload() async throws {
+        // The producer writes one chunk, then waits until the caller has the response
+        // head and the echo of that chunk: a client that read nothing before the whole
+        // body was sent would wait forever here (bounded by the request timeout).
+        var configuration = HTTPClientConfiguration()
+        configuration.requestTimeout = .seconds(20)
+        try await withClientAndServer(client: configuration) { client, server, base in
+            let port = server.address.port!
+            let (echoed, echoedContinuation) = AsyncStream<Void>.makeStream()
+            let request = try HTTPClientRequest(method: .post, url: base + "/echo", body: .stream(length: nil) { writer in
+                try await writer.write("first;")
+                for await _ in echoed { break }
+                try await writer.write("second")
+            })
+            let response = try await client.execute(request)
+            #expect(response.status == .ok)
+            var received: [UInt8] = []
+            for try await chunk in response.body {
+                if received.isEmpty { echoedContinuation.yield() }
+                received += chunk
+            }
+            echoedContinuation.finish()
+            #expect(received.string == "first;second")
+            // Both halves over: the connection went back to the pool and serves the next.
+            #expect(await eventually { client.connectionCounts(host: "127.0.0.1", port: port) == (idle: 1, open: 1) })
+            let again = try await client.post(base + "/echo", body: Array("again".utf8))
+            #expect(try await again.body.collect(upTo: 10).string == "again")
+            #expect(client.connectionCounts(host: "127.0.0.1", port: port).open == 1)
+        }
+    }
+
+    @Test("a streamed body that fails after the response began fails that response's body")
+    func uploadFailsAfterHead() async throws {
+        try await withClientAndServer { client, server, base in
+            let port = server.address.port!
+            let (echoed, echoedContinuation) = AsyncStream<Void>.makeStream()
+            struct ProducerGaveUp: Error {}
+            let request = try HTTPClientRequest(method: .post, url: base + "/echo", body: .stream(length: nil) { writer in
+                try await writer.write("partial")
+                for await _ in echoed { break }
+                throw ProducerGaveUp()
+            })
+            let response = try await client.execute(request)
+            var received: [UInt8] = []
+            var failure: HTTPClientError?
+            do {
+                for try await chunk in response.body {
+                    received += chunk
+                    echoedContinuation.yield()
+                }
+            } catch let error as HTTPClientError {
+                failure = error
+            }
+            echoedContinuation.finish()
+            #expect(received.string == "partial")
+            if case .requestBodyFailed(let why)? = failure {
+                #expect(why.contains("ProducerGaveUp"))
+            } else {
+                Issue.record("expected requestBodyFailed, got \(String(describing: failure))")
+            }
+            #expect(await eventually { client.connectionCounts(host: "127.0.0.1", port: port).open == 0 })
+            #expect(await eventually { await server.connectionCount() == 0 })
+        }
+    }
+
     @Test("a body abandoned half-way closes its connection instead of pooling it")
     func abandonedBody() async throws {
         try await withClientAndServer { client, server, base in

@@ -118,17 +118,23 @@ public final class HTTPClient: Sendable {
             deadline.attach(connection)
             do {
                 connection.begin(isHEAD: request.method == .head)
-                do {
-                    try await connection.send(request)
-                } catch {
-                    // The server may have answered early (413, 401…) and closed: that
-                    // answer is the response; else the send error stands.
-                    if error is CancellationError { throw error }
-                    if connection.receivedBytes == 0 {
-                        let early = try? await connection.readHead()
-                        if early == nil { throw error }
+                if HTTPClientConnection.sendsInFullDuplex(request) {
+                    // The body goes out beside the reading of the response: a server may
+                    // answer (and stream its answer) while the body arrives.
+                    connection.startUpload(request)
+                } else {
+                    do {
+                        try await connection.send(request)
+                    } catch {
+                        // The server may have answered early (401, 503…) and closed:
+                        // that answer is the response; else the send error stands.
+                        if error is CancellationError { throw error }
+                        if connection.receivedBytes == 0 {
+                            let early = try? await connection.readHead()
+                            if early == nil { throw error }
+                        }
+                        connection.poison()
                     }
-                    connection.poison()
                 }
                 let head = try await connection.readHead()
                 return makeResponse(head, connection, deadline: deadline)
@@ -183,14 +189,26 @@ public final class HTTPClient: Sendable {
     private func makeResponse(_ head: HTTPResponseHead, _ connection: HTTPClientConnection,
                               deadline: RequestDeadline) -> HTTPClientResponse {
         let pool = self.pool
+        let discard: @Sendable (HTTPClientConnection) -> Void = { connection in
+            connection.abort()
+            pool.discard(connection.key)
+        }
+        // The exchange is over when the response has ended and the request has gone out
+        // whole (its upload may still be queuing the last bytes): only then does the
+        // connection go back to the pool, and the request's deadline stops.
         let finish: @Sendable (HTTPClientConnection?, Bool) -> Void = { connection, reusable in
-            deadline.cancel()
-            guard let connection else { return }
-            if reusable && connection.isOpen {
-                pool.release(connection)
-            } else {
-                connection.abort()
-                pool.discard(connection.key)
+            guard let connection else {
+                deadline.cancel()
+                return
+            }
+            guard reusable else {
+                deadline.cancel()
+                discard(connection)
+                return
+            }
+            connection.whenUploaded { uploaded in
+                deadline.cancel()
+                if uploaded && connection.isOpen { pool.release(connection) } else { discard(connection) }
             }
         }
         let reader: HTTPClientBodyReader

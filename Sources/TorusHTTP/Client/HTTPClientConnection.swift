@@ -1,12 +1,16 @@
 import HTTPTypes
+import Synchronization
 import Torus
 
 /// One HTTP/1.1 connection of the client: an `AsyncConnection` plus a response parser.
 ///
 /// Ownership and threading: owned by exactly one request at a time (the pool hands it
-/// over; the handover is ordered by the pool's lock), which uses it sequentially from
-/// its task. The only other caller is ``abort(_:)``, which is safe from any thread
-/// (it closes the socket on the loop; a pending read or write then throws).
+/// over; the handover is ordered by the pool's lock), which reads the response from
+/// its task. A large or streamed request body is sent by an upload task of the
+/// exchange's own (``startUpload(_:)``) beside that reading: the two share only the
+/// `AsyncConnection` (one reader, one writer) and the loop's idle-timeout switch. The
+/// only other caller is ``abort(_:)``, which is safe from any thread (it closes the
+/// socket on the loop, so a pending read or write throws, and cancels the upload).
 final class HTTPClientConnection: @unchecked Sendable {
     let io: AsyncConnection
     let key: HTTPClientPoolKey
@@ -27,6 +31,10 @@ final class HTTPClientConnection: @unchecked Sendable {
     /// request on a reused connection may be retried).
     private(set) var receivedBytes = 0
     private(set) var requestCount = 0
+    /// The request body's upload when it runs beside the reading of the response; its
+    /// value says whether the whole request was queued. Behind a lock: `abort` (any
+    /// thread) cancels it.
+    private let upload = Mutex<Task<Bool, Never>?>(nil)
 
     init(io: AsyncConnection, key: HTTPClientPoolKey, limits: HTTPLimits) {
         self.io = io
@@ -50,6 +58,54 @@ final class HTTPClientConnection: @unchecked Sendable {
         ended = false
         receivedBytes = 0
         requestCount += 1
+        upload.withLock { $0 = nil }
+    }
+
+    /// Whether `request` is sent by an upload beside the reading of its response
+    /// (``startUpload(_:)``) rather than before it: a streamed body, or bytes that are
+    /// not sent in one write. A server may answer while such a body arrives (an echo, an
+    /// early 413); were the client to read nothing until the body was sent, both sides
+    /// could stall with full socket buffers.
+    static func sendsInFullDuplex(_ request: HTTPClientRequest) -> Bool {
+        switch request.body {
+        case .stream?: true
+        case .bytes(let bytes)?: bytes.count > oneWriteBodyLimit
+        case nil: false
+        }
+    }
+
+    /// The largest `.bytes` body sent in one write with the head.
+    static let oneWriteBodyLimit = 64 * 1024
+
+    /// Sends `request` from a task of its own while the caller reads the response. A
+    /// failed body (its producer threw, or wrote more or less than declared) closes the
+    /// connection with that error, so the response's reader gets it; a failed write
+    /// means the connection closed already, and the reader sees what the server sent
+    /// before it did (an early answer) and then the close.
+    func startUpload(_ request: HTTPClientRequest) {
+        let task = Task { [self] in
+            do {
+                try await send(request)
+                return true
+            } catch {
+                abort(HTTPClientError.from(error))
+                return false
+            }
+        }
+        upload.withLock { $0 = task }
+    }
+
+    /// Calls `body` once the request is sent whole (`true`) or its upload failed
+    /// (`false`): at once when there was no upload or it is over, else from a task when
+    /// it ends. From then on the idle timeout runs again, so an upload to a server that
+    /// answered and stopped reading cannot hold the connection past it.
+    func whenUploaded(_ body: @escaping @Sendable (Bool) -> Void) {
+        guard let task = upload.withLock({ $0 }) else {
+            body(true)
+            return
+        }
+        setIdleSuspended(false)
+        Task { body(await task.value) }
     }
 
     /// Sends the head and body of `request`. Idle timeout is suspended meanwhile.
@@ -59,7 +115,7 @@ final class HTTPClientConnection: @unchecked Sendable {
         var head = request.headBytes()
         switch request.body {
         case .bytes(let bytes)?:
-            if bytes.count <= 64 * 1024 {
+            if bytes.count <= Self.oneWriteBodyLimit {
                 head += bytes
                 try await io.write(head)
             } else {
@@ -140,6 +196,7 @@ final class HTTPClientConnection: @unchecked Sendable {
 
     /// Closes now, dropping anything queued; pending reads and writes throw `error`.
     func abort(_ error: HTTPClientError = .connectionClosed) {
+        upload.withLock { $0?.cancel() }
         let c = io.connection
         c.loop.runOnLoop { c.close(error: error) }
     }
