@@ -172,6 +172,20 @@ struct ClientTests {
         }
     }
 
+    @Test("a 3 MiB bytes body goes out beside the response's reading and is echoed byte-exact; the connection is reused")
+    func largeBytesBodyEcho() async throws {
+        try await withClientAndServer { client, server, base in
+            let port = server.address.port!
+            let payload = testBytes(3 << 20, seed: 11)
+            let response = try await client.post(base + "/echo", body: payload)
+            #expect(try await response.body.collect(upTo: 4 << 20) == payload)
+            #expect(await eventually { client.connectionCounts(host: "127.0.0.1", port: port) == (idle: 1, open: 1) })
+            let again = try await client.post(base + "/echo", body: payload)
+            #expect(try await again.body.collect(upTo: 4 << 20) == payload)
+            #expect(client.connectionCounts(host: "127.0.0.1", port: port).open == 1)
+        }
+    }
+
     @Test("a streamed body that fails after the response began fails that response's body")
     func uploadFailsAfterHead() async throws {
         try await withClientAndServer { client, server, base in
@@ -455,7 +469,8 @@ struct ClientTests {
             let payload = testBytes(3 << 20, seed: 3)
             let echo = try await client.post(base + "/echo", body: payload)
             #expect(try await echo.body.collect(upTo: 4 << 20) == payload)
-            #expect(client.connectionCounts(host: "127.0.0.1", port: port) == (1, 1))
+            // Back in the pool once the upload (beside the response) has ended too.
+            #expect(await eventually { client.connectionCounts(host: "127.0.0.1", port: port) == (1, 1) })
             await client.shutdown()
         }
         #expect(await demo.stop() == 0)

@@ -31,10 +31,17 @@ final class HTTPClientConnection: @unchecked Sendable {
     /// request on a reused connection may be retried).
     private(set) var receivedBytes = 0
     private(set) var requestCount = 0
-    /// The request body's upload when it runs beside the reading of the response; its
-    /// value says whether the whole request was queued. Behind a lock: `abort` (any
-    /// thread) cancels it.
-    private let upload = Mutex<Task<Bool, Never>?>(nil)
+    /// The request body's upload when it runs beside the reading of the response.
+    /// Behind a lock: the upload task records its end, `abort` (any thread) cancels it.
+    private let upload = Mutex(Upload.none)
+
+    enum Upload {
+        /// The request went out before its response was read (or there is none yet).
+        case none
+        case running(Task<Void, Never>)
+        /// Whether the whole request was queued.
+        case finished(Bool)
+    }
 
     init(io: AsyncConnection, key: HTTPClientPoolKey, limits: HTTPLimits) {
         self.io = io
@@ -58,7 +65,7 @@ final class HTTPClientConnection: @unchecked Sendable {
         ended = false
         receivedBytes = 0
         requestCount += 1
-        upload.withLock { $0 = nil }
+        upload.withLock { $0 = .none }
     }
 
     /// Whether `request` is sent by an upload beside the reading of its response
@@ -83,29 +90,38 @@ final class HTTPClientConnection: @unchecked Sendable {
     /// means the connection closed already, and the reader sees what the server sent
     /// before it did (an early answer) and then the close.
     func startUpload(_ request: HTTPClientRequest) {
-        let task = Task { [self] in
-            do {
-                try await send(request)
-                return true
-            } catch {
-                abort(HTTPClientError.from(error))
-                return false
-            }
+        upload.withLock { state in
+            state = .running(Task { [self] in
+                var sent = true
+                do {
+                    try await send(request)
+                } catch {
+                    sent = false
+                    abort(HTTPClientError.from(error))
+                }
+                upload.withLock { $0 = .finished(sent) }
+            })
         }
-        upload.withLock { $0 = task }
     }
 
     /// Calls `body` once the request is sent whole (`true`) or its upload failed
-    /// (`false`): at once when there was no upload or it is over, else from a task when
-    /// it ends. From then on the idle timeout runs again, so an upload to a server that
-    /// answered and stopped reading cannot hold the connection past it.
+    /// (`false`): at once when there was no upload or it is over (the usual case when
+    /// the response ends), else from a task when it ends. From then on the idle timeout
+    /// runs again, so an upload to a server that answered and stopped reading cannot
+    /// hold the connection past it.
     func whenUploaded(_ body: @escaping @Sendable (Bool) -> Void) {
-        guard let task = upload.withLock({ $0 }) else {
+        switch upload.withLock({ $0 }) {
+        case .none:
             body(true)
-            return
+        case .finished(let sent):
+            body(sent)
+        case .running(let task):
+            setIdleSuspended(false)
+            Task {
+                await task.value
+                body(upload.withLock { if case .finished(false) = $0 { false } else { true } })
+            }
         }
-        setIdleSuspended(false)
-        Task { body(await task.value) }
     }
 
     /// Sends the head and body of `request`. Idle timeout is suspended meanwhile.
@@ -196,7 +212,7 @@ final class HTTPClientConnection: @unchecked Sendable {
 
     /// Closes now, dropping anything queued; pending reads and writes throw `error`.
     func abort(_ error: HTTPClientError = .connectionClosed) {
-        upload.withLock { $0?.cancel() }
+        upload.withLock { if case .running(let task) = $0 { task.cancel() } }
         let c = io.connection
         c.loop.runOnLoop { c.close(error: error) }
     }
