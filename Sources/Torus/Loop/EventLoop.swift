@@ -99,6 +99,10 @@ public final class EventLoop: @unchecked Sendable {
     var receiveBuffers: ProvidedBufferRing { receiveRings[receiveRings.count - 1] }
     private var receiveBufferTotal: Int
     let outbound: BufferPool
+    /// The outbound pool's chunk size: the most a connection writes in place
+    /// (`Connection.reservableBytes`). Stored, so that callers in other modules read a
+    /// field rather than call through the pool.
+    public let writeChunkSize: Int
     /// Buffers lent by connection transforms (TLS plaintext), made on first use.
     lazy var transformBuffers = TransformBufferPool(ledger: ledger)
     /// `sendmsg` headers and iovecs lent to write queues until the next submit that
@@ -200,6 +204,7 @@ public final class EventLoop: @unchecked Sendable {
         directDescriptors = Self.registerDirectDescriptors(ring, configuration, kernelFeatures, logger)
         ledger.buffersAdded(.received, count: configuration.receiveBufferCount,
                             bytes: configuration.receiveBufferCount * configuration.receiveBufferSize)
+        writeChunkSize = configuration.outboundChunkSize
         outbound = BufferPool(chunkSize: configuration.outboundChunkSize,
                               initialChunks: configuration.outboundInitialChunks,
                               maxChunks: configuration.outboundMaxChunks, ledger: ledger)

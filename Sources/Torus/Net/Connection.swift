@@ -108,6 +108,14 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
         case closing
         /// The fd is released and `closed` delivered.
         case closed
+
+        /// Open for the application: until `close()`.
+        var isOpen: Bool {
+            switch self {
+            case .open, .draining, .writeShut: true
+            case .closing, .closed: false
+            }
+        }
     }
 
     /// What follows a drained write queue.
@@ -200,12 +208,10 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
     public var remoteAddress: SocketAddress? { SocketAddress.peer(of: fd) }
     public var localAddress: SocketAddress? { SocketAddress.local(of: fd) }
     /// True until `close()` (also while draining before a close or after a FIN).
-    public var isOpen: Bool {
-        switch phase {
-        case .open, .draining, .writeShut: true
-        case .closing, .closed: false
-        }
-    }
+    /// A getter, not a stored copy: another module reading a stored `var` of a class
+    /// makes its own runtime exclusivity check (`@exclusivity(unchecked)` does not
+    /// cross the module boundary), which costs more than this call.
+    public var isOpen: Bool { phase.isOpen }
     /// True from `close()` until the fd is released (and after).
     public var isClosing: Bool { !isOpen }
     /// False while the write queue is above its high water mark.
@@ -379,7 +385,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
     }
 
     /// The largest `send(reserving:)` that writes in place (the outbound chunk size).
-    public var reservableBytes: Int { loop.writeChunkSize }
+    @inlinable public var reservableBytes: Int { loop.writeChunkSize }
 
     /// Queues bytes that `body` writes straight into the write queue's memory (an
     /// encoder's output, no intermediate copy). `body` gets at least `maxCount`

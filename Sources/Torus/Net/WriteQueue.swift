@@ -324,7 +324,6 @@ struct WriteQueue: ~Copyable {
 }
 
 extension EventLoop: WriteQueueMemory {
-    var writeChunkSize: Int { outbound.chunkSize }
 
     @inline(__always)
     func takeWriteChunk(for fd: Int32) -> Int32? {
