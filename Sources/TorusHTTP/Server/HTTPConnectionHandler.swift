@@ -182,7 +182,7 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
             busy.inline = InlineRequest(answer: .fixed(server.optionsResponse), facts: facts)
             return .proceed
         }
-        switch server.router.match(head) {
+        switch server.match(head) {
         case .found(.fixed(let response), _):
             let work = busy
             if head.bodyFraming == .none {

@@ -82,6 +82,11 @@ final class HTTPServerState: @unchecked Sendable {
     /// Each loop's spare request work (`HTTPScratch`), made on first use.
     private let scratches = LoopShards<HTTPScratch?> { nil }
 
+    /// The route for `head`. Here, on the router's owner, the router is borrowed in
+    /// place; a caller reaching through `server.router` copied it first (a retain and a
+    /// release of each of its three arrays per request).
+    func match(_ head: RequestHead) -> HTTPRouter.Match { router.match(head) }
+
     /// `loop`'s scratch. Loop thread only.
     func scratch(for loop: EventLoop) -> HTTPScratch {
         let shard = scratches.shard(for: loop)
