@@ -162,6 +162,11 @@ struct RESPCursor {
         switch type {
         case UInt8(ascii: "+"):
             guard let l = try line() else { return nil }
+            // `+OK`, the reply to most writes, as a literal: making the String from its
+            // bytes was about 100 of the ~1,900 instructions of a pipelined SET.
+            if l.count == 2, bytes[l.lowerBound] == UInt8(ascii: "O"), bytes[l.lowerBound + 1] == UInt8(ascii: "K") {
+                return .simpleString("OK")
+            }
             return .simpleString(text(l))
         case UInt8(ascii: "-"):
             guard let l = try line() else { return nil }
