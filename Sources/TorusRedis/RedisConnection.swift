@@ -31,7 +31,7 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
     // that touches them, asserted on every entry point, and no callback runs inside
     // an access to them).
     @exclusivity(unchecked) private var decoder: RESPDecoder
-    @exclusivity(unchecked) private var pending = RingBuffer<Pending>(capacity: 16)
+    @exclusivity(unchecked) private var pending = PendingCommands(capacity: 16)
     /// `configuration.commandTimeout` in nanoseconds (computed once, not per command).
     private let commandTimeoutNanoseconds: UInt64
     /// Set once the connection failed or closed: every later command fails with it.
@@ -50,11 +50,6 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
     /// subscribing (a cluster node's `-MOVED` to an `SSUBSCRIBE`). Without a handler
     /// such a reply is a protocol error that closes the connection. Loop thread.
     public var onUnmatchedReply: ((RESPValue) -> Void)?
-
-    struct Pending {
-        let deadline: UInt64
-        let complete: (Result<RESPValue, RedisError>) -> Void
-    }
 
     init(loop: EventLoop, configuration: RedisConfiguration) {
         self.loop = loop
@@ -152,7 +147,7 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
         }
         let deadline = loop.now &+ commandTimeoutNanoseconds
         if pending.isEmpty { connection.watchLiveness(by: deadline) }
-        pending.append(Pending(deadline: deadline, complete: complete))
+        pending.append(PendingCommands.Command(deadline: deadline, complete: complete))
         connection.send(reserving: size, write)
     }
 
@@ -256,7 +251,7 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
         } catch {
             fail(.protocolError(error))
         }
-        if !pending.isEmpty { connection.watchLiveness(by: pending[0].deadline) }
+        if let deadline = pending.firstDeadline { connection.watchLiveness(by: deadline) }
     }
 
     public func inputClosed(_ connection: Connection) {
@@ -278,8 +273,7 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
     }
 
     public func checkLiveness(_ connection: Connection, now: UInt64) -> UInt64? {
-        guard !pending.isEmpty else { return nil }
-        let deadline = pending[0].deadline
+        guard let deadline = pending.firstDeadline else { return nil }
         guard now < deadline else {
             fail(.timeout)
             return nil
