@@ -31,7 +31,7 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
     // that touches them, asserted on every entry point, and no callback runs inside
     // an access to them).
     @exclusivity(unchecked) private var decoder: RESPDecoder
-    @exclusivity(unchecked) private var pending = PendingCommands(capacity: 16)
+    @exclusivity(unchecked) private var pending = RingBuffer<Pending>(capacity: 16)
     /// `configuration.commandTimeout` in nanoseconds (computed once, not per command).
     private let commandTimeoutNanoseconds: UInt64
     /// Set once the connection failed or closed: every later command fails with it.
@@ -50,6 +50,13 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
     /// subscribing (a cluster node's `-MOVED` to an `SSUBSCRIBE`). Without a handler
     /// such a reply is a protocol error that closes the connection. Loop thread.
     public var onUnmatchedReply: ((RESPValue) -> Void)?
+
+    /// A command waiting for its reply.
+    struct Pending {
+        /// When the reply is overdue (`MonotonicClock` nanoseconds).
+        let deadline: UInt64
+        let complete: (Result<RESPValue, RedisError>) -> Void
+    }
 
     init(loop: EventLoop, configuration: RedisConfiguration) {
         self.loop = loop
@@ -147,7 +154,7 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
         }
         let deadline = loop.now &+ commandTimeoutNanoseconds
         if pending.isEmpty { connection.watchLiveness(by: deadline) }
-        pending.append(PendingCommands.Command(deadline: deadline, complete: complete))
+        pending.append(Pending(deadline: deadline, complete: complete))
         connection.send(reserving: size, write)
     }
 
@@ -251,7 +258,7 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
         } catch {
             fail(.protocolError(error))
         }
-        if let deadline = pending.firstDeadline { connection.watchLiveness(by: deadline) }
+        if !pending.isEmpty { connection.watchLiveness(by: pending[0].deadline) }
     }
 
     public func inputClosed(_ connection: Connection) {
@@ -273,7 +280,8 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
     }
 
     public func checkLiveness(_ connection: Connection, now: UInt64) -> UInt64? {
-        guard let deadline = pending.firstDeadline else { return nil }
+        guard !pending.isEmpty else { return nil }
+        let deadline = pending[0].deadline
         guard now < deadline else {
             fail(.timeout)
             return nil
