@@ -24,6 +24,13 @@ public struct RedisConfiguration: Sendable {
     /// in order, so once one is missing none that follows can be trusted.
     public var commandTimeout: Duration = .seconds(5)
     public var connectTimeout: Duration = .seconds(5)
+    /// Keep-alive: when nothing has arrived for this long and no command waits, a
+    /// `PING` goes out, its reply due within `commandTimeout` like any command's. A
+    /// server that stopped answering (hung, or gone without a FIN) then fails the
+    /// connection with `RedisError.timeout` even while the application sends nothing
+    /// (a Pub/Sub connection), and `RedisClient` reconnects. nil: no pings (the TCP
+    /// keepalive of `socket` still applies).
+    public var pingInterval: Duration? = .seconds(30)
     /// Largest reply accepted (larger: `RedisError.protocolError(.tooLarge)`, and the
     /// connection closes).
     public var maxReplyBytes = 64 << 20

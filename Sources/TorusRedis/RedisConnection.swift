@@ -34,6 +34,8 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
     @exclusivity(unchecked) private var pending = RingBuffer<Pending>(capacity: 16)
     /// `configuration.commandTimeout` in nanoseconds (computed once, not per command).
     private let commandTimeoutNanoseconds: UInt64
+    /// `configuration.pingInterval` in nanoseconds; nil: no keep-alive pings.
+    private let pingIntervalNanoseconds: UInt64?
     /// Set once the connection failed or closed: every later command fails with it.
     private var failure: RedisError?
     /// RESP2 only: a subscribe command was sent, so Pub/Sub messages arrive as
@@ -63,6 +65,7 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
         self.configuration = configuration
         decoder = RESPDecoder(maxBytes: configuration.maxReplyBytes)
         commandTimeoutNanoseconds = UInt64(max(0, configuration.commandTimeout.nanoseconds))
+        pingIntervalNanoseconds = configuration.pingInterval.map { UInt64(max(1, $0.nanoseconds)) }
     }
 
     /// Connects, then opens the session (`HELLO 3` or `AUTH`, `SELECT`). Any task.
@@ -279,15 +282,29 @@ public final class RedisConnection: ConnectionHandler, @unchecked Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
+    /// The oldest command's reply deadline while commands wait; else, with
+    /// `pingInterval`, the keep-alive: a `PING` once nothing has arrived for that long
+    /// (the chain starts with the session's first command, and goes on while the
+    /// connection lives).
     public func checkLiveness(_ connection: Connection, now: UInt64) -> UInt64? {
-        guard !pending.isEmpty else { return nil }
-        let deadline = pending[0].deadline
-        guard now < deadline else {
-            fail(.timeout)
-            return nil
+        if !pending.isEmpty {
+            let deadline = pending[0].deadline
+            guard now < deadline else {
+                fail(.timeout)
+                return nil
+            }
+            return deadline
         }
-        return deadline
+        guard let interval = pingIntervalNanoseconds else { return nil }
+        let due = connection.lastReceive &+ interval
+        guard now >= due else { return due }
+        // Its reply (`PONG`; over RESP2 once subscribed, the array `pong`, "") matters
+        // only by arriving in time; a failure has closed the connection already.
+        send(Self.ping) { _ in }
+        return pending.isEmpty ? nil : pending[0].deadline
     }
+
+    private static let ping = ["PING"]
 
     /// Fails every waiting command with `error` and closes the connection.
     private func fail(_ error: RedisError) {

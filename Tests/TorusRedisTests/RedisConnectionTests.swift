@@ -170,6 +170,57 @@ struct RedisConnectionTests {
         }
     }
 
+    /// Keep-alive: an idle connection PINGs its server every `pingInterval` (counted by
+    /// the server), over RESP3 and over a RESP2 connection in subscribed mode (whose
+    /// PONG is an array); when the server stops answering (SIGSTOP: a hung server, or
+    /// one gone without a FIN) the idle connections fail with `.timeout` on their own.
+    @Test func idleConnectionsPingAndNoticeAServerThatStoppedAnswering() async throws {
+        try await withRedis { server, loop in
+            let idle = try await connect(server, loop) {
+                $0.pingInterval = .milliseconds(200)
+                $0.commandTimeout = .milliseconds(500)
+            }
+            let subscriber = try await connect(server, loop) {
+                $0.protocolVersion = .resp2
+                $0.pingInterval = .milliseconds(200)
+                $0.commandTimeout = .milliseconds(500)
+            }
+            let observer = try await connect(server, loop) { $0.pingInterval = nil }
+            let closed = Mutex<[RedisError]>([])
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                loop.execute {
+                    idle.onClose = { error in closed.withLock { $0.append(error) } }
+                    subscriber.onClose = { error in closed.withLock { $0.append(error) } }
+                    subscriber.onPush = { _ in }
+                    c.resume()
+                }
+            }
+            subscriber.subscribe(["quiet"])
+            func pings() async throws -> Int {
+                let info = try await observer.command(["INFO", "commandstats"]).string ?? ""
+                guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_ping:") }),
+                      let calls = line.split(separator: ",").first?.split(separator: "=").last else { return 0 }
+                return Int(calls) ?? 0
+            }
+            let before = try await pings()
+            try await Task.sleep(for: .milliseconds(1500))
+            let after = try await pings()
+            // Two connections, ~7 intervals each (deadlines are met within the loop's
+            // resolution): well over 4 PINGs, none sent by the test.
+            #expect(after - before >= 4, "PINGs in 1.5 s: \(after - before)")
+            #expect(closed.withLock { $0.isEmpty }, "\(closed.withLock { $0 })")
+
+            kill(server.process.pid, SIGSTOP)
+            #expect(await eventually(timeout: .seconds(10)) { closed.withLock { $0.count } == 2 })
+            #expect(closed.withLock { $0 } == [.timeout, .timeout])
+            kill(server.process.pid, SIGCONT)
+            #expect(try await observer.command(["PING"]) == .simpleString("PONG"))
+            await idle.close()
+            await subscriber.close()
+            await observer.close()
+        }
+    }
+
     /// CLIENT KILL from another connection, and the server killed while commands
     /// wait: typed errors, the connection closed, nothing left in the ledger.
     @Test func killedConnectionAndKilledServer() async throws {
