@@ -9,7 +9,9 @@ import Torus
 /// `RedisError.connectionClosed` instead of waiting: a caller (the hub answering an
 /// HTTP request) answers "unavailable" at once and the client does not queue work
 /// without bound during an outage. Commands in flight when the connection drops fail
-/// the same way; none is retried (only the caller knows whether one is idempotent).
+/// the same way; none is retried, unless the caller declares it idempotent
+/// (``command(_:idempotent:)``): such a command is sent once more on the next
+/// connection, when the client's next attempt to connect succeeds.
 ///
 /// Threading: any thread; the connection's callbacks run on `loop`.
 public final class RedisClient: Sendable {
@@ -49,6 +51,9 @@ public final class RedisClient: Sendable {
         var task: Task<Void, Never>?
         /// Resumed when the current connection closes (the maintaining task waits on it).
         var closedWaiter: CheckedContinuation<Void, Never>?
+        /// Idempotent commands waiting for the next connection (resumed with it, or
+        /// with nil when the next attempt fails or the client closes).
+        var nextConnectionWaiters: [CheckedContinuation<RedisConnection?, Never>] = []
         var stopping = false
     }
 
@@ -71,10 +76,63 @@ public final class RedisClient: Sendable {
 
     /// One command on the current connection; fails at once while disconnected.
     public func command(_ arguments: [String]) async throws(RedisError) -> RESPValue {
-        guard let connection = state.withLock({ $0.connection }) else {
-            throw .connectionClosed(statusDescription)
+        try await command(arguments, idempotent: false)
+    }
+
+    /// One command; with `idempotent`, the caller declares that sending it twice does no
+    /// harm (a `GET`, a `SET` of a fixed value), and a command whose connection is lost
+    /// (`.connectionClosed`, `.timeout`) or that finds the client disconnected is sent
+    /// once more on the next connection, if the client's next attempt to connect
+    /// succeeds (within its backoff and `connectTimeout`); otherwise it fails as a
+    /// command that is not idempotent does. Other errors (`.server`, `.protocolError`)
+    /// are never retried.
+    public func command(_ arguments: [String], idempotent: Bool) async throws(RedisError) -> RESPValue {
+        let first = state.withLock { $0.connection }
+        var lost = RedisError.connectionClosed(statusDescription)
+        if let first {
+            do throws(RedisError) {
+                return try await first.command(arguments)
+            } catch {
+                guard idempotent, Self.isConnectionLoss(error) else { throw error }
+                lost = error
+            }
+        } else if !idempotent {
+            throw lost
         }
-        return try await connection.command(arguments)
+        guard let next = await connection(after: first) else { throw lost }
+        return try await next.command(arguments)
+    }
+
+    /// The failures that say nothing about the command, only about its connection.
+    private static func isConnectionLoss(_ error: RedisError) -> Bool {
+        switch error {
+        case .connectionClosed, .timeout: true
+        default: false
+        }
+    }
+
+    /// A connection other than `old`: the current one, or the next one made; nil when
+    /// the next attempt to connect fails or the client closes.
+    private func connection(after old: RedisConnection?) async -> RedisConnection? {
+        await withCheckedContinuation { (waiter: CheckedContinuation<RedisConnection?, Never>) in
+            let now: RedisConnection?? = state.withLock { s in
+                if s.stopping { return .some(nil) }
+                if let current = s.connection, current !== old { return .some(current) }
+                s.nextConnectionWaiters.append(waiter)
+                return .none
+            }
+            if case .some(let connection) = now { waiter.resume(returning: connection) }
+        }
+    }
+
+    /// Resumes the commands waiting for the next connection with `connection` (nil:
+    /// the attempt failed, or the client closes).
+    private func resumeNextConnectionWaiters(with connection: RedisConnection?) {
+        let waiters = state.withLock { s in
+            defer { s.nextConnectionWaiters = [] }
+            return s.nextConnectionWaiters
+        }
+        for waiter in waiters { waiter.resume(returning: connection) }
     }
 
     /// A pipeline on the current connection; fails at once while disconnected.
@@ -130,6 +188,7 @@ public final class RedisClient: Sendable {
         }
         await connection?.close()
         waiter?.resume()
+        resumeNextConnectionWaiters(with: nil)
         task?.cancel()
         await task?.value
         statusHandler?(.closed)
@@ -165,6 +224,7 @@ public final class RedisClient: Sendable {
                 delay = backoff.initial
             } catch {
                 failure = error
+                resumeNextConnectionWaiters(with: nil)
             }
             guard !state.withLock({ $0.stopping }) else { break }
             setStatus(.backingOff(failure))
@@ -202,12 +262,14 @@ public final class RedisClient: Sendable {
                         s.closedWaiter = nil
                     }
                     closedWith.withLock { $0 = $0 ?? .connectionClosed("closed right after connecting") }
+                    resumeNextConnectionWaiters(with: nil)
                     return waiter.resume()
                 }
                 if !subscriptions.0.isEmpty { connection.sendExpectingPushes(["SUBSCRIBE"] + subscriptions.0.sorted()) }
                 if !subscriptions.1.isEmpty { connection.sendExpectingPushes(["PSUBSCRIBE"] + subscriptions.1.sorted()) }
                 if !subscriptions.2.isEmpty { connection.sendExpectingPushes(["SSUBSCRIBE"] + subscriptions.2.sorted()) }
                 setStatus(.connected)
+                resumeNextConnectionWaiters(with: connection)
             }
         }
         if state.withLock({ $0.stopping }) { await connection.close() }

@@ -63,6 +63,68 @@ struct RedisClientTests {
         await server.stop()
     }
 
+    /// Retry by declaration: a command in flight when its connection is killed
+    /// (`CLIENT KILL`) fails when it is not declared idempotent, and is sent again on the
+    /// next connection when it is (a blocking `BLPOP` answered by a push made after the
+    /// reconnect); an idempotent command that finds the client disconnected waits for
+    /// the reconnect; with the server gone for good it fails once the next attempt
+    /// fails, and an error reply is never retried.
+    @Test func idempotentCommandsAreSentAgainOnTheNextConnection() async throws {
+        let server = try await RedisServer()
+        try await withGroup(loops: 1) { group in
+            let loop = group.loops[0]
+            var backoff = RedisClient.Backoff()
+            backoff.initial = .milliseconds(50)
+            backoff.maximum = .milliseconds(200)
+            var configuration = RedisConfiguration()
+            configuration.commandTimeout = .seconds(10)  // longer than the BLPOPs' 4 s
+            let client = RedisClient(address: server.address, on: loop, configuration: configuration, backoff: backoff)
+            let admin = try await RedisConnection.connect(to: server.address, on: loop)
+            #expect(await eventually { client.status == .connected })
+
+            func killClientConnection() async throws {
+                let id = try #require(try await client.command(["CLIENT", "ID"]).integer)
+                let blocked = Task { try await client.command(["BLPOP", "jobs", "4"], idempotent: false) }
+                try await Task.sleep(for: .milliseconds(100))
+                #expect(try await admin.command(["CLIENT", "KILL", "ID", String(id)]) == .integer(1))
+                await #expect(throws: RedisError.self) { try await blocked.value }
+            }
+            // Not declared: the in-flight BLPOP fails with its connection.
+            try await killClientConnection()
+            #expect(await eventually { client.isConnected })
+
+            // Declared: the in-flight BLPOP is sent again and gets the job pushed later.
+            let id = try #require(try await client.command(["CLIENT", "ID"]).integer)
+            let retried = Task { try await client.command(["BLPOP", "jobs", "4"], idempotent: true) }
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(try await admin.command(["CLIENT", "KILL", "ID", String(id)]) == .integer(1))
+            // The retried BLPOP blocks the new connection: the server shows it blocked.
+            func blockedClients() async -> Int {
+                let info = (try? await admin.command(["INFO", "clients"]).string) ?? ""
+                let line = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("blocked_clients:") }
+                return line.flatMap { Int($0.split(separator: ":").last ?? "") } ?? -1
+            }
+            #expect(await eventually { client.isConnected })
+            #expect(await eventually { await blockedClients() == 1 })
+            #expect(try await admin.command(["RPUSH", "jobs", "j1"]) == .integer(1))
+            let job = try await retried.value
+            #expect(job == .array([.bulkString(Array("jobs".utf8)), .bulkString(Array("j1".utf8))]), "\(job)")
+
+            // An error reply is not a lost connection: never retried.
+            await #expect(throws: RedisError.server("ERR unknown command 'NOSUCH', with args beginning with: ")) {
+                try await client.command(["NOSUCH"], idempotent: true)
+            }
+
+            // The server gone: a disconnected idempotent command waits for the next
+            // attempt, which fails, and then fails itself.
+            await server.stop()
+            #expect(await eventually { !client.isConnected })
+            await #expect(throws: RedisError.self) { try await client.command(["GET", "x"], idempotent: true) }
+            await admin.close()
+            await client.close()
+        }
+    }
+
     /// The loop-thread face: binary arguments (every byte value, CRLF and NUL in the
     /// middle) go out and come back unchanged; commands sent in one turn keep their
     /// order; while disconnected the completion fails at once on the loop.
