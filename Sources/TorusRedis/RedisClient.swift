@@ -88,7 +88,8 @@ public final class RedisClient: Sendable {
     /// are never retried.
     public func command(_ arguments: [String], idempotent: Bool) async throws(RedisError) -> RESPValue {
         let first = state.withLock { $0.connection }
-        var lost = RedisError.connectionClosed(statusDescription)
+        // Why the command could not be sent (made only then: the status is a String).
+        let lost: RedisError
         if let first {
             do throws(RedisError) {
                 return try await first.command(arguments)
@@ -96,8 +97,9 @@ public final class RedisClient: Sendable {
                 guard idempotent, Self.isConnectionLoss(error) else { throw error }
                 lost = error
             }
-        } else if !idempotent {
-            throw lost
+        } else {
+            lost = .connectionClosed(statusDescription)
+            guard idempotent else { throw lost }
         }
         guard let next = await connection(after: first) else { throw lost }
         return try await next.command(arguments)

@@ -212,7 +212,7 @@ public final class EventLoop: @unchecked Sendable {
         ledger.buffersAdded(.received, count: configuration.receiveBufferCount,
                             bytes: configuration.receiveBufferCount * configuration.receiveBufferSize)
         writeChunkSize = configuration.outboundChunkSize
-        outbound = BufferPool(chunkSize: configuration.outboundChunkSize,
+        outbound = BufferPool(chunkSize: writeChunkSize,
                               initialChunks: configuration.outboundInitialChunks,
                               maxChunks: configuration.outboundMaxChunks, ledger: ledger)
         sendMessages = SendMessageArena(slots: configuration.sendMessageSlots)
