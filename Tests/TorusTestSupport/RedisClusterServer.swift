@@ -38,7 +38,9 @@ public final class RedisClusterServer: @unchecked Sendable {
             .appendingPathComponent("torus-redis-cluster-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         do {
-            for _ in 0..<3 {
+            var attempts = 0
+            while nodes.count < 3 {
+                attempts += 1
                 let port = try RedisServer.freePort()
                 var bus = try RedisServer.freePort()
                 while bus == port { bus = try RedisServer.freePort() }
@@ -48,10 +50,13 @@ public final class RedisClusterServer: @unchecked Sendable {
                     "--cluster-require-full-coverage", "no", "--cluster-node-timeout", "5000",
                     "--save", "", "--appendonly", "no", "--dir", directory,
                 ])
-                nodes.append(Node(process: process, port: port))
                 guard await process.waitForLine(containing: "Ready to accept connections", timeout: .seconds(20)) != nil else {
+                    _ = await process.stop(signal: SIGKILL)
+                    // A port taken between the check and the bind (as in RedisServer): another.
+                    if attempts < 8, process.text.contains("Address already in use") { continue }
                     throw RedisTestError("redis-server (cluster node) did not start: \(process.text)")
                 }
+                nodes.append(Node(process: process, port: port))
             }
             let create = try await cli(["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" }
                                        + ["--cluster-replicas", "0", "--cluster-yes"], timeout: .seconds(30))

@@ -22,14 +22,26 @@ public final class RedisServer: @unchecked Sendable {
     public static let skipped: Comment = "redis-server is not installed (scripts/setup-deps.sh installs it; under CI its absence fails)"
 
     /// Starts one; `arguments` are extra configuration (`--requirepass`, …).
+    /// Without `port`, a free one; when another process takes it between the check and
+    /// redis-server's bind (the parallel suite opens many connections, whose ephemeral
+    /// ports come from the same range), another port is tried, up to five times.
     public init(_ arguments: [String] = [], port: UInt16? = nil) async throws {
-        self.port = try port ?? Self.freePort()
-        process = try ChildProcess("/usr/bin/env", ["redis-server", "--port", "\(self.port)", "--bind", "127.0.0.1",
-                                                     "--save", "", "--appendonly", "no",
-                                                     "--enable-debug-command", "yes"] + arguments)
-        guard await process.waitForLine(containing: "Ready to accept connections", timeout: .seconds(20)) != nil else {
-            _ = await process.stop(signal: SIGKILL)
-            throw RedisTestError("redis-server did not start: \(process.text)")
+        var attempt = 0
+        while true {
+            attempt += 1
+            let chosen = try port ?? Self.freePort()
+            let started = try ChildProcess("/usr/bin/env", ["redis-server", "--port", "\(chosen)", "--bind", "127.0.0.1",
+                                                            "--save", "", "--appendonly", "no",
+                                                            "--enable-debug-command", "yes"] + arguments)
+            if await started.waitForLine(containing: "Ready to accept connections", timeout: .seconds(20)) != nil {
+                self.port = chosen
+                process = started
+                return
+            }
+            _ = await started.stop(signal: SIGKILL)
+            guard port == nil, attempt < 5, started.text.contains("Address already in use") else {
+                throw RedisTestError("redis-server did not start: \(started.text)")
+            }
         }
     }
 
