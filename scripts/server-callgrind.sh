@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# A demo server's user-space instructions per request or message, counted by callgrind
+# (immune to the machine's noise; the kernel's part is not counted). Runs the release
+# server under callgrind twice, under the same load for a short and a longer time, and
+# prints the marginal instructions per request: the difference of the two runs' totals
+# over the difference of the requests they served, so start-up, warm-up and shutdown
+# cancel out. Use it to compare two builds of a hot path; the benchmarks
+# (`../shared/bench`) give speed against other servers.
+#
+#   scripts/server-callgrind.sh http-pipelined|http|ws16|ws4k|echo64 [SHORT=3] [LONG=6]
+#
+#   http-pipelined  torus-http, wrk, 64 connections, 16 GET /plaintext per write
+#   http            torus-http, wrk, 64 connections, one request at a time
+#   ws16, ws4k      torus-ws, wsload, 64 connections x 16 in flight, 16 B text / 4 KiB binary
+#   echo64          torus-echo, wsload --raw, 64 connections x 16 in flight x 64 B
+#
+# wrk must be installed; the WebSocket and echo loads need `../shared/bench`'s wsload
+# (absent: the script says so and exits 2). Valgrind 3.19 (Debian 12) needs the same
+# workarounds as scripts/redis-callgrind.sh: a copy of the binary without DWARF 5 debug
+# info, and an LD_PRELOAD shim for sigsuspend's read-only mask and for io_uring waits
+# (valgrind keeps its big lock across them).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+PROFILE="${1:?usage: server-callgrind.sh http-pipelined|http|ws16|ws4k|echo64 [SHORT] [LONG]}"
+SHORT="${2:-3}"
+LONG="${3:-6}"
+case "$PROFILE" in
+    http-pipelined|http) PRODUCT=torus-http ;;
+    ws16|ws4k) PRODUCT=torus-ws ;;
+    echo64) PRODUCT=torus-echo ;;
+    *) echo "server-callgrind: unknown profile $PROFILE" >&2; exit 2 ;;
+esac
+for tool in valgrind callgrind_annotate objcopy cc python3; do
+    command -v "$tool" >/dev/null || { echo "server-callgrind: $tool missing" >&2; exit 1; }
+done
+cd "$ROOT"
+WORK="$(mktemp -d)"
+SERVER=""
+cleanup() {
+    if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+case "$PROFILE" in
+    http*) command -v wrk >/dev/null || { echo "server-callgrind: wrk missing" >&2; exit 1; } ;;
+    *)
+        WSLOAD_SRC="$ROOT/../shared/bench/tools/wsload.c"
+        [ -f "$WSLOAD_SRC" ] || { echo "server-callgrind: $WSLOAD_SRC absent (../shared/bench), skipped" >&2; exit 2; }
+        cc -O2 -o "$WORK/wsload" "$WSLOAD_SRC" -lm
+        ;;
+esac
+swift build -c release --product "$PRODUCT" >&2
+objcopy --strip-debug "$(swift build -c release --show-bin-path)/$PRODUCT" "$WORK/$PRODUCT"
+cat > "$WORK/shim.c" <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <liburing.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int sigsuspend(const sigset_t *mask) {
+    sigset_t copy = *mask;
+    return syscall(SYS_rt_sigsuspend, &copy, 8);
+}
+typedef int (*wait_fn)(struct io_uring *, struct io_uring_cqe **, unsigned, struct __kernel_timespec *, sigset_t *);
+int io_uring_submit_and_wait_timeout(struct io_uring *ring, struct io_uring_cqe **cqe, unsigned n,
+                                     struct __kernel_timespec *ts, sigset_t *sigmask) {
+    static wait_fn real;
+    if (!real) real = (wait_fn)dlsym(RTLD_NEXT, "io_uring_submit_and_wait_timeout");
+    sched_yield();
+    return real(ring, cqe, n, ts, sigmask);
+}
+C
+cc -shared -fPIC -O2 -o "$WORK/shim.so" "$WORK/shim.c" -ldl
+cat > "$WORK/pipeline.lua" <<'LUA'
+init = function(args)
+    local r = {}
+    for i = 1, 16 do r[i] = wrk.format(nil, "/plaintext") end
+    req = table.concat(r)
+end
+request = function() return req end
+LUA
+
+# Runs the server under callgrind with the load for $1 seconds; prints "instructions served".
+run() {
+    local seconds="$1" port served
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    LD_PRELOAD="$WORK/shim.so" valgrind --tool=callgrind --callgrind-out-file="$WORK/cg-$seconds.out" \
+        "$WORK/$PRODUCT" --host 127.0.0.1 --port "$port" --threads 1 >"$WORK/server-$seconds.log" 2>&1 &
+    SERVER=$!
+    for _ in $(seq 300); do grep -q "listening on" "$WORK/server-$seconds.log" && break; sleep 0.1; done
+    grep -q "listening on" "$WORK/server-$seconds.log" || { echo "server-callgrind: server did not start" >&2; cat "$WORK/server-$seconds.log" >&2; exit 1; }
+    case "$PROFILE" in
+        http-pipelined|http)
+            local script=()
+            [ "$PROFILE" = http-pipelined ] && script=(-s "$WORK/pipeline.lua")
+            timeout $((seconds + 30)) wrk -t1 -c64 -d"${seconds}s" "${script[@]}" \
+                -H 'Accept: text/plain,text/html;q=0.9,application/xhtml+xml;q=0.9,application/xml;q=0.8,*/*;q=0.7' \
+                -H 'Connection: keep-alive' "http://127.0.0.1:$port/plaintext" >"$WORK/load-$seconds.txt"
+            # wrk counts a pipelined write's requests one by one ("N requests in").
+            served=$(awk '/requests in/ { print $1 }' "$WORK/load-$seconds.txt")
+            ;;
+        *)
+            local args=(--conns 64 --inflight 16)
+            case "$PROFILE" in
+                ws16) args+=(--size 16 --text) ;;
+                ws4k) args+=(--size 4096 --binary) ;;
+                echo64) args+=(--size 64 --raw) ;;
+            esac
+            timeout $((seconds + 60)) "$WORK/wsload" --port "$port" "${args[@]}" --duration "$seconds" --warmup 0 \
+                --connect-timeout 30 --json >"$WORK/load-$seconds.txt"
+            served=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["messages"])' "$WORK/load-$seconds.txt")
+            ;;
+    esac
+    kill -TERM "$SERVER"
+    wait "$SERVER" || { echo "server-callgrind: server exited non-zero" >&2; tail -5 "$WORK/server-$seconds.log" >&2; exit 1; }
+    SERVER=""
+    local total
+    total=$(callgrind_annotate "$WORK/cg-$seconds.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+    echo "$total $served"
+}
+read -r a na < <(run "$SHORT")
+read -r b nb < <(run "$LONG")
+[ "$nb" -gt "$na" ] || { echo "server-callgrind: the longer run served no more ($na, $nb)" >&2; exit 1; }
+echo "$PROFILE: $(( (b - a) / (nb - na) )) user instructions per request or message ($na and $nb served)"
