@@ -108,6 +108,49 @@ struct SerializerTests {
         #expect(s.dateCache.string == "Sun, 06 Nov 1994 08:49:37 GMT")
     }
 
+    /// The kept-alive HTTP/1.1 answer is composed whole once per second and response
+    /// (``ComposedAnswers``): the bytes must be those of the three-copy path, follow the
+    /// Date when the second changes, stay right when more fixed responses than cached
+    /// entries take turns, and large answers bypass the cache.
+    @Test func composedAnswers() {
+        var s = serializer()
+        func threeCopies(_ r: PrecomputedResponse, body: [UInt8], _ date: HTTPDateCache) -> [UInt8] {
+            // The same answer built the long way: the head (a HEAD answer, never composed),
+            // then the body.
+            var t = HTTPResponseSerializer(dateCache: date, refreshDate: false)
+            var head: [UInt8] = []
+            t.write(r, keepAlive: true, isHeadRequest: true, into: &head)
+            return head + body
+        }
+        let responses = (0..<6).map { PrecomputedResponse(contentType: "text/plain", body: "answer \($0)") }
+        var out: [UInt8] = []
+        for second in [Self.rfcExample, Self.rfcExample + 1, Self.rfcExample + 86_400] {
+            s.dateCache.update(epochSeconds: second)
+            for round in 0..<3 {
+                for (k, r) in responses.enumerated() where round == 0 || k < 4 || k.isMultiple(of: 2) {
+                    out.removeAll(keepingCapacity: true)
+                    s.write(r, into: &out)
+                    let date = HTTPDateCache(epochSeconds: second).string
+                    #expect(out.string == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\nDate: \(date)\r\n\r\nanswer \(k)")
+                    #expect(out == threeCopies(r, body: Array("answer \(k)".utf8), s.dateCache))
+                }
+            }
+        }
+        // An answer above 4 KiB is written in three copies, with the same bytes.
+        let big = PrecomputedResponse(body: [UInt8](repeating: 0x61, count: 5000))
+        out.removeAll(keepingCapacity: true)
+        s.write(big, into: &out)
+        #expect(out == threeCopies(big, body: [UInt8](repeating: 0x61, count: 5000), s.dateCache))
+        // Copies of one response share its storage and its entry; an equal response made
+        // apart is another entry with the same bytes.
+        let copy = responses[0]
+        let twin = PrecomputedResponse(contentType: "text/plain", body: "answer 0")
+        var a: [UInt8] = [], b: [UInt8] = []
+        s.write(copy, into: &a)
+        s.write(twin, into: &b)
+        #expect(a == b)
+    }
+
     @Test func errorResponses() {
         #expect(HTTPResponseSerializer.errorResponse(for: .bareLF).string
             == "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 18\r\nConnection: close\r\n\r\nbare LF in request")

@@ -4,8 +4,9 @@ import HTTPTypes
 ///
 /// Memory: the output array belongs to the caller, who keeps it with its capacity (clear
 /// it with `removeAll(keepingCapacity: true)` after the bytes are written to the socket);
-/// the serializer only appends to it. The serializer itself owns just its
-/// ``HTTPDateCache``. Not thread-safe: one per event loop.
+/// the serializer only appends to it. The serializer itself owns its ``HTTPDateCache``
+/// and up to four composed fixed answers of at most 4 KiB each. Not thread-safe: one
+/// per event loop.
 public struct HTTPResponseSerializer: Sendable {
     /// The cached `Date` value; refreshed (at most one formatting per second) by each
     /// `write…` call that emits a Date field.
@@ -26,6 +27,9 @@ public struct HTTPResponseSerializer: Sendable {
     }
 
     @usableFromInline var refreshDate = true
+
+    /// Whole fixed answers for the current second (the common case of ``write(_:keepAlive:requestVersion:isHeadRequest:into:)``).
+    @usableFromInline var composed = ComposedAnswers()
 
     @usableFromInline
     mutating func appendDateField(to out: inout [UInt8], endingHead: Bool = false) {
@@ -110,8 +114,10 @@ public struct HTTPResponseSerializer: Sendable {
     // MARK: Fast path
 
     /// Appends a precomputed response: its fixed prefix, the cached Date, a Connection field
-    /// if needed, and the body (unless `isHeadRequest`). No allocation once `out` has capacity;
-    /// a kept-alive HTTP/1.1 answer is three copies (prefix, Date and the empty line, body).
+    /// if needed, and the body (unless `isHeadRequest`). No allocation once `out` has capacity.
+    /// A kept-alive HTTP/1.1 answer to anything but HEAD, up to 4 KiB, is one copy of the
+    /// whole answer composed for the current second (``ComposedAnswers``, the last four
+    /// such responses); others are three copies (prefix, Date and the empty line, body).
     @inlinable
     public mutating func write(
         _ fixed: PrecomputedResponse,
@@ -120,6 +126,10 @@ public struct HTTPResponseSerializer: Sendable {
         isHeadRequest: Bool = false,
         into out: inout [UInt8]
     ) {
+        if keepAlive && requestVersion != .http10 && !isHeadRequest {
+            if refreshDate { dateCache.update() }
+            if composed.append(fixed, date: dateCache, to: &out) { return }
+        }
         out.appendBytes(of: fixed.bytes, 0..<fixed.bodyStart)
         if keepAlive && requestVersion != .http10 {
             appendDateField(to: &out, endingHead: true)
