@@ -39,8 +39,9 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
     private let sharedOptions: SharedSocketOptions
     /// The handler that receives events (EventMachine face). Set by whoever made the
     /// connection (a listener's `makeHandler`, a connector, a protocol layer taking a
-    /// connection over); an application cannot swap a transport's handler.
-    public package(set) var handler: (any ConnectionHandler)?
+    /// connection over); an application cannot swap a transport's handler. Read on every
+    /// receive and send completion: unchecked, like the hot state below.
+    @exclusivity(unchecked) public package(set) var handler: (any ConnectionHandler)?
     /// Application state attached to the connection (the library never touches it).
     public var context: AnyObject?
     private var recvUserData: UInt64 = 0
@@ -53,7 +54,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
     /// `closed` gets. nil while open, or when it closes cleanly. Loop thread only.
     public var closingError: (any Error)? { closeError }
     /// Where the connection is in the loop's deadline wheel.
-    var deadlinePosition = DeadlinePosition.none
+    @exclusivity(unchecked) var deadlinePosition = DeadlinePosition.none
     /// A byte transform (TLS) between the socket and the handler, installed by a
     /// protocol layer before `start`; nil for plaintext (one branch on each path).
     private var transform: (any ConnectionTransform)?
@@ -556,8 +557,8 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
     @inline(__always)
     private func sendStarted() {
         lastSendProgress = loop.now
-        if let send = sharedOptions.value.sendTimeout {
-            loop.scheduleDeadline(self, at: lastSendProgress &+ send.nanoseconds)
+        if let send = sharedOptions.sendTimeoutNanoseconds {
+            loop.scheduleDeadline(self, at: lastSendProgress &+ send)
         }
     }
 
@@ -793,8 +794,8 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
             }
             next = deadline
         }
-        if let send = options.sendTimeout, queue.queuedBytes > 0 {
-            let deadline = lastSendProgress &+ send.nanoseconds
+        if let send = sharedOptions.sendTimeoutNanoseconds, queue.queuedBytes > 0 {
+            let deadline = lastSendProgress &+ send
             guard now < deadline else {
                 loop.logger.info("closing a connection whose peer stopped reading",
                                  metadata: ["fd": "\(fd)", "peer": "\(remoteAddress.map { "\($0)" } ?? "?")",
