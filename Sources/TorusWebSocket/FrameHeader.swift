@@ -40,6 +40,10 @@ public struct FrameHeader: Hashable, Sendable {
 
     /// Writes the header at the start of `buffer` and returns its size.
     /// `buffer` must hold at least ``encodedSize`` bytes.
+    ///
+    /// Always inlined: a frame encoder's header is mostly constants (no RSV2/RSV3, a
+    /// server's no key), which then fold away, leaving a few stores per frame.
+    @inline(__always)
     @discardableResult
     public func write(to buffer: UnsafeMutableRawBufferPointer) -> Int {
         let size = encodedSize

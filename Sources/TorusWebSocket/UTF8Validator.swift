@@ -122,9 +122,15 @@ public struct UTF8Validator: Sendable, Hashable {
     /// Forgets everything, ready for a new message.
     public mutating func reset() { state = UTF8Validator.accept }
 
-    /// One-shot check of a complete byte sequence.
+    /// One-shot check of a complete byte sequence. Inlined: a pure ASCII sequence
+    /// (the common case, such as a small text message checked in place) is settled
+    /// by the ASCII scan alone, with no call and no state.
+    @inline(__always)
     public static func isValidUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let base = bytes.baseAddress else { return true }
+        let ascii = asciiPrefix(base, bytes.count)
+        if ascii == bytes.count { return true }
         var v = UTF8Validator()
-        return v.validate(bytes) && v.isComplete
+        return v.validate(UnsafeRawBufferPointer(rebasing: bytes[ascii...])) && v.isComplete
     }
 }

@@ -21,8 +21,10 @@ final class BufferPool {
     let slabChunks: Int
     let maxChunks: Int
     let initialSlabs: Int
-    private var slabs: [UnsafeMutableRawPointer?] = []
-    private var freeInSlab: [Int] = []
+    // Touched by every take and give (loop thread only, never through overlapping
+    // accesses): no dynamic exclusivity checks.
+    @exclusivity(unchecked) private var slabs: [UnsafeMutableRawPointer?] = []
+    @exclusivity(unchecked) private var freeInSlab: [Int] = []
     @exclusivity(unchecked) private var free: [Int32] = []
     private var liveSlabs = 0
     private var lastTrim: UInt64 = 0

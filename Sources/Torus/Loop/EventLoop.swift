@@ -144,12 +144,12 @@ public final class EventLoop: @unchecked Sendable {
     @exclusivity(unchecked) private var flushQueue: [any LoopDriven] = []
     @exclusivity(unchecked) private var flushing: [any LoopDriven] = []
     /// SQEs the kernel would not take yet (see `place`), oldest first.
-    private var deferredSQEs: [io_uring_sqe] = []
+    @exclusivity(unchecked) private var deferredSQEs: [io_uring_sqe] = []
     private var lastRefusalLogged: UInt64 = 0
     /// When a full direct descriptor table was last logged (see `EventLoop+DirectDescriptors`).
     var lastFullTableLogged: UInt64 = 0
     /// Set by `reserveSubmissions` when a linked pair must go to the deferred list.
-    private var deferAll = false
+    @exclusivity(unchecked) private var deferAll = false
     /// CLOCK_MONOTONIC nanoseconds, read once per iteration (deadlines use it; a
     /// protocol layer on the loop thread reads it instead of the clock). Loop thread.
     ///

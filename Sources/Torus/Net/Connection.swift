@@ -39,8 +39,9 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
     private let sharedOptions: SharedSocketOptions
     /// The handler that receives events (EventMachine face). Set by whoever made the
     /// connection (a listener's `makeHandler`, a connector, a protocol layer taking a
-    /// connection over); an application cannot swap a transport's handler.
-    public package(set) var handler: (any ConnectionHandler)?
+    /// connection over); an application cannot swap a transport's handler. Read on every
+    /// receive and send completion: unchecked, like the hot state below.
+    @exclusivity(unchecked) public package(set) var handler: (any ConnectionHandler)?
     /// Application state attached to the connection (the library never touches it).
     public var context: AnyObject?
     private var recvUserData: UInt64 = 0
@@ -53,7 +54,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
     /// `closed` gets. nil while open, or when it closes cleanly. Loop thread only.
     public var closingError: (any Error)? { closeError }
     /// Where the connection is in the loop's deadline wheel.
-    var deadlinePosition = DeadlinePosition.none
+    @exclusivity(unchecked) var deadlinePosition = DeadlinePosition.none
     /// A byte transform (TLS) between the socket and the handler, installed by a
     /// protocol layer before `start`; nil for plaintext (one branch on each path).
     private var transform: (any ConnectionTransform)?
@@ -397,8 +398,48 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
     /// `ENOBUFS`). `body` should only write: if it closes the connection, what it
     /// wrote is dropped (its chunk back in the pool) and the call returns false.
     /// Loop thread only.
+    ///
+    /// Inlined into the caller with its `body` for the common case, room in the tail
+    /// chunk of a plaintext connection (an encoder's small frames): the call then
+    /// costs two plain calls here instead of a closure call through the write path.
+    @inlinable
     @discardableResult
     public func send(reserving maxCount: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Bool {
+        if let space = tailReservation(maxCount) {
+            return commitReservation(body(space), of: maxCount)
+        }
+        return sendReservingOutOfLine(maxCount, body)
+    }
+
+    /// The first half of `send(reserving:)`'s inlined case: `maxCount` bytes of the
+    /// tail chunk's free space, when the connection accepts writes, has no transform,
+    /// and the tail chunk has that much room; nil otherwise (nothing changed).
+    @usableFromInline
+    func tailReservation(_ maxCount: Int) -> UnsafeMutableRawBufferPointer? {
+        loop.assertInLoop()
+        guard transform == nil, acceptsWrites, maxCount >= 0, let tail = queue.tailSpace(), tail.count >= maxCount else {
+            return nil
+        }
+        return UnsafeMutableRawBufferPointer(start: tail.baseAddress, count: maxCount)
+    }
+
+    /// The second half: queues the `n` bytes `body` wrote into the tail reservation.
+    @usableFromInline
+    func commitReservation(_ n: Int, of maxCount: Int) -> Bool {
+        // Not from input: `body` is the application's or an encoder's; writing past what it
+        // reserved is API misuse, whatever a peer sent.
+        precondition(n >= 0 && n <= maxCount, "send(reserving:) wrote more than it reserved")
+        // A body that closed the connection has already had the queue released.
+        guard isOpen else { return false }
+        guard n > 0 else { return true }
+        let before = queue.queuedBytes
+        queue.extendTail(by: n)
+        return enqueued(wasEmpty: before == 0)
+    }
+
+    /// `send(reserving:)` when the tail chunk has no room or a transform is installed.
+    @usableFromInline
+    func sendReservingOutOfLine(_ maxCount: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Bool {
         if transform != nil {
             loop.assertInLoop()
             guard acceptsWrites else { return false }
@@ -426,19 +467,11 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
                 return sendRaw(UnsafeRawBufferPointer(rebasing: tmp[..<n]))
             }
         }
-        let before = queue.queuedBytes
         if let tail = queue.tailSpace(), tail.count >= maxCount {
-            let n = body(UnsafeMutableRawBufferPointer(start: tail.baseAddress, count: maxCount))
-            // Not from input: as in send(reserving:), API misuse by `body`.
-            precondition(n >= 0 && n <= maxCount, "send(reserving:) wrote more than it reserved")
-            // A body that closed the connection has already had the queue released.
-            guard isOpen else { return false }
-            if n > 0 {
-                queue.extendTail(by: n)
-                return enqueued(wasEmpty: before == 0)
-            }
-            return true
+            return commitReservation(body(UnsafeMutableRawBufferPointer(start: tail.baseAddress, count: maxCount)),
+                                     of: maxCount)
         }
+        let before = queue.queuedBytes
         guard let chunk = loop.takeWriteChunk(for: fd) else {
             outboundExhausted()
             return false
@@ -556,8 +589,8 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
     @inline(__always)
     private func sendStarted() {
         lastSendProgress = loop.now
-        if let send = sharedOptions.value.sendTimeout {
-            loop.scheduleDeadline(self, at: lastSendProgress &+ send.nanoseconds)
+        if let send = sharedOptions.sendTimeoutNanoseconds {
+            loop.scheduleDeadline(self, at: lastSendProgress &+ send)
         }
     }
 
@@ -793,8 +826,8 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
             }
             next = deadline
         }
-        if let send = options.sendTimeout, queue.queuedBytes > 0 {
-            let deadline = lastSendProgress &+ send.nanoseconds
+        if let send = sharedOptions.sendTimeoutNanoseconds, queue.queuedBytes > 0 {
+            let deadline = lastSendProgress &+ send
             guard now < deadline else {
                 loop.logger.info("closing a connection whose peer stopped reading",
                                  metadata: ["fd": "\(fd)", "peer": "\(remoteAddress.map { "\($0)" } ?? "?")",

@@ -4,8 +4,13 @@
 /// Immutable, so safe from any thread.
 final class SharedSocketOptions: Sendable {
     let value: SocketOptions
+    /// `value.sendTimeout` in nanoseconds, converted once: the send timeout's clock
+    /// starts each time a write queue stops being empty (a `Duration` conversion there
+    /// cost more than the rest of starting it).
+    let sendTimeoutNanoseconds: UInt64?
 
     init(_ value: SocketOptions) {
         self.value = value
+        sendTimeoutNanoseconds = value.sendTimeout?.nanoseconds
     }
 }

@@ -79,10 +79,27 @@ extension WebSocketConnection {
 
     // MARK: Encoding
 
+    /// Queues a data message, compressed when permessage-deflate was agreed and it is
+    /// not tiny. Inlined into the `send` forms (one call less per message); the
+    /// compressing path stays out of line.
+    @inline(__always)
     func sendMessage(opcode: Opcode, payload: UnsafeRawBufferPointer) -> Bool {
-        guard canSendData, sendingFragmented == nil else { return false }
-        if let negotiated, negotiated.deflate != nil, payload.count >= configuration.compressionThreshold,
-           let compressor = negotiated.compressor {
+        // `canSendData` without asking the connection (a call into another module): an
+        // uncompressed frame goes straight to the connection, which refuses it itself
+        // once it stops accepting writes (and then writes nothing).
+        guard !closeSent, sendingFragmented == nil else { return false }
+        if let negotiated, negotiated.deflate != nil, payload.count >= configuration.compressionThreshold {
+            return sendCompressed(opcode: opcode, payload: payload, negotiated: negotiated)
+        }
+        return sendFrame(opcode: opcode, fin: true, rsv1: false, payload: payload)
+    }
+
+    /// `sendMessage` with permessage-deflate: compresses when the connection still
+    /// accepts data and the compressor could be made; otherwise sends uncompressed.
+    @inline(never)
+    private func sendCompressed(opcode: Opcode, payload: UnsafeRawBufferPointer,
+                                negotiated: WebSocketNegotiated) -> Bool {
+        if canSendData, let compressor = negotiated.compressor {
             negotiated.compressed.removeAll(keepingCapacity: true)
             compressor.compress(payload, into: &negotiated.compressed)
             let ok = negotiated.compressed.withUnsafeBytes { sendFrame(opcode: opcode, fin: true, rsv1: true, payload: $0) }
@@ -95,16 +112,24 @@ extension WebSocketConnection {
 
     /// Writes one frame into the write queue. A frame up to half an outbound chunk is
     /// encoded in place, header and (masked, for a client) payload in one go; a larger
-    /// one is queued as its header, then the payload in pieces (a client masks each
-    /// through a stack buffer).
+    /// one goes through `sendLargeFrame`.
     func sendFrame(opcode: Opcode, fin: Bool, rsv1: Bool, payload: UnsafeRawBufferPointer) -> Bool {
+        let encoder = self.encoder
         let size = encoder.frameSize(payloadLength: payload.count)
-        if size <= connection.reservableBytes / 2 {
-            return connection.send(reserving: size) {
-                encoder.writeFrame(opcode: opcode, fin: fin, rsv1: rsv1, payload: payload, into: $0)
-            }
+        guard size <= connection.reservableBytes / 2 else {
+            return sendLargeFrame(opcode: opcode, fin: fin, rsv1: rsv1, payload: payload)
         }
-        return withUnsafeTemporaryAllocation(byteCount: FrameHeader.maxEncodedSize, alignment: 8) { header -> Bool in
+        return connection.send(reserving: size) {
+            encoder.writeFrame(opcode: opcode, fin: fin, rsv1: rsv1, payload: payload, into: $0)
+        }
+    }
+
+    /// A frame over half an outbound chunk: queued as its header, then the payload in
+    /// pieces (a client masks each through a stack buffer). Out of line, so that the
+    /// small frames' path carries none of its stack buffer.
+    @inline(never)
+    private func sendLargeFrame(opcode: Opcode, fin: Bool, rsv1: Bool, payload: UnsafeRawBufferPointer) -> Bool {
+        withUnsafeTemporaryAllocation(byteCount: FrameHeader.maxEncodedSize, alignment: 8) { header -> Bool in
             let (size, key) = encoder.writeHeader(opcode: opcode, fin: fin, rsv1: rsv1,
                                                   payloadLength: payload.count, into: header)
             guard connection.send(UnsafeRawBufferPointer(rebasing: header[..<size])) else { return false }

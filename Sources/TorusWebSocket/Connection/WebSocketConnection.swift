@@ -166,8 +166,9 @@ public final class WebSocketConnection: UpgradedConnectionHandler, @unchecked Se
 
     /// True until a close frame was sent or the socket started closing.
     public var isOpen: Bool { connection.isOpen && !closeSent }
-    /// False while the write queue is above its high water mark.
-    public var isWritable: Bool { connection.isWritable }
+    /// False while the write queue is above its high water mark. Inlinable: an
+    /// application that checks it after each send calls the connection's getter directly.
+    @inlinable public var isWritable: Bool { connection.isWritable }
     /// Bytes queued for the socket and not yet sent.
     public var queuedBytes: Int { connection.queuedBytes }
 
