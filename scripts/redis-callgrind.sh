@@ -21,31 +21,11 @@ for tool in redis-server redis-cli valgrind callgrind_annotate objcopy cc; do
     command -v "$tool" >/dev/null || { echo "redis-callgrind: $tool missing" >&2; exit 1; }
 done
 cd "$ROOT"
+. scripts/lib/callgrind.sh
 swift build -c release --product redis-bench >&2
 WORK="$(mktemp -d)"
 objcopy --strip-debug "$(swift build -c release --show-bin-path)/redis-bench" "$WORK/redis-bench"
-cat > "$WORK/shim.c" <<'C'
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <liburing.h>
-#include <sched.h>
-#include <signal.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-int sigsuspend(const sigset_t *mask) {
-    sigset_t copy = *mask;
-    return syscall(SYS_rt_sigsuspend, &copy, 8);
-}
-typedef int (*wait_fn)(struct io_uring *, struct io_uring_cqe **, unsigned, struct __kernel_timespec *, sigset_t *);
-int io_uring_submit_and_wait_timeout(struct io_uring *ring, struct io_uring_cqe **cqe, unsigned n,
-                                     struct __kernel_timespec *ts, sigset_t *sigmask) {
-    static wait_fn real;
-    if (!real) real = (wait_fn)dlsym(RTLD_NEXT, "io_uring_submit_and_wait_timeout");
-    sched_yield();
-    return real(ring, cqe, n, ts, sigmask);
-}
-C
-cc -shared -fPIC -O2 -o "$WORK/shim.so" "$WORK/shim.c" -ldl
+callgrind_shim "$WORK"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
 SERVER=$!
@@ -57,10 +37,9 @@ for n in "$SMALL" "$LARGE"; do
         --callgrind-out-file="$WORK/cg-$n.out" "$WORK/redis-bench" --port "$PORT" --requests "$n" \
         --pipeline 16 --connections 2 >/dev/null 2>&1
 done
-total() { callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'; }
 for test in SET GET; do
     suffix=$([ "$test" = SET ] && echo .3 || echo "")
-    a=$(total "$WORK/cg-$SMALL.out$suffix")
-    b=$(total "$WORK/cg-$LARGE.out$suffix")
+    a=$(callgrind_total "$WORK/cg-$SMALL.out$suffix")
+    b=$(callgrind_total "$WORK/cg-$LARGE.out$suffix")
     echo "$test: $(( (b - a) / (LARGE - SMALL) )) user instructions per request"
 done

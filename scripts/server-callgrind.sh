@@ -15,10 +15,8 @@
 #   echo64          torus-echo, wsload --raw, 64 connections x 16 in flight x 64 B
 #
 # wrk must be installed; the WebSocket and echo loads need `../shared/bench`'s wsload
-# (absent: the script says so and exits 2). Valgrind 3.19 (Debian 12) needs the same
-# workarounds as scripts/redis-callgrind.sh: a copy of the binary without DWARF 5 debug
-# info, and an LD_PRELOAD shim for sigsuspend's read-only mask and for io_uring waits
-# (valgrind keeps its big lock across them).
+# (absent: the script says so and exits 2). Valgrind 3.19 (Debian 12) runs a copy of
+# the binary without DWARF 5 debug info, with scripts/lib/callgrind.sh's LD_PRELOAD shim.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PROFILE="${1:?usage: server-callgrind.sh http-pipelined|http|ws16|ws4k|echo64 [SHORT] [LONG]}"
@@ -34,6 +32,7 @@ for tool in valgrind callgrind_annotate objcopy cc python3; do
     command -v "$tool" >/dev/null || { echo "server-callgrind: $tool missing" >&2; exit 1; }
 done
 cd "$ROOT"
+. scripts/lib/callgrind.sh
 WORK="$(mktemp -d)"
 SERVER=""
 cleanup() {
@@ -51,28 +50,7 @@ case "$PROFILE" in
 esac
 swift build -c release --product "$PRODUCT" >&2
 objcopy --strip-debug "$(swift build -c release --show-bin-path)/$PRODUCT" "$WORK/$PRODUCT"
-cat > "$WORK/shim.c" <<'C'
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <liburing.h>
-#include <sched.h>
-#include <signal.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-int sigsuspend(const sigset_t *mask) {
-    sigset_t copy = *mask;
-    return syscall(SYS_rt_sigsuspend, &copy, 8);
-}
-typedef int (*wait_fn)(struct io_uring *, struct io_uring_cqe **, unsigned, struct __kernel_timespec *, sigset_t *);
-int io_uring_submit_and_wait_timeout(struct io_uring *ring, struct io_uring_cqe **cqe, unsigned n,
-                                     struct __kernel_timespec *ts, sigset_t *sigmask) {
-    static wait_fn real;
-    if (!real) real = (wait_fn)dlsym(RTLD_NEXT, "io_uring_submit_and_wait_timeout");
-    sched_yield();
-    return real(ring, cqe, n, ts, sigmask);
-}
-C
-cc -shared -fPIC -O2 -o "$WORK/shim.so" "$WORK/shim.c" -ldl
+callgrind_shim "$WORK"
 cat > "$WORK/pipeline.lua" <<'LUA'
 init = function(args)
     local r = {}
@@ -117,7 +95,7 @@ run() {
     wait "$SERVER" || { echo "server-callgrind: server exited non-zero" >&2; tail -5 "$WORK/server-$seconds.log" >&2; exit 1; }
     SERVER=""
     local total
-    total=$(callgrind_annotate "$WORK/cg-$seconds.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+    total=$(callgrind_total "$WORK/cg-$seconds.out")
     echo "$total $served"
 }
 read -r a na < <(run "$SHORT")

@@ -126,15 +126,14 @@ public struct HTTPResponseSerializer: Sendable {
         isHeadRequest: Bool = false,
         into out: inout [UInt8]
     ) {
-        if keepAlive && requestVersion != .http10 && !isHeadRequest {
-            if refreshDate { dateCache.update() }
-            if composed.append(fixed, date: dateCache, to: &out) { return }
-        }
+        if refreshDate { dateCache.update() }
+        let keptAlive11 = keepAlive && requestVersion != .http10
+        if keptAlive11 && !isHeadRequest && composed.append(fixed, date: dateCache, to: &out) { return }
         out.appendBytes(of: fixed.bytes, 0..<fixed.bodyStart)
-        if keepAlive && requestVersion != .http10 {
-            appendDateField(to: &out, endingHead: true)
+        if keptAlive11 {
+            dateCache.appendField(to: &out, endingHead: true)
         } else {
-            appendDateField(to: &out)
+            dateCache.appendField(to: &out, endingHead: false)
             out.appendStatic(keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n")
         }
         if !isHeadRequest { out.appendBytes(of: fixed.bytes, fixed.bodyStart..<fixed.bytes.count) }
