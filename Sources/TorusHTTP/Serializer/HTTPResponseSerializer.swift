@@ -116,7 +116,7 @@ public struct HTTPResponseSerializer: Sendable {
     /// Appends a precomputed response: its fixed prefix, the cached Date, a Connection field
     /// if needed, and the body (unless `isHeadRequest`). No allocation once `out` has capacity.
     /// A kept-alive HTTP/1.1 answer to anything but HEAD, up to 4 KiB, is one copy of the
-    /// whole answer composed for the current second (``ComposedAnswers``, the last four
+    /// whole answer composed for the current second (kept for the last four
     /// such responses); others are three copies (prefix, Date and the empty line, body).
     @inlinable
     public mutating func write(
