@@ -14,6 +14,12 @@
 #   ws16, ws4k      torus-ws, wsload, 64 connections x 16 in flight, 16 B text / 4 KiB binary
 #   echo64          torus-echo, wsload --raw, 64 connections x 16 in flight x 64 B
 #
+# With CALLGRIND_KEEP=DIR the two runs' callgrind outputs are kept as DIR/short.out and
+# DIR/long.out (with DIR/served: the requests each served), for callgrind_annotate: a
+# function's marginal cost is its count in long.out minus short.out, over the difference
+# in requests served (with costs per instruction: `callgrind_annotate --auto=no`, or
+# `--dump-instr` readers, against the binary the script built).
+#
 # wrk must be installed; the WebSocket and echo loads need `../shared/bench`'s wsload
 # (absent: the script says so and exits 2). Valgrind 3.19 (Debian 12) runs a copy of
 # the binary without DWARF 5 debug info, with scripts/lib/callgrind.sh's LD_PRELOAD shim.
@@ -64,7 +70,7 @@ LUA
 run() {
     local seconds="$1" port served
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    LD_PRELOAD="$WORK/shim.so" valgrind --tool=callgrind --callgrind-out-file="$WORK/cg-$seconds.out" \
+    LD_PRELOAD="$WORK/shim.so" valgrind --tool=callgrind ${CALLGRIND_KEEP:+--dump-instr=yes} --callgrind-out-file="$WORK/cg-$seconds.out" \
         "$WORK/$PRODUCT" --host 127.0.0.1 --port "$port" --threads 1 >"$WORK/server-$seconds.log" 2>&1 &
     SERVER=$!
     for _ in $(seq 300); do grep -q "listening on" "$WORK/server-$seconds.log" && break; sleep 0.1; done
@@ -101,4 +107,10 @@ run() {
 read -r a na < <(run "$SHORT")
 read -r b nb < <(run "$LONG")
 [ "$nb" -gt "$na" ] || { echo "server-callgrind: the longer run served no more ($na, $nb)" >&2; exit 1; }
+if [ -n "${CALLGRIND_KEEP:-}" ]; then
+    mkdir -p "$CALLGRIND_KEEP"
+    cp "$WORK/cg-$SHORT.out" "$CALLGRIND_KEEP/short.out"
+    cp "$WORK/cg-$LONG.out" "$CALLGRIND_KEEP/long.out"
+    echo "$na $nb" > "$CALLGRIND_KEEP/served"
+fi
 echo "$PROFILE: $(( (b - a) / (nb - na) )) user instructions per request or message ($na and $nb served)"
