@@ -137,7 +137,7 @@ struct FaultInjectionTests {
             // 80 ms between attempts; the seventh accepts it.
             #expect(try await roundTrip(testBytes(100), to: server.address, on: clientLoop))
             let (attempts, failures, episodes) = await atLoop(serverLoop) {
-                (serverLoop.ledger.state[.accept].submitted, listener.exhaustionFailures, listener.backoffEpisodes)
+                (serverLoop.ledger.counters(.accept).submitted, listener.exhaustionFailures, listener.backoffEpisodes)
             }
             // Never a busy loop: the accepts submitted are the six that failed and the
             // one that succeeded, nothing more.
@@ -339,7 +339,7 @@ struct FaultInjectionTests {
         }
         let inFlight: Int = await atLoop(loop) {
             for i in 0..<10_000 { loop.schedule(after: .seconds(60 + i % 60)) {} }
-            return loop.ledger.state.inFlight
+            return loop.ledger.inFlight
         }
         #expect(inFlight >= 10_200, "timers, receives and the accept in flight: \(inFlight)")
         let started = ContinuousClock.now

@@ -17,22 +17,29 @@ import Glibc
 /// working set stays hot; `sweep` gives back the pages of free chunks that nobody
 /// took for a whole interval (`madvise(MADV_DONTNEED)`), in the slabs `trim` keeps.
 final class BufferPool {
+    /// One slab: its memory (nil once `trim` freed it; the index is reused), its free
+    /// chunks, and one bit per chunk taken since its pages were last given back.
+    struct Slab {
+        var memory: UnsafeMutableRawPointer?
+        var freeCount: Int
+        var touched: UInt64
+    }
+
     let chunkSize: Int
     let slabChunks: Int
     let maxChunks: Int
     let initialSlabs: Int
     // Touched by every take and give (loop thread only, never through overlapping
-    // accesses): no dynamic exclusivity checks.
-    @exclusivity(unchecked) private var slabs: [UnsafeMutableRawPointer?] = []
-    @exclusivity(unchecked) private var freeInSlab: [Int] = []
-    @exclusivity(unchecked) private var free: [Int32] = []
+    // accesses): no dynamic exclusivity checks, and `RingBuffer`s rather than arrays,
+    // so a take or give writes in place with no copy-on-write check.
+    @exclusivity(unchecked) private var slabs = RingBuffer<Slab>(capacity: 4)
+    /// The free chunks, a stack (`append` and `popLast`).
+    @exclusivity(unchecked) private var free: RingBuffer<Int32>
     private var liveSlabs = 0
     private var lastTrim: UInt64 = 0
     /// The smallest the free stack has been since the last sweep: chunks below it
     /// were not taken for a whole interval.
     @exclusivity(unchecked) private var freeLowMark = 0
-    /// Per slab, one bit per chunk: taken since its pages were last given back.
-    @exclusivity(unchecked) private var touched: [UInt64] = []
     private let ledger: Ledger
 
     init(chunkSize: Int, initialChunks: Int, maxChunks: Int, ledger: Ledger) {
@@ -41,28 +48,24 @@ final class BufferPool {
         self.maxChunks = Swift.max(maxChunks, 64)
         self.ledger = ledger
         initialSlabs = (initialChunks + 63) / 64
-        free.reserveCapacity(self.maxChunks)
+        free = RingBuffer(capacity: self.maxChunks)
         for _ in 0..<initialSlabs { addSlab() }
     }
 
     deinit {
-        for slab in slabs { slab?.deallocate() }
+        var s = 0
+        while s < slabs.count {
+            slabs[s].memory?.deallocate()
+            s += 1
+        }
     }
 
     private func addSlab() {
-        let slab = UnsafeMutableRawPointer.allocate(byteCount: chunkSize * slabChunks, alignment: 4096)
-        let s: Int
-        if let hole = slabs.firstIndex(where: { $0 == nil }) {
-            s = hole
-            slabs[s] = slab
-        } else {
-            s = slabs.count
-            slabs.append(slab)
-            freeInSlab.append(0)
-            touched.append(0)
-        }
-        freeInSlab[s] = slabChunks
-        touched[s] = 0
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: chunkSize * slabChunks, alignment: 4096)
+        let slab = Slab(memory: memory, freeCount: slabChunks, touched: 0)
+        var s = 0
+        while s < slabs.count && slabs[s].memory != nil { s += 1 }
+        if s < slabs.count { slabs[s] = slab } else { slabs.append(slab) }
         liveSlabs += 1
         let base = Int32(s * slabChunks)
         for i in (0..<Int32(slabChunks)).reversed() { free.append(base + i) }
@@ -76,7 +79,7 @@ final class BufferPool {
     @inline(__always)
     func base(_ index: Int32) -> UnsafeMutableRawPointer {
         // Not from input: a chunk that is out belongs to a live slab (trim frees only fully free slabs).
-        slabs[Int(index) / slabChunks].unsafelyUnwrapped + (Int(index) % slabChunks) * chunkSize
+        slabs[Int(index) / slabChunks].memory.unsafelyUnwrapped + (Int(index) % slabChunks) * chunkSize
     }
 
     /// Takes a chunk for the application; nil when the pool is at `maxChunks`.
@@ -88,8 +91,8 @@ final class BufferPool {
         }
         guard let index = free.popLast() else { return nil }
         if free.count < freeLowMark { freeLowMark = free.count }
-        freeInSlab[Int(index) / slabChunks] -= 1
-        touched[Int(index) / slabChunks] |= 1 << UInt64(Int(index) % slabChunks)
+        slabs[Int(index) / slabChunks].freeCount -= 1
+        slabs[Int(index) / slabChunks].touched |= 1 << UInt64(Int(index) % slabChunks)
         ledger.move(.outbound, from: .pool, to: .application, key: Int(index), holder: holder)
         return index
     }
@@ -98,10 +101,10 @@ final class BufferPool {
     @inline(__always)
     func give(_ index: Int32) {
         ledger.move(.outbound, from: .application, to: .pool, key: Int(index), holder: .none)
-        freeInSlab[Int(index) / slabChunks] += 1
+        slabs[Int(index) / slabChunks].freeCount += 1
         // Invariant: a slab never has more free chunks than it holds (a double give
         // stops here in debug builds, as the ledger's owner check does).
-        assert(freeInSlab[Int(index) / slabChunks] <= slabChunks && free.count < totalChunks,
+        assert(slabs[Int(index) / slabChunks].freeCount <= slabChunks && free.count < totalChunks,
                "outbound chunk #\(index) given back to a pool that already has it")
         free.append(index)
     }
@@ -136,8 +139,8 @@ final class BufferPool {
                 let index = Int(free[i])
                 let s = index / slabChunks
                 let bit: UInt64 = 1 << UInt64(index % slabChunks)
-                if touched[s] & bit != 0 {
-                    touched[s] &= ~bit
+                if slabs[s].touched & bit != 0 {
+                    slabs[s].touched &= ~bit
                     if madvise(base(Int32(index)), chunkSize, MADV_DONTNEED) == 0 { released += chunkSize }
                 }
                 i += 1
@@ -148,7 +151,7 @@ final class BufferPool {
         var i = 0
         while !more && i < free.count {   // not for-in: it allocates in debug builds
             let index = Int(free[i])
-            more = touched[index / slabChunks] & (1 << UInt64(index % slabChunks)) != 0
+            more = slabs[index / slabChunks].touched & (1 << UInt64(index % slabChunks)) != 0
             i += 1
         }
         return (released, more || wantsTrim)
@@ -161,15 +164,20 @@ final class BufferPool {
         guard now &- lastTrim > 1_000_000_000 else { return 0 }
         lastTrim = now
         var released = 0
-        for s in initialSlabs..<slabs.count where slabs[s] != nil && freeInSlab[s] == slabChunks {
-            slabs[s]?.deallocate()
-            slabs[s] = nil
-            freeInSlab[s] = 0
+        for s in initialSlabs..<slabs.count where slabs[s].memory != nil && slabs[s].freeCount == slabChunks {
+            slabs[s].memory?.deallocate()
+            slabs[s] = Slab(memory: nil, freeCount: 0, touched: 0)
             liveSlabs -= 1
             released += 1
         }
         guard released > 0 else { return 0 }
-        free.removeAll { slabs[Int($0) / slabChunks] == nil }
+        // Drops the freed slabs' chunks from the free stack, keeping the others' order.
+        var kept = 0
+        for i in 0..<free.count where slabs[Int(free[i]) / slabChunks].memory != nil {
+            free[kept] = free[i]
+            kept += 1
+        }
+        while free.count > kept { _ = free.popLast() }
         freeLowMark = Swift.min(freeLowMark, free.count)
         ledger.buffersRemoved(.outbound, count: released * slabChunks, bytes: released * slabChunks * chunkSize)
         return released * slabChunks * chunkSize

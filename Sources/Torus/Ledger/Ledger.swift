@@ -11,7 +11,32 @@ import CLiburing
 final class Ledger {
     /// Counted on every operation and buffer move: loop-confined, so without dynamic
     /// exclusivity checks (see `Connection`).
+    /// (Its `operations` and `buffers` arrays stay empty-valued here: the live per-kind and
+    /// per-pool counts are `operations` and `buffers` below, copied in by `snapshot()`.)
     @exclusivity(unchecked) private(set) var state = LedgerSnapshot()
+    /// Live counters per operation kind (indexed by `OperationKind.rawValue`) and per
+    /// buffer pool (`BufferPoolKind.rawValue`). Fixed-size and inline, so a count is an
+    /// add in place: in an `Array` every count would first ask the runtime whether the
+    /// array's storage is shared (several calls per request on a busy server).
+    @exclusivity(unchecked) private var operations = InlineArray<18, OperationCounters>(repeating: OperationCounters())
+    @exclusivity(unchecked) private var buffers = InlineArray<3, BufferCounters>(repeating: BufferCounters())
+
+    init() {
+        // The inline counters have one place per case (a new case must widen them).
+        precondition(OperationKind.allCases.count == operations.count
+                     && BufferPoolKind.allCases.count == buffers.count,
+                     "Ledger: the inline counters do not match OperationKind / BufferPoolKind")
+    }
+
+    /// The live counters of one operation kind.
+    @inline(__always) func counters(_ kind: OperationKind) -> OperationCounters { operations[kind.rawValue] }
+
+    /// Operations submitted and not finally completed, over every kind.
+    var inFlight: Int {
+        var n = 0
+        for i in operations.indices { n &+= operations[i].inFlight }
+        return n
+    }
     #if DEBUG
     /// Debug builds: for every buffer away from its pool, the site that took it.
     private var holderSites: [Int: BufferHolder] = [:]
@@ -23,11 +48,11 @@ final class Ledger {
     private var created = [Int](repeating: 0, count: BufferPoolKind.allCases.count)
     #endif
 
-    @inline(__always) func submitted(_ kind: OperationKind) { state.operations[kind.rawValue].submitted += 1 }
-    @inline(__always) func completed(_ kind: OperationKind) { state.operations[kind.rawValue].completed += 1 }
-    @inline(__always) func cancelled(_ kind: OperationKind) { state.operations[kind.rawValue].cancelled += 1 }
-    @inline(__always) func parked(_ kind: OperationKind) { state.operations[kind.rawValue].parked += 1 }
-    @inline(__always) func unparked(_ kind: OperationKind) { state.operations[kind.rawValue].parked -= 1 }
+    @inline(__always) func submitted(_ kind: OperationKind) { operations[kind.rawValue].submitted += 1 }
+    @inline(__always) func completed(_ kind: OperationKind) { operations[kind.rawValue].completed += 1 }
+    @inline(__always) func cancelled(_ kind: OperationKind) { operations[kind.rawValue].cancelled += 1 }
+    @inline(__always) func parked(_ kind: OperationKind) { operations[kind.rawValue].parked += 1 }
+    @inline(__always) func unparked(_ kind: OperationKind) { operations[kind.rawValue].parked -= 1 }
 
     @inline(__always) func connectionOpened() { state.connections += 1 }
     @inline(__always) func connectionClosed() { state.connections -= 1 }
@@ -51,8 +76,8 @@ final class Ledger {
 
     /// A pool created `count` buffers totalling `bytes`.
     func buffersAdded(_ pool: BufferPoolKind, count: Int, bytes: Int) {
-        state.buffers[pool.rawValue].pool += count
-        state.buffers[pool.rawValue].capacity += bytes
+        buffers[pool.rawValue].pool += count
+        buffers[pool.rawValue].capacity += bytes
         #if DEBUG
         created[pool.rawValue] += count
         #endif
@@ -60,13 +85,13 @@ final class Ledger {
 
     /// A pool destroyed `count` free buffers.
     func buffersRemoved(_ pool: BufferPoolKind, count: Int, bytes: Int) {
-        state.buffers[pool.rawValue].pool -= count
-        state.buffers[pool.rawValue].capacity -= bytes
+        buffers[pool.rawValue].pool -= count
+        buffers[pool.rawValue].capacity -= bytes
         #if DEBUG
         created[pool.rawValue] -= count
         #endif
-        assert(state.buffers[pool.rawValue].pool >= 0 && state.buffers[pool.rawValue].capacity >= 0,
-               "\(pool) pool removed \(count) buffers it did not hold: \(state.buffers[pool.rawValue])")
+        assert(buffers[pool.rawValue].pool >= 0 && buffers[pool.rawValue].capacity >= 0,
+               "\(pool) pool removed \(count) buffers it did not hold: \(buffers[pool.rawValue])")
     }
 
     /// Owners a buffer can move between.
@@ -96,7 +121,7 @@ final class Ledger {
     /// buffer was where the move says it was, and no owner's count went negative, so
     /// pool + application + kernel still equals what the pool holds.
     private func checkMove(_ pool: BufferPoolKind, key: Int, from: Owner, to: Owner, at current: Owner) {
-        let b = state.buffers[pool.rawValue]
+        let b = buffers[pool.rawValue]
         // Not from input: ledger invariants over moves the runtime itself makes (an ownership
         // bug in Torus, or API misuse such as returning a buffer twice).
         precondition(current == from,
@@ -111,14 +136,16 @@ final class Ledger {
     @inline(__always)
     private func adjust(_ pool: BufferPoolKind, _ owner: Owner, _ delta: Int) {
         switch owner {
-        case .pool: state.buffers[pool.rawValue].pool += delta
-        case .application: state.buffers[pool.rawValue].application += delta
-        case .kernel: state.buffers[pool.rawValue].kernel += delta
+        case .pool: buffers[pool.rawValue].pool += delta
+        case .application: buffers[pool.rawValue].application += delta
+        case .kernel: buffers[pool.rawValue].kernel += delta
         }
     }
 
     func snapshot() -> LedgerSnapshot {
         var s = state
+        for i in operations.indices { s.operations[i] = operations[i] }
+        for i in buffers.indices { s.buffers[i] = buffers[i] }
         #if DEBUG
         s.holders = holderSites.map { key, site in
             "\(BufferPoolKind(rawValue: key & 3) ?? .received) buffer #\(key >> 2) held by \(site)"

@@ -402,7 +402,7 @@ public final class EventLoop: @unchecked Sendable {
     /// memory) until the final CQE, counted as parked.
     func cancel(_ userData: UInt64, parking: Bool = false) {
         guard let i = ops.index(of: userData) else { return }
-        ledger.cancelled(ops.slots[i].kind)
+        ledger.cancelled(ops.kind(at: i))
         if parking { park(i) }
         submitInternal(.cancel) { io_uring_prep_cancel64($0, userData, 0) }
     }
@@ -419,21 +419,21 @@ public final class EventLoop: @unchecked Sendable {
 
     private func abandon(_ userData: UInt64) {
         guard let i = ops.index(of: userData) else { return }
-        ledger.cancelled(ops.slots[i].kind)
+        ledger.cancelled(ops.kind(at: i))
         park(i)
     }
 
     /// Removes a pending timeout; its slot is parked until the timeout's CQE.
     func cancelTimeout(_ userData: UInt64) {
         guard let i = ops.index(of: userData) else { return }
-        ledger.cancelled(ops.slots[i].kind)
+        ledger.cancelled(ops.kind(at: i))
         park(i)
         submitInternal(.timeoutRemove) { io_uring_prep_timeout_remove($0, userData, 0) }
     }
 
     private func park(_ i: Int) {
         guard ops.park(i) else { return }
-        ledger.parked(ops.slots[i].kind)
+        ledger.parked(ops.kind(at: i))
     }
 
     // MARK: - Resources and driven owners
@@ -839,14 +839,14 @@ public final class EventLoop: @unchecked Sendable {
                                                                           "result": "\(completion.result)"])
             return
         }
-        let tag = ops.slots[index].tag
         if completion.hasMore {
             // A multishot goes on by itself: the answer matters only at its end.
-            _ = ops.slots[index].target?.complete(completion, tag: tag, final: false, loop: self)
+            ops.notify(index, completion, loop: self)
             return
         }
-        let kind = ops.slots[index].kind
-        let parked = ops.slots[index].state == .parked
+        let tag = ops.tag(at: index)
+        let kind = ops.kind(at: index)
+        let parked = ops.isParked(index)
         if parked { ledger.unparked(kind) }
         ledger.completed(kind)
         guard let target = ops.release(index) else { return }
@@ -908,13 +908,12 @@ public final class EventLoop: @unchecked Sendable {
         guard localJobs.isEmpty, inboxIsEmpty, resources.isEmpty, indexedResources.isEmpty, flushQueue.isEmpty,
               deferredSQEs.isEmpty else { return false }
         // The ledger is the one count of what the kernel still owns.
-        let counts = ledger.state.operations
-        let internalInFlight = counts[OperationKind.cancel.rawValue].inFlight
-            + counts[OperationKind.close.rawValue].inFlight + counts[OperationKind.timeoutRemove.rawValue].inFlight
-            + counts[OperationKind.closeDirect.rawValue].inFlight
-        let owned = ledger.state.inFlight - internalInFlight - (wake?.armed == true ? 1 : 0)
+        let internalInFlight = ledger.counters(.cancel).inFlight
+            + ledger.counters(.close).inFlight + ledger.counters(.timeoutRemove).inFlight
+            + ledger.counters(.closeDirect).inFlight
+        let owned = ledger.inFlight - internalInFlight - (wake?.armed == true ? 1 : 0)
         if owned > 0 || internalInFlight > 0 {
-            if counts[OperationKind.cancel.rawValue].inFlight == 0 && owned > 0 {
+            if ledger.counters(.cancel).inFlight == 0 && owned > 0 {
                 ledger.cancelled(.nop)
                 submitInternal(.cancel) { io_uring_prep_cancel64($0, 0, Int32(IORING_ASYNC_CANCEL_ANY)) }
             }
@@ -934,7 +933,7 @@ public final class EventLoop: @unchecked Sendable {
     /// freed under it; the ledger (not quiescent) tells the caller.
     private func abandonStop() {
         let inFlight = OperationKind.allCases.compactMap { kind -> String? in
-            let n = ledger.state.operations[kind.rawValue].inFlight
+            let n = ledger.counters(kind).inFlight
             return n > 0 ? "\(kind)=\(n)" : nil
         }
         logger.error("loop stop timed out; ending with work still out", metadata: [

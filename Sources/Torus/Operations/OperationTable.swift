@@ -9,7 +9,14 @@ import CLiburing
 /// A slot is freed only by the loop, only on the operation's final completion
 /// (a multishot CQE without `F_MORE`). Growing the slab moves only the Swift side:
 /// nothing the kernel touches lives here.
-struct OperationTable {
+///
+/// The slots live in memory the table allocates itself, not in an `Array`: each
+/// operation writes its slot on submission and on its final completion, and an array
+/// would first check, on every write, that its storage is not shared (a call into the
+/// runtime, several per request on a busy server). The table is `~Copyable`, so its
+/// one owner (the loop) frees that memory, in `deinit`; indices are checked against
+/// `count` where they come from outside (a CQE's `user_data`), and asserted elsewhere.
+struct OperationTable: ~Copyable {
     enum State: UInt8 {
         case free
         case inFlight
@@ -29,7 +36,9 @@ struct OperationTable {
 
     static let internalBit: UInt64 = 1 << 63
 
-    private(set) var slots: [Slot] = []
+    /// `capacity` slots, all initialised.
+    private var slots: UnsafeMutablePointer<Slot>
+    private(set) var capacity = 0
     private var freeHead: Int32 = -1
     #if DEBUG
     /// Debug builds: the fd each live slot's SQE names, and how many live slots name
@@ -39,20 +48,65 @@ struct OperationTable {
     #endif
 
     init(capacity: Int) {
-        slots.reserveCapacity(capacity)
-        grow(to: capacity)
+        slots = .allocate(capacity: 0)
+        grow(to: Swift.max(capacity, 1))
     }
 
+    deinit {
+        slots.deinitialize(count: capacity)
+        slots.deallocate()
+    }
+
+    /// Moves the slots into a larger block; the new ones go on the free list.
     private mutating func grow(to count: Int) {
-        let start = slots.count
+        let start = capacity
+        let grown = UnsafeMutablePointer<Slot>.allocate(capacity: count)
+        grown.moveInitialize(from: slots, count: start)
+        slots.deallocate()
+        slots = grown
         for i in start..<count {
-            slots.append(Slot(target: nil, generation: 1, tag: 0, kind: .nop, state: .free,
-                              nextFree: i + 1 < count ? Int32(i + 1) : freeHead))
+            (slots + i).initialize(to: Slot(target: nil, generation: 1, tag: 0, kind: .nop, state: .free,
+                                            nextFree: i + 1 < count ? Int32(i + 1) : freeHead))
             #if DEBUG
             slotFD.append(-1)
             #endif
         }
+        capacity = count
         freeHead = Int32(start)
+    }
+
+    /// The kind of the operation in live slot `index`.
+    @inline(__always)
+    func kind(at index: Int) -> OperationKind {
+        assert(index >= 0 && index < capacity)
+        return slots[index].kind
+    }
+
+    /// The tag of the operation in live slot `index`.
+    @inline(__always)
+    func tag(at index: Int) -> UInt32 {
+        assert(index >= 0 && index < capacity)
+        return slots[index].tag
+    }
+
+    /// Whether live slot `index` is parked (its owner gave it up).
+    @inline(__always)
+    func isParked(_ index: Int) -> Bool {
+        assert(index >= 0 && index < capacity)
+        return slots[index].state == .parked
+    }
+
+    /// Tells the target of live slot `index` of a completion that is not the
+    /// operation's last (a multishot's CQE with `F_MORE`). The slot keeps its target
+    /// alive until the final CQE, whatever the target does meanwhile (growing the
+    /// table moves the reference, never releases it), so the call takes no reference
+    /// of its own.
+    @inline(__always)
+    func notify(_ index: Int, _ completion: Completion, loop: EventLoop) {
+        assert(index >= 0 && index < capacity)
+        let tag = slots[index].tag
+        unowned(unsafe) let target = slots[index].target
+        _ = target?.complete(completion, tag: tag, final: false, loop: loop)
     }
 
     @inline(__always)
@@ -76,7 +130,7 @@ struct OperationTable {
     /// Takes a free slot for an operation owned by `target`; returns its `user_data`.
     @inline(__always)
     mutating func allocate(kind: OperationKind, target: any CompletionTarget, tag: UInt32) -> UInt64 {
-        if freeHead < 0 { grow(to: Swift.max(64, slots.count * 2)) }
+        if freeHead < 0 { grow(to: Swift.max(64, capacity * 2)) }
         let index = Int(freeHead)
         // Invariant: only a free slot is handed out (a parked one waits for its CQE).
         assert(slots[index].state == .free, "slot \(index) allocated while \(slots[index].state)")
@@ -93,7 +147,7 @@ struct OperationTable {
     func index(of userData: UInt64) -> Int? {
         let index = Int(truncatingIfNeeded: userData & 0xFFFF_FFFF)
         let generation = UInt32(truncatingIfNeeded: userData >> 32)
-        guard index < slots.count, slots[index].state != .free,
+        guard index < capacity, slots[index].state != .free,
               slots[index].generation == generation else { return nil }
         return index
     }
@@ -103,8 +157,8 @@ struct OperationTable {
     mutating func release(_ index: Int) -> (any CompletionTarget)? {
         // Invariant: a slot is released once, on its final completion.
         assert(slots[index].state != .free, "slot \(index) released twice")
-        let target = slots[index].target
-        slots[index].target = nil
+        assert(index >= 0 && index < capacity)
+        let target = slots[index].target.take()
         slots[index].state = .free
         #if DEBUG
         let before = slots[index].generation
@@ -125,6 +179,7 @@ struct OperationTable {
 
     @inline(__always)
     mutating func park(_ index: Int) -> Bool {
+        assert(index >= 0 && index < capacity)
         guard slots[index].state == .inFlight else { return false }
         slots[index].state = .parked
         return true

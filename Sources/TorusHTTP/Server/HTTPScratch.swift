@@ -20,7 +20,9 @@ final class HTTPScratch {
     /// The loop's connections write their responses through this one (used only
     /// inside one connection's callback at a time, so it skips dynamic exclusivity checks).
     @exclusivity(unchecked) var serializer = HTTPResponseSerializer()
-    private var spare: [HTTPRequestWork] = []
+    /// Taken from and given back to on every request of a kept-alive connection:
+    /// loop-confined, so without dynamic exclusivity checks (like the serializer).
+    @exclusivity(unchecked) private var spare: [HTTPRequestWork] = []
 
     init(loop: EventLoop, limits: HTTPLimits, maxSpare: Int = 256) {
         self.loop = loop
