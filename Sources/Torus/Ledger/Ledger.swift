@@ -9,11 +9,11 @@ import CLiburing
 /// Thread confinement: mutated only on the owning loop's thread. Read it from
 /// elsewhere through `EventLoop.ledgerSnapshot()`.
 final class Ledger {
-    /// Counted on every operation and buffer move: loop-confined, so without dynamic
-    /// exclusivity checks (see `Connection`).
-    /// (Its `operations` and `buffers` arrays stay empty-valued here: the live per-kind and
-    /// per-pool counts are `operations` and `buffers` below, copied in by `snapshot()`.)
-    @exclusivity(unchecked) private(set) var state = LedgerSnapshot()
+    /// The scalar counters, counted on every connection and fault: loop-confined, so
+    /// without dynamic exclusivity checks (see `Connection`). Private: its `operations`
+    /// and `buffers` stay zero here (the live counts are the inline counters below,
+    /// which `snapshot()` copies in), so it is read only through `snapshot()`.
+    @exclusivity(unchecked) private var state = LedgerSnapshot()
     /// Live counters per operation kind (indexed by `OperationKind.rawValue`) and per
     /// buffer pool (`BufferPoolKind.rawValue`). Fixed-size and inline, so a count is an
     /// add in place: in an `Array` every count would first ask the runtime whether the

@@ -15,7 +15,7 @@ import CLiburing
 /// would first check, on every write, that its storage is not shared (a call into the
 /// runtime, several per request on a busy server). The table is `~Copyable`, so its
 /// one owner (the loop) frees that memory, in `deinit`; indices are checked against
-/// `count` where they come from outside (a CQE's `user_data`), and asserted elsewhere.
+/// `capacity` where they come from outside (a CQE's `user_data`), and asserted elsewhere.
 struct OperationTable: ~Copyable {
     enum State: UInt8 {
         case free
@@ -97,16 +97,11 @@ struct OperationTable: ~Copyable {
     }
 
     /// Tells the target of live slot `index` of a completion that is not the
-    /// operation's last (a multishot's CQE with `F_MORE`). The slot keeps its target
-    /// alive until the final CQE, whatever the target does meanwhile (growing the
-    /// table moves the reference, never releases it), so the call takes no reference
-    /// of its own.
+    /// operation's last (a multishot's CQE with `F_MORE`); the slot stays as it is.
     @inline(__always)
     func notify(_ index: Int, _ completion: Completion, loop: EventLoop) {
         assert(index >= 0 && index < capacity)
-        let tag = slots[index].tag
-        unowned(unsafe) let target = slots[index].target
-        _ = target?.complete(completion, tag: tag, final: false, loop: loop)
+        _ = slots[index].target?.complete(completion, tag: slots[index].tag, final: false, loop: loop)
     }
 
     @inline(__always)
@@ -156,8 +151,8 @@ struct OperationTable: ~Copyable {
     @inline(__always)
     mutating func release(_ index: Int) -> (any CompletionTarget)? {
         // Invariant: a slot is released once, on its final completion.
-        assert(slots[index].state != .free, "slot \(index) released twice")
         assert(index >= 0 && index < capacity)
+        assert(slots[index].state != .free, "slot \(index) released twice")
         let target = slots[index].target.take()
         slots[index].state = .free
         #if DEBUG
