@@ -57,8 +57,11 @@ final class ProvidedBufferRing {
     /// Receives armed on this ring's group and not yet finished (kept by `Connection`).
     @exclusivity(unchecked) var armedReceives = 0
 
-    /// Spare buffers, most recently returned last.
-    @exclusivity(unchecked) private var spare: [UInt16]
+    // The per-buffer state below is touched by every receive: `RingBuffer`s rather
+    // than arrays, so a write lands in place with no copy-on-write check (a fixed-size
+    // table is a ring buffer filled once, `head` 0).
+    /// Spare buffers, most recently returned last (a stack: `append`, `popLast`).
+    @exclusivity(unchecked) private var spare: RingBuffer<UInt16>
     /// Buffers in the kernel's ring not yet named by a CQE.
     @exclusivity(unchecked) private(set) var posted = 0
     /// How many buffers `commit` keeps posted.
@@ -71,12 +74,12 @@ final class ProvidedBufferRing {
     @exclusivity(unchecked) private var spareLowMark: Int
     /// Per buffer: posted or written since its pages were last given back (so they may
     /// be resident).
-    @exclusivity(unchecked) private var resident: [Bool]
+    @exclusivity(unchecked) private var resident: RingBuffer<Bool>
     /// Per buffer: in the kernel's ring now.
-    @exclusivity(unchecked) private var isPosted: [Bool]
+    @exclusivity(unchecked) private var isPosted: RingBuffer<Bool>
     /// The buffer at each ring position (position & (count - 1)); the posted ones are
     /// the `posted` positions before `tailPosition`, oldest (the kernel's head) first.
-    @exclusivity(unchecked) private var order: [UInt16]
+    @exclusivity(unchecked) private var order: RingBuffer<UInt16>
     /// Positions written since the ring was registered (the ring's tail, wrapping).
     @exclusivity(unchecked) private var tailPosition = 0
     /// True when the kernel writes into posted buffers only inside the loop's own
@@ -107,11 +110,19 @@ final class ProvidedBufferRing {
         descriptors = br
         memory = .allocate(byteCount: count * size, alignment: 4096)
         mask = io_uring_buf_ring_mask(UInt32(count))
-        spare = (0..<count).reversed().map { UInt16($0) }
+        spare = RingBuffer(capacity: count)
+        resident = RingBuffer(capacity: count)
+        isPosted = RingBuffer(capacity: count)
+        order = RingBuffer(capacity: count)
+        var bid = count
+        while bid > 0 {
+            bid -= 1
+            spare.append(UInt16(bid))
+            resident.append(false)
+            isPosted.append(false)
+            order.append(0)
+        }
         spareLowMark = count
-        resident = Array(repeating: false, count: count)
-        isPosted = Array(repeating: false, count: count)
-        order = Array(repeating: 0, count: count)
         postedPagesMayGoBack = ring.setupFlags & UInt32(IORING_SETUP_DEFER_TASKRUN) != 0
         target = Swift.min(count, 4 * Self.minimumTarget)
         commit()
@@ -268,17 +279,18 @@ final class ProvidedBufferRing {
         descriptors = br
         tailPosition = 0
         target = Self.minimumTarget
-        var wasPosted: [UInt16] = []
-        wasPosted.reserveCapacity(posted)
+        // The buffers that were posted go under the spare stack (the least recently used).
+        var reordered = RingBuffer<UInt16>(capacity: count)
         var bid = 0
         while bid < count {
             if isPosted[bid] {
                 isPosted[bid] = false
-                wasPosted.append(UInt16(bid))
+                reordered.append(UInt16(bid))
             }
             bid += 1
         }
-        spare.insert(contentsOf: wasPosted, at: 0)
+        while let bid = spare.popFirst() { reordered.append(bid) }
+        spare = reordered
         posted = 0
         var released = 0
         var i = 0

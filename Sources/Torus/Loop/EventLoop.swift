@@ -141,8 +141,11 @@ public final class EventLoop: @unchecked Sendable {
     /// Connections: each keeps its own index here (`IndexedLoopResource`), so a held
     /// connection costs the loop one array element, not a dictionary entry.
     private var indexedResources = IndexedSet<any IndexedLoopResource>(index: \(any IndexedLoopResource).resourceIndex)
-    @exclusivity(unchecked) private var flushQueue: [any LoopDriven] = []
-    @exclusivity(unchecked) private var flushing: [any LoopDriven] = []
+    /// Owners to flush this iteration, and those being flushed (swapped, so an owner
+    /// may ask again while it flushes). `RingBuffer`s: an owner is moved out as it is
+    /// flushed, with no retain for the call and no copy-on-write check per append.
+    @exclusivity(unchecked) private var flushQueue = RingBuffer<any LoopDriven>()
+    @exclusivity(unchecked) private var flushing = RingBuffer<any LoopDriven>()
     /// SQEs the kernel would not take yet (see `place`), oldest first.
     @exclusivity(unchecked) private var deferredSQEs: [io_uring_sqe] = []
     private var lastRefusalLogged: UInt64 = 0
@@ -863,12 +866,7 @@ public final class EventLoop: @unchecked Sendable {
     private func flushWrites() {
         guard !flushQueue.isEmpty else { return }
         swap(&flushQueue, &flushing)
-        var i = 0
-        while i < flushing.count {
-            flushing[i].flushQueuedWrites()
-            i += 1
-        }
-        flushing.removeAll(keepingCapacity: true)
+        while let owner = flushing.popFirst() { owner.flushQueuedWrites() }
     }
 
     // MARK: - Shutdown

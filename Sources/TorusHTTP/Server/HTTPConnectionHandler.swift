@@ -147,9 +147,9 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
         do {
             consumed = try work.parser.parse(bytes) { event in
                 switch event {
-                case .head(let head): return onHead(head)
+                case .head(let head): return onHead(head, work)
                 case .body(let chunk): return onBody(chunk)
-                case .end: return onEnd()
+                case .end: return onEnd(work)
                 }
             }
             work.parsing = false
@@ -167,10 +167,12 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
             connection.pauseReading()
         }
         updateRequestTimer()
-        flushOut()
+        flushOut(work)
     }
 
-    private func onHead(_ head: RequestHead) -> HTTPRequestParser.Control {
+    // The request work is passed down from `process` rather than read again through
+    // `busy`: each read of the optional property retained and released it.
+    private func onHead(_ head: RequestHead, _ work: HTTPRequestWork) -> HTTPRequestParser.Control {
         firstRequestDeadline = 0
         let facts = RequestFacts(keepAlive: head.keepAlive && !lastRequest, isHeadRequest: head.method == .head,
                                  version: head.version)
@@ -178,13 +180,12 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
             logger.debug("request", metadata: ["method": "\(head.methodString)", "target": "\(head.target)"])
         }
         if head.targetForm == .asterisk {
-            guard head.method == .options else { return refuse(.badRequest, "bad target", head, facts) }
-            busy.inline = InlineRequest(answer: .fixed(server.optionsResponse), facts: facts)
+            guard head.method == .options else { return refuse(.badRequest, "bad target", head, facts, work) }
+            work.inline = InlineRequest(answer: .fixed(server.optionsResponse), facts: facts)
             return .proceed
         }
         switch server.match(head) {
         case .found(.fixed(let response), _):
-            let work = busy
             if head.bodyFraming == .none {
                 // The request ends with its head: answered now, in order (the parser
                 // reports its end before the next request's head), with no answer kept.
@@ -195,7 +196,7 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
                 work.inline = InlineRequest(answer: .fixed(response), facts: facts)
             }
         case .found(.upgrade(let decide), _):
-            guard head.isUpgrade else { return refuse(.upgradeRequired, "this resource needs an Upgrade", head, facts) }
+            guard head.isUpgrade else { return refuse(.upgradeRequired, "this resource needs an Upgrade", head, facts, work) }
             switch decide(head, connection.remoteAddress) {
             case .reject(let status, let fields, let reason):
                 var fields = fields
@@ -213,9 +214,9 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
         case .found(.handler(let handler), let parameters):
             startHandler(handler, head: head, parameters: parameters ?? [:], facts: facts)
         case .methodNotAllowed:
-            return refuse(.methodNotAllowed, "method not allowed", head, facts)
+            return refuse(.methodNotAllowed, "method not allowed", head, facts, work)
         case .notFound:
-            return refuse(.notFound, "not found", head, facts)
+            return refuse(.notFound, "not found", head, facts, work)
         }
         return .proceed
     }
@@ -225,9 +226,9 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     /// `Expect: 100-continue` waits for a 100 before sending its body, so it gets the
     /// final status at once and the connection closes (its body is never read).
     private func refuse(_ status: HTTPResponse.Status, _ reason: String, _ head: RequestHead,
-                        _ facts: RequestFacts) -> HTTPRequestParser.Control {
+                        _ facts: RequestFacts, _ work: HTTPRequestWork) -> HTTPRequestParser.Control {
         guard head.expectContinue && head.bodyFraming != .none else {
-            busy.inline = InlineRequest(answer: .status(status, reason: reason), facts: facts)
+            work.inline = InlineRequest(answer: .status(status, reason: reason), facts: facts)
             return .proceed
         }
         var facts = facts
@@ -242,10 +243,9 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
         return .proceed
     }
 
-    private func onEnd() -> HTTPRequestParser.Control {
+    private func onEnd(_ work: HTTPRequestWork) -> HTTPRequestParser.Control {
         switch phase {
         case .reading:
-            let work = busy
             guard let inline = work.inline else { return .proceed }
             work.inline = nil
             switch inline.answer {
@@ -304,20 +304,26 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     }
 
     private func flushOut() {
-        if let work, !work.out.isEmpty {
+        if let work {
+            flushOut(work)
+        } else if case .closing = phase {
+            connection.closeAfterWriting()
+        }
+    }
+
+    /// ``flushOut()`` with the request work in hand (the connection's own).
+    private func flushOut(_ work: HTTPRequestWork) {
+        if !work.out.isEmpty {
             connection.send(work.out.withUnsafeBytes { $0 })
             work.out.removeAll(keepingCapacity: true)
         }
         if case .closing = phase { connection.closeAfterWriting() }
-        releaseWorkIfIdle()
-    }
-
-    /// Between requests (nothing half-parsed, nothing answered in progress, no timer)
-    /// the request work goes back to the loop's `scratch`.
-    private func releaseWorkIfIdle() {
-        guard let work, case .reading = phase, work.isReusable else { return }
-        self.work = nil
-        scratch.give(work)
+        // Between requests (nothing half-parsed, nothing answered in progress, no
+        // timer) the request work goes back to the loop's `scratch`.
+        if case .reading = phase, work.isReusable, self.work === work {
+            self.work = nil
+            scratch.give(work)
+        }
     }
 
     /// True while the connection holds no request work (tests).
