@@ -21,14 +21,15 @@ final class HTTPScratch {
     /// inside one connection's callback at a time, so it skips dynamic exclusivity checks).
     @exclusivity(unchecked) var serializer = HTTPResponseSerializer()
     /// Taken from and given back to on every request of a kept-alive connection:
-    /// loop-confined, so without dynamic exclusivity checks (like the serializer).
-    @exclusivity(unchecked) private var spare: [HTTPRequestWork] = []
+    /// loop-confined, so without dynamic exclusivity checks (like the serializer), and
+    /// a `RingBuffer` used as a stack, so a take or give has no copy-on-write check.
+    @exclusivity(unchecked) private var spare: RingBuffer<HTTPRequestWork>
 
     init(loop: EventLoop, limits: HTTPLimits, maxSpare: Int = 256) {
         self.loop = loop
         self.limits = limits
         self.maxSpare = maxSpare
-        spare.reserveCapacity(maxSpare)
+        spare = RingBuffer(capacity: maxSpare)
     }
 
     /// Spare request work kept now.
