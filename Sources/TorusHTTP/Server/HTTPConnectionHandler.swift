@@ -319,7 +319,9 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
         }
         if case .closing = phase { connection.closeAfterWriting() }
         // Between requests (nothing half-parsed, nothing answered in progress, no
-        // timer) the request work goes back to the loop's `scratch`.
+        // timer) the request work goes back to the loop's `scratch`, once: a send that
+        // closed the connection has given it back already (`closed`, which also leaves
+        // the phase `.closing`); the identity check keeps it from entering the pool twice.
         if case .reading = phase, work.isReusable, self.work === work {
             self.work = nil
             scratch.give(work)
