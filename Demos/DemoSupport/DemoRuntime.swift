@@ -96,7 +96,7 @@ struct LedgerStatsPrinter: Service {
                 while true {
                     try await Task.sleep(for: interval)
                     let l = await group.ledgerSnapshot()
-                    DemoRuntime.say("stats: connections=\(l.connections) in_flight=\(l.inFlight) parked=\(l.parked) buffers_out=\(l.buffersOut) rss_kib=\(DemoRuntime.residentKiB()) direct_descriptors=\(l.directDescriptors)")
+                    DemoRuntime.say("stats: connections=\(l.connections) in_flight=\(l.inFlight) parked=\(l.parked) buffers_out=\(l.buffersOut) rss_kib=\(DemoRuntime.residentKiB()) direct_descriptors=\(l.directDescriptors) timers=\(l[.timeout].inFlight)")
                 }
             }
         } catch is CancellationError {
