@@ -8,9 +8,13 @@ extension EventLoop {
     @inline(__always)
     static func receiveKey(group: UInt16, bid: UInt16) -> Int32 { Int32(group) << 16 | Int32(bid) }
 
+    /// Runs `body` on the ring of buffer `key`, borrowed rather than retained: the
+    /// loop's `receiveRings` keeps every ring for the loop's life (rings are only ever
+    /// appended), and these calls change no ring list. Reading the array element
+    /// otherwise cost an atomic retain and release on every buffer taken and returned.
     @inline(__always)
-    private func ring(of key: Int32) -> ProvidedBufferRing {
-        receiveRing(UInt16(truncatingIfNeeded: key >> 16))
+    private func withRing<R>(of key: Int32, _ body: (ProvidedBufferRing) -> R) -> R {
+        Unmanaged.passUnretained(receiveRings[Int(UInt16(truncatingIfNeeded: key >> 16))])._withUnsafeGuaranteedRef(body)
     }
 
     /// The group new receives select from (the caller counts its receive as armed on
@@ -21,43 +25,46 @@ extension EventLoop {
     @inline(__always)
     func takeReceivedBuffer(_ key: Int32, length: Int, fd: Int32) -> UnsafeMutableRawBufferPointer {
         ledger.move(.received, from: .pool, to: .application, key: Int(key), holder: BufferHolder("recv on fd", Int(fd)))
-        let ring = ring(of: key)
         let bid = UInt16(truncatingIfNeeded: key & 0xFFFF)
-        ring.consumed(bid)
-        return ring.bytes(bid, length: length)
+        return withRing(of: key) { ring in
+            ring.consumed(bid)
+            return ring.bytes(bid, length: length)
+        }
     }
 
     /// The application is done with buffer `key`: back to its ring.
     @inline(__always)
     func returnReceivedBuffer(_ key: Int32) {
         ledger.move(.received, from: .application, to: .pool, key: Int(key), holder: .none)
-        ring(of: key).recycle(UInt16(truncatingIfNeeded: key & 0xFFFF))
+        withRing(of: key) { $0.recycle(UInt16(truncatingIfNeeded: key & 0xFFFF)) }
     }
 
     /// Posts back a buffer a completion consumed but nobody was handed (a receive that
     /// completed while its connection was closing).
     @inline(__always)
     func recycleUnusedReceivedBuffer(_ key: Int32) {
-        let ring = ring(of: key)
         let bid = UInt16(truncatingIfNeeded: key & 0xFFFF)
-        ring.consumed(bid)
-        ring.recycle(bid)
+        withRing(of: key) { ring in
+            ring.consumed(bid)
+            ring.recycle(bid)
+        }
     }
 
     /// A write queue keeps buffer `key` (to send it as is). False, keeping nothing,
     /// when more than half its ring is already held that way (the caller copies).
     @inline(__always)
     func keepReceivedBuffer(_ key: Int32) -> Bool {
-        let ring = ring(of: key)
-        guard ring.retained * 2 < ring.count else { return false }
-        ring.retained += 1
-        return true
+        withRing(of: key) { ring in
+            guard ring.retained * 2 < ring.count else { return false }
+            ring.retained += 1
+            return true
+        }
     }
 
     /// A kept buffer is sent or dropped: back to its ring.
     @inline(__always)
     func releaseKeptReceivedBuffer(_ key: Int32) {
-        ring(of: key).retained -= 1
+        withRing(of: key) { $0.retained -= 1 }
         returnReceivedBuffer(key)
     }
 
