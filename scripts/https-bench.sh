@@ -72,7 +72,7 @@ MinProtocol = TLSv1.3
 Ciphersuites = TLS_AES_128_GCM_SHA256
 EOF
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+. scripts/lib/ports.sh
 
 start_nginx() { # PORT -> PID
   local port=$1

@@ -17,7 +17,8 @@ done
 cd "$ROOT"
 swift build -c release --product redis-bench >&2
 BIN="$(swift build -c release --show-bin-path)/redis-bench"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+. scripts/lib/ports.sh
+PORT=$(free_port)
 SERVER_CPU=0; CLIENT_CPU=1
 [ "$(nproc)" -ge 2 ] || CLIENT_CPU=0
 taskset -c "$SERVER_CPU" redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &

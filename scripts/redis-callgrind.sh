@@ -22,14 +22,15 @@ for tool in redis-server redis-cli valgrind callgrind_annotate objcopy cc; do
 done
 cd "$ROOT"
 . scripts/lib/callgrind.sh
+. scripts/lib/ports.sh
+. scripts/lib/scratch.sh
 swift build -c release --product redis-bench >&2
-WORK="$(mktemp -d)"
+scratch_begin
 objcopy --strip-debug "$(swift build -c release --show-bin-path)/redis-bench" "$WORK/redis-bench"
 callgrind_shim "$WORK"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
 SERVER=$!
-trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 50); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 # Dumps before each drive(): part 2 SET warm-up, 3 SET, 4 GET warm-up, the last GET.
 for n in "$SMALL" "$LARGE"; do

@@ -52,20 +52,15 @@ for tool in wrk perf nstat cc taskset python3; do
     command -v "$tool" >/dev/null || { echo "request-cost: $tool missing" >&2; exit 1; }
 done
 cd "$ROOT"
-WORK="$(mktemp -d)"
-SERVER=""
-cleanup() {
-    if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+. scripts/lib/ports.sh
+. scripts/lib/scratch.sh
+scratch_begin
 cc -O2 -o "$WORK/c-uring" "$C_SRC" -I"$ROOT/../shared/bench/tools" -luring
 swift build -c release --product torus-http >&2
 TORUS="$(swift build -c release --show-bin-path)/torus-http"
 EVENTS=syscalls:sys_enter_io_uring_enter,io_uring:io_uring_submit_req,io_uring:io_uring_complete,io_uring:io_uring_file_get
 perf stat -e "$EVENTS" -- true >/dev/null 2>&1 || { echo "request-cost: perf cannot read the io_uring tracepoints (run as root, or lower perf_event_paranoid)" >&2; exit 1; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 load() {
     timeout $((DURATION + 30)) taskset -c 1 wrk -t1 -c"$CONNS" -d"$1s" \

@@ -39,13 +39,9 @@ for tool in valgrind callgrind_annotate objcopy cc python3; do
 done
 cd "$ROOT"
 . scripts/lib/callgrind.sh
-WORK="$(mktemp -d)"
-SERVER=""
-cleanup() {
-    if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+. scripts/lib/ports.sh
+. scripts/lib/scratch.sh
+scratch_begin
 case "$PROFILE" in
     http*) command -v wrk >/dev/null || { echo "server-callgrind: wrk missing" >&2; exit 1; } ;;
     *)
@@ -69,7 +65,7 @@ LUA
 # Runs the server under callgrind with the load for $1 seconds; prints "instructions served".
 run() {
     local seconds="$1" port served
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
     LD_PRELOAD="$WORK/shim.so" valgrind --tool=callgrind ${CALLGRIND_KEEP:+--dump-instr=yes} --callgrind-out-file="$WORK/cg-$seconds.out" \
         "$WORK/$PRODUCT" --host 127.0.0.1 --port "$port" --threads 1 >"$WORK/server-$seconds.log" 2>&1 &
     SERVER=$!

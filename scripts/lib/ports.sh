@@ -1,6 +1,9 @@
-# Sourced by scripts that start servers on fixed port offsets (soak.sh,
-# cluster-smoke.sh).
+# Sourced by scripts that start servers on a port of their own: on fixed port
+# offsets (soak.sh, cluster-smoke.sh), or on one port the kernel picks (the
+# measuring scripts).
 #
+#   free_port                      prints a port that is free on 127.0.0.1 now (the
+#                                  kernel's choice, from its ephemeral range)
 #   free_base LOW HIGH OFFSET...   prints a port P in [LOW, HIGH) such that P+OFFSET
 #                                  is free on 127.0.0.1 for every OFFSET (choose a
 #                                  range below the kernel's ephemeral ports, which
@@ -25,4 +28,8 @@ for _ in range(500):
         sys.exit(0)
 sys.exit("no free ports")
 PY
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
