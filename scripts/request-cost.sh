@@ -23,9 +23,9 @@
 #
 # Needs wrk, perf (linux-perf; the tracepoints need root or perf_event_paranoid <= 1),
 # nstat (iproute2), cc and liburing-dev; the C reference's source comes from
-# ../shared/bench (absent: the script says so and exits 2). Builds torus-http in
-# release. Bounded: rounds x 2 servers x (duration + 3 s), with --record another
-# duration each. Stops only the servers it started, by PID.
+# ../shared/bench (absent: the script says so and exits 2; under CI=true, 1). Builds
+# torus-http in release. Bounded: rounds x 2 servers x (duration + 3 s), with
+# --record another duration each. Stops only the servers it started, by PID.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 ROUNDS=3 DURATION=5 CONNS=64 RECORD=0
@@ -43,11 +43,9 @@ for v in ROUNDS DURATION CONNS; do
     [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -ge 1 ] || { echo "request-cost: --${v,,} needs a positive number" >&2; exit 2; }
 done
 [ "$DURATION" -le 60 ] && [ "$ROUNDS" -le 20 ] || { echo "request-cost: at most 20 rounds of 60 s" >&2; exit 2; }
+. "$ROOT/scripts/lib/shared.sh"
 C_SRC="$ROOT/../shared/bench/anchors/c-uring/server.c"
-if [ ! -f "$C_SRC" ]; then
-    echo "request-cost: $C_SRC absent (../shared/bench): no C reference to compare with, skipped" >&2
-    exit 2
-fi
+[ -f "$C_SRC" ] || shared_absent request-cost "$C_SRC"
 for tool in wrk perf nstat cc taskset python3; do
     command -v "$tool" >/dev/null || { echo "request-cost: $tool missing" >&2; exit 1; }
 done

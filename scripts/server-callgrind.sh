@@ -21,8 +21,9 @@
 # `--dump-instr` readers, against the binary the script built).
 #
 # wrk must be installed; the WebSocket and echo loads need `../shared/bench`'s wsload
-# (absent: the script says so and exits 2). Valgrind 3.19 (Debian 12) runs a copy of
-# the binary without DWARF 5 debug info, with scripts/lib/callgrind.sh's LD_PRELOAD shim.
+# (absent: the script says so and exits 2; under CI=true, 1). Valgrind 3.19 (Debian
+# 12) runs a copy of the binary without DWARF 5 debug info, with
+# scripts/lib/callgrind.sh's LD_PRELOAD shim.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PROFILE="${1:?usage: server-callgrind.sh http-pipelined|http|ws16|ws4k|echo64 [SHORT] [LONG]}"
@@ -41,12 +42,13 @@ cd "$ROOT"
 . scripts/lib/callgrind.sh
 . scripts/lib/ports.sh
 . scripts/lib/scratch.sh
+. scripts/lib/shared.sh
 scratch_begin
 case "$PROFILE" in
     http*) command -v wrk >/dev/null || { echo "server-callgrind: wrk missing" >&2; exit 1; } ;;
     *)
         WSLOAD_SRC="$ROOT/../shared/bench/tools/wsload.c"
-        [ -f "$WSLOAD_SRC" ] || { echo "server-callgrind: $WSLOAD_SRC absent (../shared/bench), skipped" >&2; exit 2; }
+        [ -f "$WSLOAD_SRC" ] || shared_absent server-callgrind "$WSLOAD_SRC"
         cc -O2 -o "$WORK/wsload" "$WSLOAD_SRC" -lm
         ;;
 esac
