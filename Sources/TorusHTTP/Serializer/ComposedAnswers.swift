@@ -52,7 +52,13 @@ struct ComposedAnswers: Sendable {
         let identity = fixed.bytes.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
         for k in entries.indices where entries[k].identity == identity && entries[k].bodyStart == fixed.bodyStart {
             if entries[k].second != date.cachedSecond { Self.compose(&entries[k], date) }
-            entries[k].answer.withUnsafeBufferPointer { out.append(contentsOf: $0) }
+            // The answer's bytes are read where they lie. `entries` keeps the storage
+            // and nothing changes it while `out` grows (`out` is another array: the two
+            // accesses cannot overlap), so the pointer outlives its closure safely;
+            // appending inside the closure made the compiler retain and release the
+            // answer's storage around the copy, an atomic pair on every request.
+            let (base, count) = entries[k].answer.withUnsafeBufferPointer { ($0.baseAddress, $0.count) }
+            out.append(contentsOf: UnsafeBufferPointer(start: base, count: count))
             return true
         }
         guard fixed.bytes.count + HTTPDateCache.fieldLength + 2 <= Self.maxAnswerSize else { return false }
