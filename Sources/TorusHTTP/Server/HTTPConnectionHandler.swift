@@ -322,9 +322,10 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
         // timer) the request work goes back to the loop's `scratch`, once: a send that
         // closed the connection has given it back already (`closed`, which also leaves
         // the phase `.closing`); the identity check keeps it from entering the pool twice.
-        if case .reading = phase, work.isReusable, self.work === work {
-            self.work = nil
-            scratch.give(work)
+        // Moved, not copied: `take()` leaves nil without a release and `give` consumes
+        // it, so handing the work back costs no reference-count pair.
+        if case .reading = phase, work.isReusable, self.work === work, let owned = self.work.take() {
+            scratch.give(owned)
         }
     }
 

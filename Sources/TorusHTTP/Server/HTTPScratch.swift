@@ -43,7 +43,7 @@ final class HTTPScratch {
 
     /// Takes back work that holds nothing of a request (dropped when the pool is full
     /// or the work is still mid-request).
-    func give(_ work: HTTPRequestWork) {
+    func give(_ work: consuming HTTPRequestWork) {
         loop.assertInLoop()
         guard work.isReusable, spare.count < maxSpare else { return }
         work.trim()
