@@ -843,8 +843,13 @@ public final class EventLoop: @unchecked Sendable {
             return
         }
         if completion.hasMore {
-            // A multishot goes on by itself: the answer matters only at its end.
-            ops.notify(index, completion, loop: self)
+            // A multishot goes on by itself: the answer matters only at its end. The
+            // target is lent out of its slot for the call and put back after it, each
+            // a separate access to the table (the call may grow it).
+            let tag = ops.tag(at: index)
+            guard let target = ops.lend(index) else { return }
+            _ = target.complete(completion, tag: tag, final: false, loop: self)
+            ops.returnLent(target, to: index)
             return
         }
         let tag = ops.tag(at: index)

@@ -96,12 +96,23 @@ struct OperationTable: ~Copyable {
         return slots[index].state == .parked
     }
 
-    /// Tells the target of live slot `index` of a completion that is not the
-    /// operation's last (a multishot's CQE with `F_MORE`); the slot stays as it is.
+    /// Lends out the target of live slot `index` for a completion that is not the
+    /// operation's last (a multishot's CQE with `F_MORE`): moved out, so the call costs
+    /// no reference-count pair (a copy of it did: an atomic retain and release on every
+    /// multishot completion). The caller gives it back with ``returnLent(_:to:)`` right
+    /// after the call. Meanwhile the slot holds nil and stays live; nothing reads a live
+    /// slot's target but its final completion, which only the loop handles, later.
     @inline(__always)
-    func notify(_ index: Int, _ completion: Completion, loop: EventLoop) {
-        assert(index >= 0 && index < capacity)
-        _ = slots[index].target?.complete(completion, tag: slots[index].tag, final: false, loop: loop)
+    mutating func lend(_ index: Int) -> (any CompletionTarget)? {
+        assert(index >= 0 && index < capacity && slots[index].state != .free)
+        return slots[index].target.take()
+    }
+
+    /// Puts back the target ``lend(_:)`` took from live slot `index`.
+    @inline(__always)
+    mutating func returnLent(_ target: consuming any CompletionTarget, to index: Int) {
+        assert(index >= 0 && index < capacity && slots[index].state != .free && slots[index].target == nil)
+        slots[index].target = target
     }
 
     @inline(__always)
