@@ -231,6 +231,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
         recvGroup = group
         loop.receiveRing(group).armedReceives += 1
         let mode = loop.kernelFeatures.receive
+        let fd = fd, direct = direct  // captured as values: a closure capturing `self` retained it
         recvUserData = loop.submit(.recv, target: self, tag: Tag.recv.rawValue) { sqe in
             // Length 0: the selected buffer's size. A single-shot receive (the
             // fallback) ends with its one CQE and is re-armed by the loop's rule.
@@ -631,12 +632,16 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
             // One entry (a lone reply, an echo): a plain `send` skips the kernel's copy
             // and import of the msghdr and iovec.
             sending = .sending
+            // The SQE's closure captures values, not `self`: capturing `self` cost an
+            // atomic retain and release of the connection on every send.
+            let fd = fd, direct = direct
             sendUserData = loop.submit(.send, target: self, tag: Tag.send.rawValue) { sqe in
                 io_uring_prep_send(sqe, fd, base, count, Int32(MSG_NOSIGNAL))
                 direct.aim(sqe)
             }
         case .message(let msg):
             sending = .sending
+            let fd = fd, direct = direct
             sendUserData = loop.submit(.send, target: self, tag: Tag.send.rawValue) { sqe in
                 io_uring_prep_sendmsg(sqe, fd, msg, UInt32(MSG_NOSIGNAL))
                 direct.aim(sqe)
