@@ -53,6 +53,7 @@ cd "$ROOT"
 . scripts/lib/ports.sh
 . scripts/lib/scratch.sh
 scratch_begin
+export NSTAT_HISTORY="$WORK/nstat.history"  # nstat's counters baseline, kept in the scratch folder
 cc -O2 -o "$WORK/c-uring" "$C_SRC" -I"$ROOT/../shared/bench/tools" -luring
 swift build -c release --product torus-http >&2
 TORUS="$(swift build -c release --show-bin-path)/torus-http"

@@ -65,8 +65,10 @@ request = function() return req end
 LUA
 
 # Runs the server under callgrind with the load for $1 seconds; prints "instructions served".
+# Runs in a subshell (`< <(run …)`), so it stops its own server when it fails.
 run() {
     local seconds="$1" port served
+    trap scratch_stop_server EXIT
     port=$(free_port)
     LD_PRELOAD="$WORK/shim.so" valgrind --tool=callgrind ${CALLGRIND_KEEP:+--dump-instr=yes} --callgrind-out-file="$WORK/cg-$seconds.out" \
         "$WORK/$PRODUCT" --host 127.0.0.1 --port "$port" --threads 1 >"$WORK/server-$seconds.log" 2>&1 &
