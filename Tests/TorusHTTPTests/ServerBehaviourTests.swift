@@ -38,6 +38,28 @@ struct ServerBehaviourTests {
         }
     }
 
+    /// Fixed answers go straight into the write queue while nothing is answered before
+    /// them in the batch, the others through the request's output buffer: mixed in one
+    /// write, they must still leave in request order.
+    @Test("fixed, refused, HEAD and HTTP/1.0 answers pipelined in one write leave in order")
+    func mixedInlineAnswersInOrder() async throws {
+        try await withServer { server, loop, _ in
+            let plain = "GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"
+            let batch = plain + "GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n" + plain
+                + "HEAD /plaintext HTTP/1.1\r\nHost: t\r\n\r\n" + plain
+                + "GET /json HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + plain
+            let connection = try await AsyncConnection.connect(to: server.address, on: loop)
+            try await connection.write(Array(batch.utf8))
+            let responses = try await readResponses(connection, count: 7, headRequests: [3])
+            let hello = "Hello, World!"
+            #expect(responses.map { $0.head.status.code } == [200, 404, 200, 200, 200, 200, 200])
+            #expect(responses.map { $0.body.string } == [hello, "not found\n", hello, "", hello,
+                                                          #"{"message":"Hello, World!"}"#, hello])
+            #expect(responses.allSatisfy { $0.head.keepAlive })
+            await connection.close()
+        }
+    }
+
     @Test("a request split at every byte boundary (and byte by byte) is answered")
     func splitEverywhere() async throws {
         try await withServer { server, loop, _ in

@@ -143,11 +143,13 @@ func readUntilClose(_ connection: AsyncConnection, timeout: Duration) async -> R
 }
 
 /// Reads complete responses from `connection` until `count` have arrived.
-func readResponses(_ connection: AsyncConnection, count: Int, toHEAD: Bool = false, initial: [UInt8] = []) async throws
+func readResponses(_ connection: AsyncConnection, count: Int, toHEAD: Bool = false, headRequests: Set<Int> = [],
+                   initial: [UInt8] = []) async throws
     -> [(head: HTTPResponseHead, body: [UInt8])] {
     var pending: [UInt8]? = initial.isEmpty ? nil : initial
     var parser = HTTPResponseParser()
-    parser.expectResponse(toHEAD: toHEAD)
+    // `headRequests`: the indices of the responses that answer HEAD (all with `toHEAD`).
+    parser.expectResponse(toHEAD: toHEAD || headRequests.contains(0))
     var out: [(head: HTTPResponseHead, body: [UInt8])] = []
     var head: HTTPResponseHead?
     var body: [UInt8] = []
@@ -177,7 +179,7 @@ func readResponses(_ connection: AsyncConnection, count: Int, toHEAD: Bool = fal
                     }
                     return .proceed
                 }
-                if ended { parser.expectResponse(toHEAD: toHEAD) } else { break }
+                if ended { parser.expectResponse(toHEAD: toHEAD || headRequests.contains(out.count)) } else { break }
             } while offset < p.count && !parser.isClosed
         }
     }

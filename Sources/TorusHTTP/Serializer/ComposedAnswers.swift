@@ -44,34 +44,36 @@ struct ComposedAnswers: Sendable {
 
     @usableFromInline init() {}
 
-    /// Appends `fixed`'s kept-alive HTTP/1.1 answer with `date`'s current value to `out`,
-    /// composing it first if it is not cached for that second. Returns false, appending
-    /// nothing, for an answer too large to cache.
+    /// `fixed`'s kept-alive HTTP/1.1 answer with `date`'s current value, composed first
+    /// if it is not cached for that second; nil for an answer too large to cache.
+    ///
+    /// The bytes are the cache's own: valid until the next call on this value (which
+    /// may rebuild or replace the entry). Reading them where they lie costs no
+    /// reference-count pair, where handing out the array would retain its storage.
     @inlinable
-    mutating func append(_ fixed: PrecomputedResponse, date: HTTPDateCache, to out: inout [UInt8]) -> Bool {
+    mutating func answer(_ fixed: PrecomputedResponse, date: HTTPDateCache) -> UnsafeRawBufferPointer? {
         let identity = fixed.bytes.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
-        for k in entries.indices where entries[k].identity == identity && entries[k].bodyStart == fixed.bodyStart {
-            if entries[k].second != date.cachedSecond { Self.compose(&entries[k], date) }
-            // The answer's bytes are read where they lie. `entries` keeps the storage
-            // and nothing changes it while `out` grows (`out` is another array: the two
-            // accesses cannot overlap), so the pointer outlives its closure safely;
-            // appending inside the closure made the compiler retain and release the
-            // answer's storage around the copy, an atomic pair on every request.
-            let (base, count) = entries[k].answer.withUnsafeBufferPointer { ($0.baseAddress, $0.count) }
-            out.append(contentsOf: UnsafeBufferPointer(start: base, count: count))
-            return true
+        var k = 0
+        while k < entries.count {
+            if entries[k].identity == identity && entries[k].bodyStart == fixed.bodyStart {
+                if entries[k].second != date.cachedSecond { Self.compose(&entries[k], date) }
+                return entries[k].answer.withUnsafeBytes { $0 }
+            }
+            k += 1
         }
-        guard fixed.bytes.count + HTTPDateCache.fieldLength + 2 <= Self.maxAnswerSize else { return false }
+        guard fixed.bytes.count + HTTPDateCache.fieldLength + 2 <= Self.maxAnswerSize else { return nil }
         var entry = Entry(fixed, identity: identity)
         Self.compose(&entry, date)
-        out.appendBytes(of: entry.answer, 0..<entry.answer.count)
+        let slot: Int
         if entries.count < Self.capacity {
+            slot = entries.count
             entries.append(entry)
         } else {
+            slot = nextVictim
             entries[nextVictim] = entry
             nextVictim = (nextVictim + 1) % Self.capacity
         }
-        return true
+        return entries[slot].answer.withUnsafeBytes { $0 }
     }
 
     @usableFromInline

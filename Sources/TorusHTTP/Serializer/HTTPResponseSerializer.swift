@@ -128,7 +128,10 @@ public struct HTTPResponseSerializer: Sendable {
     ) {
         if refreshDate { dateCache.update() }
         let keptAlive11 = keepAlive && requestVersion != .http10
-        if keptAlive11 && !isHeadRequest && composed.append(fixed, date: dateCache, to: &out) { return }
+        if keptAlive11 && !isHeadRequest, let answer = composed.answer(fixed, date: dateCache) {
+            out.append(contentsOf: answer)
+            return
+        }
         out.appendBytes(of: fixed.bytes, 0..<fixed.bodyStart)
         if keptAlive11 {
             dateCache.appendField(to: &out, endingHead: true)
@@ -137,6 +140,20 @@ public struct HTTPResponseSerializer: Sendable {
             out.appendStatic(keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n")
         }
         if !isHeadRequest { out.appendBytes(of: fixed.bytes, fixed.bodyStart..<fixed.bytes.count) }
+    }
+
+    /// The whole answer ``write(_:keepAlive:requestVersion:isHeadRequest:into:)`` would
+    /// append, when that is one cached copy (kept alive, HTTP/1.1, not to HEAD, up to
+    /// 4 KiB); nil otherwise. The bytes lie in this serializer's cache, valid until its
+    /// next call: the caller copies them at once (into a connection's write queue,
+    /// without the intermediate array).
+    @inlinable
+    mutating func composedAnswer(
+        _ fixed: PrecomputedResponse, keepAlive: Bool, requestVersion: HTTPVersion, isHeadRequest: Bool
+    ) -> UnsafeRawBufferPointer? {
+        guard keepAlive && requestVersion != .http10 && !isHeadRequest else { return nil }
+        if refreshDate { dateCache.update() }
+        return composed.answer(fixed, date: dateCache)
     }
 
     // MARK: Interim responses

@@ -189,8 +189,18 @@ final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
             if head.bodyFraming == .none {
                 // The request ends with its head: answered now, in order (the parser
                 // reports its end before the next request's head), with no answer kept.
-                scratch.serializer.write(response, keepAlive: facts.keepAlive, requestVersion: facts.version,
-                                         isHeadRequest: facts.isHeadRequest, into: &work.out)
+                // With nothing answered before it in this batch, the cached answer is
+                // copied straight into the write queue (one copy, no array in between).
+                if work.out.isEmpty,
+                   let answer = scratch.serializer.composedAnswer(response, keepAlive: facts.keepAlive,
+                                                                  requestVersion: facts.version,
+                                                                  isHeadRequest: facts.isHeadRequest)
+                {
+                    connection.send(answer)
+                } else {
+                    scratch.serializer.write(response, keepAlive: facts.keepAlive, requestVersion: facts.version,
+                                             isHeadRequest: facts.isHeadRequest, into: &work.out)
+                }
                 work.inline = InlineRequest(answer: .written, facts: facts)
             } else {
                 work.inline = InlineRequest(answer: .fixed(response), facts: facts)
