@@ -54,14 +54,14 @@ final class FakeWriteMemory: WriteQueueMemory {
         return arena.take()
     }
 
-    private var blocks = RingStoragePool<WriteQueue.Entry>(maxSpare: 0)
+    private var blocks = RingStoragePool<WriteQueueEntry>(maxSpare: 0)
     /// Entry blocks out with queues.
     var entryBlocksOut = 0
-    func takeEntryBlock() -> WriteQueue.EntryBlock {
+    func takeEntryBlock() -> WriteQueueEntry.Block {
         entryBlocksOut += 1
         return blocks.take()
     }
-    func giveEntryBlock(_ block: WriteQueue.EntryBlock) {
+    func giveEntryBlock(_ block: WriteQueueEntry.Block) {
         entryBlocksOut -= 1
         blocks.give(block)
     }
@@ -74,7 +74,7 @@ struct QueueState {
     let isEmpty: Bool
     let isAboveHighWater: Bool
 
-    init(_ queue: borrowing WriteQueue) {
+    init(_ queue: borrowing WriteQueue<FakeWriteMemory>) {
         count = queue.count
         queuedBytes = queue.queuedBytes
         isEmpty = queue.isEmpty
@@ -83,7 +83,7 @@ struct QueueState {
 }
 
 /// The bytes a gathered send would put on the wire.
-func wireBytes(_ gathered: WriteQueue.Gathered) -> [UInt8] {
+func wireBytes(_ gathered: GatheredSend) -> [UInt8] {
     switch gathered {
     case .nothing:
         return []

@@ -109,7 +109,7 @@ public final class EventLoop: @unchecked Sendable {
     /// leaves the SQ empty (see `SendMessageArena`).
     @exclusivity(unchecked) var sendMessages: SendMessageArena
     /// Entry storage of the write queues that have bytes queued (idle ones hold none).
-    @exclusivity(unchecked) var writeEntryBlocks = RingStoragePool<WriteQueue.Entry>()
+    @exclusivity(unchecked) var writeEntryBlocks = RingStoragePool<WriteQueueEntry>()
 
     // Jobs handed over from other threads, and the wake-up that goes with them.
     private let inbox = Mutex<[Job]>([])

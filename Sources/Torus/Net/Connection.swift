@@ -58,7 +58,7 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
     /// A byte transform (TLS) between the socket and the handler, installed by a
     /// protocol layer before `start`; nil for plaintext (one branch on each path).
     private var transform: (any ConnectionTransform)?
-    @exclusivity(unchecked) private var queue: WriteQueue
+    @exclusivity(unchecked) private var queue: WriteQueue<EventLoop>
     // Hot-path state is marked `@exclusivity(unchecked)`: it is touched only on the
     // loop thread and never through overlapping accesses (the debug test suite runs
     // with the checks of every other property on), and the dynamic checks cost ~9% of

@@ -25,8 +25,39 @@ protocol WriteQueueMemory: AnyObject {
     func takeSendMessage() -> UnsafeMutablePointer<msghdr>?
     /// Storage for a queue's entries, taken at its first entry and given back when it
     /// drains (an idle queue holds none).
-    func takeEntryBlock() -> WriteQueue.EntryBlock
-    func giveEntryBlock(_ block: WriteQueue.EntryBlock)
+    func takeEntryBlock() -> WriteQueueEntry.Block
+    func giveEntryBlock(_ block: WriteQueueEntry.Block)
+}
+
+/// One run of a write queue's bytes: a pooled chunk (a copy), a `SharedBytes`
+/// reference (broadcast), or a provided receive buffer (an echo's), from `start` to
+/// `end` of `base`.
+struct WriteQueueEntry {
+    /// Storage for a queue's entries, from the loop's pool.
+    typealias Block = RingStoragePool<WriteQueueEntry>.Block
+
+    var base: UnsafeRawPointer
+    var start: Int
+    var end: Int
+    /// A pooled chunk, or -1.
+    var chunk: Int32 = -1
+    /// A provided receive buffer sent as is (group << 16 | bid), or -1.
+    var received: Int32 = -1
+    var shared: SharedBytes?
+    /// Inside the send in flight (the ledger has it with the kernel).
+    var lent = false
+
+    var length: Int { end - start }
+}
+
+/// What `WriteQueue.gather` prepared for the kernel.
+enum GatheredSend {
+    /// Nothing queued.
+    case nothing
+    /// One entry: a plain `send` of these bytes (no msghdr/iovec copy-in).
+    case single(UnsafeMutableRawPointer, Int)
+    /// Several entries: a `sendmsg` of this message.
+    case message(UnsafeMutablePointer<msghdr>)
 }
 
 /// A connection's outbound bytes, in order, until the kernel has sent them.
@@ -43,40 +74,21 @@ protocol WriteQueueMemory: AnyObject {
 /// kernel copies it when it consumes the SQE, so an idle queue holds none of it.
 /// When the arena is out of slots, the front entry goes alone as a plain `send`.
 ///
+/// Generic over its memory rather than holding an existential: a connection's queue
+/// is a `WriteQueue<EventLoop>`, whose calls into the loop's pools are direct (and
+/// inlined) and whose reference to the loop is one word, not two; the tests give it a
+/// fake.
+///
 /// Ownership: the queue owns its entries; `~Copyable`, so one connection alone
 /// releases them. Loop thread only.
-struct WriteQueue: ~Copyable {
-    struct Entry {
-        var base: UnsafeRawPointer
-        var start: Int
-        var end: Int
-        /// A pooled chunk, or -1.
-        var chunk: Int32 = -1
-        /// A provided receive buffer sent as is (group << 16 | bid), or -1.
-        var received: Int32 = -1
-        var shared: SharedBytes?
-        /// Inside the send in flight (the ledger has it with the kernel).
-        var lent = false
+struct WriteQueue<Memory: WriteQueueMemory>: ~Copyable {
+    typealias Entry = WriteQueueEntry
 
-        var length: Int { end - start }
-    }
-
-    /// What `gather` prepared for the kernel.
-    enum Gathered {
-        /// Nothing queued.
-        case nothing
-        /// One entry: a plain `send` of these bytes (no msghdr/iovec copy-in).
-        case single(UnsafeMutableRawPointer, Int)
-        /// Several entries: a `sendmsg` of this message.
-        case message(UnsafeMutablePointer<msghdr>)
-    }
-
-    static let maxIOV = SendMessageArena.iovecsPerSlot
-    typealias EntryBlock = RingStoragePool<Entry>.Block
+    static var maxIOV: Int { SendMessageArena.iovecsPerSlot }
 
     // Stored widest first, the water marks as 32 bits: every idle connection holds
     // one queue inline, so each padding byte counts (see `Connection`'s layout).
-    let memory: any WriteQueueMemory
+    let memory: Memory
     /// Without a block while empty (see `WriteQueueMemory.takeEntryBlock`).
     private var entries = RingBuffer<Entry>(unallocated: ())
     /// Bytes queued and not yet acknowledged by a send completion.
@@ -95,7 +107,7 @@ struct WriteQueue: ~Copyable {
     var lowWater: Int { Int(lowWaterMark) }
 
     /// Water marks above 4 GiB are taken as 4 GiB.
-    init(memory: any WriteQueueMemory, fd: Int32, highWater: Int, lowWater: Int) {
+    init(memory: Memory, fd: Int32, highWater: Int, lowWater: Int) {
         self.memory = memory
         self.fd = fd
         highWaterMark = UInt32(clamping: highWater)
@@ -210,7 +222,7 @@ struct WriteQueue: ~Copyable {
     /// buffers to the kernel. Only with no send in flight. Several entries take a
     /// message slot from the loop; with none free, the front entry goes alone.
     @inline(__always)
-    mutating func gather() -> Gathered {
+    mutating func gather() -> GatheredSend {
         // Not from input: internal invariant; the connection gathers only when its last send completed.
         precondition(inFlight == 0, "one send in flight at a time")
         guard !entries.isEmpty else { return .nothing }
@@ -362,13 +374,13 @@ extension EventLoop: WriteQueueMemory {
     }
 
     @inline(__always)
-    func takeEntryBlock() -> WriteQueue.EntryBlock {
+    func takeEntryBlock() -> WriteQueueEntry.Block {
         assertInLoop()
         return writeEntryBlocks.take()
     }
 
     @inline(__always)
-    func giveEntryBlock(_ block: WriteQueue.EntryBlock) {
+    func giveEntryBlock(_ block: WriteQueueEntry.Block) {
         assertInLoop()
         writeEntryBlocks.give(block)
     }
