@@ -674,7 +674,10 @@ public final class Connection: @unchecked Sendable, CompletionTarget, IndexedLoo
             handler?.writable(self)
             guard isOpen else { return .done }
         }
-        // Still wanted: the rest of the queue (or the drain's close or FIN).
+        // Still wanted: the rest of the queue (or the drain's close or FIN). Nothing is
+        // when the queue drained on an open connection (a reply sent whole): bytes
+        // queued later schedule their own flush.
+        if case .open = phase, queue.isEmpty { return .done }
         return .rearm
     }
 
