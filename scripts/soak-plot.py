@@ -2,6 +2,7 @@
 """Plots torus-soak's samples.csv: hub RSS (MiB) against uptime, with the
 least-squares line over the second half. Usage: soak-plot.py CSV PNG [SLOPE THRESHOLD]"""
 import csv
+import statistics
 import sys
 
 import matplotlib
@@ -34,10 +35,13 @@ def main():
     judged = anon if anon else rss
     xs, ys = t[-half:], judged[-half:]
     if len(xs) >= 2:
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        den = sum((x - mx) ** 2 for x in xs)
-        k = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else 0
-        ax.plot(xs, [my + k * (x - mx) for x in xs], "--", color="tab:red",
+        # Theil-Sen, as the soak judges: the median pairwise slope, through the median
+        # of the points' intercepts.
+        pairs = sorted((ys[j] - ys[i]) / (xs[j] - xs[i])
+                       for i in range(len(xs)) for j in range(i + 1, len(xs)) if xs[j] > xs[i])
+        k = statistics.median(pairs) if pairs else 0
+        b = statistics.median(y - k * x for x, y in zip(xs, ys))
+        ax.plot(xs, [b + k * x for x in xs], "--", color="tab:red",
                 label=f"2nd-half fit: {slope if slope is not None else k * 60:+.2f} MiB/h")
     ax.set_xlabel("uptime (minutes)")
     ax.set_ylabel("resident memory (MiB)")

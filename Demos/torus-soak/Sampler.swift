@@ -70,21 +70,27 @@ enum Sampler {
 
 /// The end of a run: table, slope, CSV, plot.
 enum Report {
-    /// Least-squares slope of RSS (MiB) over uptime (hours) for the second half.
+    /// The slope of RSS (MiB) over uptime (hours) in the second half: the median of
+    /// the slopes between every pair of its samples (Theil–Sen). A leak is a steady
+    /// slope, which this measures as well as a least-squares fit; a lone high sample
+    /// (an outbound slab taken by a burst and given back a second later, caught at the
+    /// last sample) moves it far less, because it is one of many pairs, not an end
+    /// point with leverage.
     static func slopeMiBPerHour(_ samples: [Sample], _ value: (Sample) -> Int = { $0.rssKiB }) -> Double {
         let half = Array(samples.suffix(max(2, samples.count - samples.count / 2)))
         guard half.count >= 2 else { return 0 }
-        let xs = half.map { $0.uptime / 3600 }
-        let ys = half.map { Double(value($0)) / 1024 }
-        let mx = xs.reduce(0, +) / Double(xs.count)
-        let my = ys.reduce(0, +) / Double(ys.count)
-        var num = 0.0
-        var den = 0.0
-        for (x, y) in zip(xs, ys) {
-            num += (x - mx) * (y - my)
-            den += (x - mx) * (x - mx)
+        var slopes: [Double] = []
+        slopes.reserveCapacity(half.count * (half.count - 1) / 2)
+        for i in 0..<half.count {
+            for j in (i + 1)..<half.count where half[j].uptime > half[i].uptime {
+                let dy = Double(value(half[j]) - value(half[i])) / 1024
+                slopes.append(dy / ((half[j].uptime - half[i].uptime) / 3600))
+            }
         }
-        return den > 0 ? num / den : 0
+        guard !slopes.isEmpty else { return 0 }
+        slopes.sort()
+        let m = slopes.count / 2
+        return slopes.count % 2 == 1 ? slopes[m] : (slopes[m - 1] + slopes[m]) / 2
     }
 
     static func table(_ samples: [Sample], rows: Int = 24) -> String {
