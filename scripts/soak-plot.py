@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Plots torus-soak's samples.csv: hub RSS (MiB) against uptime, with the
-least-squares line over the second half. Usage: soak-plot.py CSV PNG [SLOPE THRESHOLD]"""
+"""Plots torus-soak's samples.csv: hub RSS (MiB) against uptime, with the judged
+slope's line over the second half. Usage: soak-plot.py CSV PNG [SLOPE THRESHOLD]
+(SLOPE: the soak's judged slope, MiB/hour; without it the plot estimates it the same
+way, Theil-Sen over at most 400 samples)."""
 import csv
 import statistics
 import sys
@@ -35,11 +37,16 @@ def main():
     judged = anon if anon else rss
     xs, ys = t[-half:], judged[-half:]
     if len(xs) >= 2:
-        # Theil-Sen, as the soak judges: the median pairwise slope, through the median
-        # of the points' intercepts.
-        pairs = sorted((ys[j] - ys[i]) / (xs[j] - xs[i])
-                       for i in range(len(xs)) for j in range(i + 1, len(xs)) if xs[j] > xs[i])
-        k = statistics.median(pairs) if pairs else 0
+        # The judged slope (MiB/hour; x is in minutes), else Theil-Sen as the soak
+        # computes it; the line goes through the median of the points' intercepts.
+        if slope is not None:
+            k = slope / 60
+        else:
+            step = max(1, len(xs) // 400)
+            px, py = xs[::step], ys[::step]
+            pairs = [(py[j] - py[i]) / (px[j] - px[i])
+                     for i in range(len(px)) for j in range(i + 1, len(px)) if px[j] > px[i]]
+            k = statistics.median(pairs) if pairs else 0
         b = statistics.median(y - k * x for x, y in zip(xs, ys))
         ax.plot(xs, [b + k * x for x in xs], "--", color="tab:red",
                 label=f"2nd-half fit: {slope if slope is not None else k * 60:+.2f} MiB/h")

@@ -75,10 +75,15 @@ enum Report {
     /// slope, which this measures as well as a least-squares fit; a lone high sample
     /// (an outbound slab taken by a burst and given back a second later, caught at the
     /// last sample) moves it far less, because it is one of many pairs, not an end
-    /// point with leverage.
-    static func slopeMiBPerHour(_ samples: [Sample], _ value: (Sample) -> Int = { $0.rssKiB }) -> Double {
-        let half = Array(samples.suffix(max(2, samples.count - samples.count / 2)))
-        guard half.count >= 2 else { return 0 }
+    /// point with leverage. A long run's half is thinned to at most `maxPoints` evenly
+    /// spaced samples first, so that the pairs stay bounded (a 30-hour run at 5 s has
+    /// 10,800 samples in its half: 58 million pairs; 400 make 80,000).
+    static func slopeMiBPerHour(_ samples: [Sample], maxPoints: Int = 400,
+                                _ value: (Sample) -> Int = { $0.rssKiB }) -> Double {
+        let all = samples.suffix(max(2, samples.count - samples.count / 2))
+        guard all.count >= 2 else { return 0 }
+        let half = all.count <= maxPoints ? Array(all)
+            : (0..<maxPoints).map { all[all.startIndex + $0 * (all.count - 1) / (maxPoints - 1)] }
         var slopes: [Double] = []
         slopes.reserveCapacity(half.count * (half.count - 1) / 2)
         for i in 0..<half.count {
