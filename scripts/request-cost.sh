@@ -44,8 +44,8 @@ for v in ROUNDS DURATION CONNS; do
 done
 [ "$DURATION" -le 60 ] && [ "$ROUNDS" -le 20 ] || { echo "request-cost: at most 20 rounds of 60 s" >&2; exit 2; }
 . "$ROOT/scripts/lib/shared.sh"
-C_SRC="$ROOT/../shared/bench/anchors/c-uring/server.c"
-[ -f "$C_SRC" ] || shared_absent request-cost "$C_SRC"
+# Said first: without ../shared there is nothing to compare with.
+[ -d "$ROOT/../shared/bench" ] || shared_absent request-cost "$ROOT/../shared/bench"
 for tool in wrk perf nstat cc taskset python3; do
     command -v "$tool" >/dev/null || { echo "request-cost: $tool missing" >&2; exit 1; }
 done
@@ -54,7 +54,7 @@ cd "$ROOT"
 . scripts/lib/scratch.sh
 scratch_begin
 export NSTAT_HISTORY="$WORK/nstat.history"  # nstat's counters baseline, kept in the scratch folder
-cc -O2 -o "$WORK/c-uring" "$C_SRC" -I"$ROOT/../shared/bench/tools" -luring
+shared_c_reference request-cost "$WORK"
 swift build -c release --product torus-http >&2
 TORUS="$(swift build -c release --show-bin-path)/torus-http"
 EVENTS=syscalls:sys_enter_io_uring_enter,io_uring:io_uring_submit_req,io_uring:io_uring_complete,io_uring:io_uring_file_get
@@ -62,9 +62,8 @@ perf stat -e "$EVENTS" -- true >/dev/null 2>&1 || { echo "request-cost: perf can
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 load() {
-    timeout $((DURATION + 30)) taskset -c 1 wrk -t1 -c"$CONNS" -d"$1s" \
-        -H 'Accept: text/plain,text/html;q=0.9,application/xhtml+xml;q=0.9,application/xml;q=0.8,*/*;q=0.7' \
-        -H 'Connection: keep-alive' "http://127.0.0.1:$2/plaintext"
+    timeout $((DURATION + 30)) taskset -c 1 wrk -t1 -c"$CONNS" -d"$1s" "${BENCH_HTTP_FIELDS[@]}" \
+        "http://127.0.0.1:$2/plaintext"
 }
 
 # One measured run of server $1 ("c" or "torus"); appends its row to $WORK/rows.

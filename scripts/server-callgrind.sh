@@ -66,10 +66,8 @@ case "$PROFILE" in
         ;;
 esac
 if [ "$REFERENCE" = 1 ]; then
-    C_SRC="$ROOT/../shared/bench/anchors/c-uring/server.c"
-    [ -f "$C_SRC" ] || shared_absent server-callgrind "$C_SRC"
     command -v callgrind_control >/dev/null || { echo "server-callgrind: callgrind_control missing" >&2; exit 1; }
-    cc -O2 -o "$WORK/c-uring" "$C_SRC" -I"$ROOT/../shared/bench/tools" -luring
+    shared_c_reference server-callgrind "$WORK"
 fi
 swift build -c release --product "$PRODUCT" >&2
 objcopy --strip-debug "$(swift build -c release --show-bin-path)/$PRODUCT" "$WORK/$PRODUCT"
@@ -91,9 +89,8 @@ load() {
         http-pipelined|http)
             local script=()
             [ "$PROFILE" = http-pipelined ] && script=(-s "$WORK/pipeline.lua")
-            timeout $((seconds + 30)) wrk -t1 -c64 -d"${seconds}s" "${script[@]}" \
-                -H 'Accept: text/plain,text/html;q=0.9,application/xhtml+xml;q=0.9,application/xml;q=0.8,*/*;q=0.7' \
-                -H 'Connection: keep-alive' "http://127.0.0.1:$port/plaintext" >"$WORK/load-$port-$seconds.txt"
+            timeout $((seconds + 30)) wrk -t1 -c64 -d"${seconds}s" "${script[@]}" "${BENCH_HTTP_FIELDS[@]}" \
+                "http://127.0.0.1:$port/plaintext" >"$WORK/load-$port-$seconds.txt"
             # wrk counts a pipelined write's requests one by one ("N requests in").
             served=$(awk '/requests in/ { print $1 }' "$WORK/load-$port-$seconds.txt")
             ;;
@@ -135,7 +132,7 @@ run() {
 # load, then killed (it does not stop on SIGTERM under valgrind); prints
 # "instructions served". In a subshell, like `run`, killing its own server on failure.
 run_reference() {
-    local seconds="$1" port served pid
+    local seconds="$1" port served
     trap 'if [ -n "$SERVER" ]; then kill -KILL "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; fi' EXIT
     port=$(free_port)
     valgrind --tool=callgrind --callgrind-out-file="$WORK/ref.out" \
